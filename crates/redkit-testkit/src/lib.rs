@@ -1,0 +1,290 @@
+//! Real `redis-server` processes for redkit's tests.
+//!
+//! redkit's tests are about Redis behaviour, so they run against the real
+//! server from the distribution's packages — never a mock. This crate starts a
+//! `redis-server` on a free loopback port in its own temporary directory (no
+//! persistence, its own log file), waits until it answers, and stops it when the
+//! [`RedisServer`] is dropped. A test can also kill it with SIGKILL, pause it
+//! with SIGSTOP (to simulate a hung server) and restart it on the same port.
+//!
+//! When `redis-server` is missing, starting one panics with a message that
+//! says how to install it: tests that need Redis never skip silently.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a started server has to answer PING before the test fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Builds a [`RedisServer`] with chosen options.
+#[derive(Debug, Default, Clone)]
+#[must_use]
+pub struct RedisServerBuilder {
+    password: Option<String>,
+    args: Vec<(String, String)>,
+}
+
+impl RedisServerBuilder {
+    /// Requires clients to authenticate with this password (`requirepass`).
+    pub fn requirepass(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Passes `--name value` to redis-server (for example `maxmemory`, `10mb`).
+    pub fn arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.args.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts the server and waits until it answers.
+    ///
+    /// # Panics
+    /// When redis-server is not installed or does not become ready in time.
+    pub fn start(self) -> RedisServer {
+        let mut server = self.prepare();
+        server.start();
+        server
+    }
+
+    /// Reserves a free port and a directory without starting the server, so a
+    /// test can point a client at a Redis that is down and start it later with
+    /// [`RedisServer::start`].
+    pub fn prepare(self) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("redkit-redis-")
+            .tempdir()
+            .unwrap_or_else(|err| panic!("cannot create a temp dir for redis-server: {err}"));
+        RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+            options: self,
+        }
+    }
+}
+
+/// A `redis-server` process owned by a test; stopped on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    options: RedisServerBuilder,
+}
+
+impl RedisServer {
+    /// A builder for a server with chosen options.
+    pub fn builder() -> RedisServerBuilder {
+        RedisServerBuilder::default()
+    }
+
+    /// Starts a server with default options (no password).
+    ///
+    /// # Panics
+    /// When redis-server is not installed or does not become ready in time.
+    pub fn new() -> Self {
+        Self::builder().start()
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://` URL of the server, with the password when one is required.
+    pub fn url(&self) -> String {
+        match &self.options.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `redis://` URL without credentials.
+    pub fn url_without_password(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's working directory (log file: `redis.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the process is running (started and not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the server on its port if it is not running, and waits until it
+    /// answers PING.
+    ///
+    /// # Panics
+    /// When redis-server is not installed or does not become ready in time.
+    pub fn start(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let binary = redis_server_binary();
+        let mut command = Command::new(&binary);
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path());
+        if let Some(password) = &self.options.password {
+            command.arg("--requirepass").arg(password);
+        }
+        for (name, value) in &self.options.args {
+            command.arg(format!("--{name}")).arg(value);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no goodbye to clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    /// Freezes the server with SIGSTOP: connections stay open but nothing is
+    /// answered, like a hung or partitioned server.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a server frozen by [`RedisServer::pause`] with SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status()
+                .unwrap_or_else(|err| panic!("cannot run kill {signal}: {err}"));
+            assert!(status.success(), "kill {signal} failed: {status}");
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if answers_ping(self.port) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!(
+                    "redis-server on port {} exited with {status}; its log:\n{}",
+                    self.port,
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "redis-server on port {} did not answer within {READY_TIMEOUT:?}; its log:\n{}",
+                    self.port,
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Default for RedisServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // A paused server would ignore SIGKILL until resumed on some kernels'
+        // process states; resume first so the kill always lands.
+        self.resume();
+        self.kill();
+    }
+}
+
+/// The path of `redis-server`, or a panic that says how to install it.
+///
+/// # Panics
+/// When redis-server is not on the PATH.
+pub fn redis_server_binary() -> PathBuf {
+    let candidates = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    candidates
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("redis-server"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "redis-server is not installed, and redkit's tests need a real one. \
+                 Install it with `sudo apt-get install -y redis-server` \
+                 (or run ./scripts/test.sh, which installs it)."
+            )
+        })
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|err| panic!("cannot find a free port: {err}"))
+}
+
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 64];
+    match stream.read(&mut reply) {
+        // +PONG, or -NOAUTH when a password is required: either way it serves.
+        Ok(n) if n > 0 => reply[0] == b'+' || reply[..n].starts_with(b"-NOAUTH"),
+        _ => false,
+    }
+}

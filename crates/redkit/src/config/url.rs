@@ -1,0 +1,73 @@
+//! `redis://` and `rediss://` URL parsing.
+//!
+//! Errors never echo the URL: it may hold a password.
+
+use super::{RedisConfig, Secret};
+use crate::error::{Error, Result};
+
+const EXPECTED: &str = "redis://[[username]:password@]host[:port][/db] or rediss://… for TLS";
+
+/// Applies the address, credentials, database and TLS mode of `url` to
+/// `config`. `setting` names the source in errors (such as `REDIS_URL`).
+pub(super) fn apply_url(config: &mut RedisConfig, url: &str, setting: &str) -> Result<()> {
+    let parsed = url::Url::parse(url.trim()).map_err(|err| {
+        Error::invalid_config(setting, format!("not a valid URL ({err})"), EXPECTED)
+    })?;
+    config.tls = match parsed.scheme() {
+        "redis" | "valkey" => false,
+        "rediss" | "valkeys" => true,
+        other => {
+            return Err(Error::invalid_config(
+                setting,
+                format!("unknown scheme `{other}://`"),
+                EXPECTED,
+            ));
+        }
+    };
+    let host = parsed
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| Error::invalid_config(setting, "the URL has no host", EXPECTED))?;
+    config.host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    config.port = parsed.port().unwrap_or(6379);
+    if !parsed.username().is_empty() {
+        config.username = Some(decode(parsed.username(), setting, "user name")?);
+    }
+    if let Some(password) = parsed.password() {
+        config.password = Some(Secret::new(decode(password, setting, "password")?));
+    }
+    let path = parsed.path().trim_start_matches('/');
+    if !path.is_empty() {
+        config.db = path.parse().map_err(|_| {
+            Error::invalid_config(
+                setting,
+                format!("database `/{path}` is not a non-negative number"),
+                EXPECTED,
+            )
+        })?;
+    }
+    if let Some((name, _)) = parsed.query_pairs().next() {
+        return Err(Error::invalid_config(
+            setting,
+            format!("unsupported URL parameter `{name}`"),
+            format!("{EXPECTED}, without parameters (use the other REDIS_* settings)"),
+        ));
+    }
+    Ok(())
+}
+
+fn decode(value: &str, setting: &str, what: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| {
+            Error::invalid_config(
+                setting,
+                format!("the {what} is not valid UTF-8 once percent-decoded"),
+                EXPECTED,
+            )
+        })
+}

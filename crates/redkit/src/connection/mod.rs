@@ -1,0 +1,32 @@
+//! One shared Redis connection for every module.
+//!
+//! Backend services keep writing the same connection code by hand (see the
+//! seeds): retry with backoff, a health PING, logs on every state change, a
+//! graceful `quit()` on SIGTERM. [`RedisConnection`] is that code done once:
+//!
+//! - **Cheap to clone**: clones share one set of multiplexed connections
+//!   (`pool_size`, default 1 — one multiplexed connection pipelines every
+//!   concurrent command).
+//! - **Lazy**: [`RedisConnection::connect`] returns at once; a background
+//!   supervisor connects, so a service starts and serves while Redis is down.
+//! - **Fails fast**: while not [`ConnectionState::Ready`] a command returns
+//!   [`Error::Unavailable`](crate::Error::Unavailable) immediately, and no
+//!   command waits longer than the command timeout. Callers (the fallback
+//!   store) can switch to the embedded store at once instead of queueing.
+//! - **Heals itself**: capped exponential backoff with jitter; after
+//!   `max_attempts` the state is `Degraded` and a slow probe keeps trying, so
+//!   the handle recovers whenever Redis comes back — it never gives up.
+//! - **Observable**: [`RedisConnection::state`], a stream of changes
+//!   ([`RedisConnection::state_changes`]), a `tracing` event per transition
+//!   (host, port, db — never the password) and `metrics` counters.
+
+mod backoff;
+mod client;
+mod handle;
+mod metrics;
+mod state;
+mod supervisor;
+
+pub use backoff::Backoff;
+pub use handle::{RedisConnection, StateChanges};
+pub use state::ConnectionState;

@@ -1,0 +1,53 @@
+//! The connection's lifecycle states.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Where the shared connection is in its lifecycle.
+///
+/// `Connecting` → `Ready` → (`Reconnecting` → `Ready`)* → `Closed`, with
+/// `Degraded` entered after the configured number of failed attempts and left
+/// as soon as a slow probe succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// First connection not made yet.
+    Connecting,
+    /// Connected; commands are sent.
+    Ready,
+    /// The connection was lost; retrying with backoff.
+    Reconnecting,
+    /// Retries are exhausted; probing at a slow interval until Redis is back.
+    Degraded,
+    /// Shut down; no command is accepted any more.
+    Closed,
+}
+
+impl ConnectionState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [ConnectionState; 5] = [
+        ConnectionState::Connecting,
+        ConnectionState::Ready,
+        ConnectionState::Reconnecting,
+        ConnectionState::Degraded,
+        ConnectionState::Closed,
+    ];
+
+    /// Lower-case name, as in logs, health output and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Ready => "ready",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Degraded => "degraded",
+            ConnectionState::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,168 @@
+//! The crate's one error type.
+//!
+//! Every fallible redkit call returns [`Error`]. Variants say *what* went wrong
+//! in words an operator can act on, and keep the underlying cause reachable
+//! through [`std::error::Error::source`] instead of flattening it into a
+//! string. The `redis` crate's error type stays behind `source()` so that its
+//! major versions do not leak into redkit's API. No variant ever carries a
+//! password.
+
+use std::time::Duration;
+
+use crate::connection::ConnectionState;
+
+/// Result alias used across redkit.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Boxed cause kept by [`Error`] variants.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in redkit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid. `setting` names the variable or field.
+    #[error("invalid {setting}: {problem}; expected {expected}")]
+    InvalidConfig {
+        /// The environment variable or field that holds the bad value.
+        setting: String,
+        /// What is wrong with it (never includes a secret value).
+        problem: String,
+        /// The form that would be accepted.
+        expected: String,
+    },
+
+    /// Redis is not connected right now (the handle is connecting,
+    /// reconnecting or degraded); the call failed fast instead of waiting.
+    #[error("redis is unavailable (connection is {state})")]
+    Unavailable {
+        /// The connection state when the call was made.
+        state: ConnectionState,
+    },
+
+    /// The handle was shut down; no more commands are accepted.
+    #[error("the redis connection is closed")]
+    Closed,
+
+    /// A command got no answer within the command timeout.
+    #[error("redis command {command} timed out after {after:?}")]
+    Timeout {
+        /// The command name, such as `GET`.
+        command: String,
+        /// The configured command timeout.
+        after: Duration,
+    },
+
+    /// The server rejected the credentials.
+    #[error("redis authentication failed for user {user}: check REDIS_USERNAME / REDIS_PASSWORD")]
+    Authentication {
+        /// The user name used (`default` when none was given).
+        user: String,
+        /// The server's answer.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A connection could not be established.
+    #[error("cannot connect to redis at {address}")]
+    Connect {
+        /// `host:port/db` — never credentials.
+        address: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A command failed (server error reply, broken connection, bad reply).
+    #[error("redis command {command} failed")]
+    Command {
+        /// The command name, such as `GET`.
+        command: String,
+        /// The redis client's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The key holds a value of another type (Redis' WRONGTYPE).
+    #[error("key {key:?} holds a value of another type than {expected}")]
+    WrongType {
+        /// The key, as given by the caller.
+        key: String,
+        /// What the operation needed (`string`, `integer`, `set`).
+        expected: &'static str,
+    },
+
+    /// A caller-supplied argument is not acceptable.
+    #[error("invalid {what}: {problem}")]
+    InvalidInput {
+        /// What was wrong (`key`, `ttl`, `channel`, …).
+        what: &'static str,
+        /// Why, and what is expected.
+        problem: String,
+    },
+
+    /// The embedded store cannot make room for a value within its memory budget.
+    #[error(
+        "value of {size} bytes does not fit the embedded store's memory budget of {budget} bytes"
+    )]
+    OutOfMemory {
+        /// Bytes the entry needs.
+        size: usize,
+        /// The configured budget.
+        budget: usize,
+    },
+
+    /// A server-side script failed.
+    #[error("script {script} failed: {message}")]
+    Script {
+        /// The script's name.
+        script: &'static str,
+        /// The error reported by the script.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether the error means "Redis could not be reached" (as opposed to
+    /// "Redis answered no"): the fallback store switches to the embedded store
+    /// on these.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable { .. }
+                | Error::Closed
+                | Error::Timeout { .. }
+                | Error::Connect { .. }
+        ) || matches!(self, Error::Command { source, .. }
+            if source
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(is_connection_error))
+    }
+
+    pub(crate) fn invalid_config(
+        setting: impl Into<String>,
+        problem: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
+        Error::InvalidConfig {
+            setting: setting.into(),
+            problem: problem.into(),
+            expected: expected.into(),
+        }
+    }
+
+    pub(crate) fn invalid_input(what: &'static str, problem: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Whether a redis-rs error means the connection itself is gone.
+pub(crate) fn is_connection_error(err: &redis::RedisError) -> bool {
+    err.is_unrecoverable_error()
+        || err.is_connection_dropped()
+        || err.is_io_error()
+        || err.is_timeout()
+}

@@ -1,0 +1,14 @@
+//! Health of the Redis layer, as data.
+//!
+//! The seeds' `/health` endpoints PING Redis and read `INFO`; operators then
+//! read raw numbers without knowing which ones matter. [`HealthReport`] does
+//! the reading: ping latency, the `INFO` essentials and `DBSIZE`, plus an
+//! overall [`HealthStatus`] decided by documented [`HealthThresholds`], with
+//! the reasons spelled out. It never contains credentials.
+
+mod info;
+mod report;
+
+pub use info::RedisInfo;
+pub(crate) use report::check;
+pub use report::{HealthReport, HealthStatus, HealthThresholds, RedisHealth};

@@ -1,0 +1,249 @@
+//! The health report and the rules that grade it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::RedisInfo;
+use crate::connection::{ConnectionState, RedisConnection};
+use crate::store::{Backend, EmbeddedStats, EmbeddedStore};
+
+/// Overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Everything within thresholds.
+    Healthy,
+    /// Serving, but something needs attention (see `reasons`).
+    Degraded,
+    /// Not serving correctly.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Limits that turn numbers into a [`HealthStatus`].
+///
+/// | rule | status |
+/// |---|---|
+/// | Redis unreachable (not `Ready`, or PING fails) in `redis` mode | unhealthy |
+/// | Redis unreachable in `fallback` mode (the embedded store serves) | degraded |
+/// | PING slower than `max_ping` (default 10 ms) | degraded |
+/// | `mem_fragmentation_ratio` above `max_fragmentation` (default 1.5) while `used_memory` is at least `fragmentation_min_used_memory` (default 64 MiB; small heaps always look fragmented) | degraded |
+/// | `used_memory` above `max_memory_usage` (default 90 %) of `maxmemory` | degraded |
+/// | last RDB save or AOF write failed | degraded |
+/// | embedded store above `max_memory_usage` of its budget | degraded |
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct HealthThresholds {
+    /// Slowest acceptable PING. Default: 10 ms.
+    pub max_ping: Duration,
+    /// Highest acceptable fragmentation ratio. Default: 1.5.
+    pub max_fragmentation: f64,
+    /// Fragmentation is only judged above this much used memory. Default: 64 MiB.
+    pub fragmentation_min_used_memory: u64,
+    /// Highest acceptable share of the memory limit in use. Default: 0.9.
+    pub max_memory_usage: f64,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        HealthThresholds {
+            max_ping: Duration::from_millis(10),
+            max_fragmentation: 1.5,
+            fragmentation_min_used_memory: 64 * 1024 * 1024,
+            max_memory_usage: 0.9,
+        }
+    }
+}
+
+/// What was learned from Redis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisHealth {
+    /// `host:port/db` (never credentials).
+    pub address: String,
+    /// Connection state.
+    pub state: ConnectionState,
+    /// PING round trip in milliseconds, when it answered.
+    pub ping_ms: Option<f64>,
+    /// Parsed `INFO`, when it answered.
+    pub info: Option<RedisInfo>,
+    /// `DBSIZE`, when it answered.
+    pub dbsize: Option<u64>,
+    /// Why Redis could not be checked, when it could not.
+    pub error: Option<String>,
+}
+
+/// The whole health picture; serializes to the JSON of `/health/redis`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// Overall verdict.
+    pub status: HealthStatus,
+    /// The configured mode: `redis`, `embedded` or `fallback`.
+    pub backend: Backend,
+    /// Who serves right now: `redis` or `embedded`.
+    pub serving: Backend,
+    /// Redis details, when Redis is configured.
+    pub redis: Option<RedisHealth>,
+    /// The embedded store's size and activity.
+    pub embedded: EmbeddedStats,
+    /// Why the status is not `healthy`, in words.
+    pub reasons: Vec<String>,
+}
+
+/// Checks everything and grades it.
+pub(crate) async fn check(
+    mode: Backend,
+    connection: Option<&RedisConnection>,
+    embedded: &EmbeddedStore,
+    thresholds: &HealthThresholds,
+) -> HealthReport {
+    let mut status = HealthStatus::Healthy;
+    let mut reasons = Vec::new();
+    let mut flag = |level: HealthStatus, reason: String| {
+        status = status.max(level);
+        reasons.push(reason);
+    };
+
+    let redis = match connection {
+        Some(connection) => Some(check_redis(connection).await),
+        None => None,
+    };
+    let mut serving = Backend::Embedded;
+    if let Some(redis) = &redis {
+        let reachable = redis.ping_ms.is_some();
+        if reachable {
+            serving = Backend::Redis;
+        } else {
+            let level = if mode == Backend::Fallback {
+                HealthStatus::Degraded
+            } else {
+                HealthStatus::Unhealthy
+            };
+            let serving_note = if mode == Backend::Fallback {
+                "; serving from the embedded store"
+            } else {
+                ""
+            };
+            flag(
+                level,
+                format!(
+                    "redis is unreachable (connection {}){serving_note}",
+                    redis.state
+                ),
+            );
+        }
+        if let Some(ping) = redis.ping_ms
+            && ping > thresholds.max_ping.as_secs_f64() * 1000.0
+        {
+            flag(
+                HealthStatus::Degraded,
+                format!(
+                    "redis ping {ping:.1} ms is above {} ms",
+                    thresholds.max_ping.as_millis()
+                ),
+            );
+        }
+        if let Some(info) = &redis.info {
+            grade_info(info, thresholds, &mut flag);
+        }
+    }
+
+    let stats = embedded.stats();
+    if serving == Backend::Embedded
+        && stats.used_bytes as f64 > stats.max_bytes as f64 * thresholds.max_memory_usage
+    {
+        flag(
+            HealthStatus::Degraded,
+            format!(
+                "embedded store uses {} of its {} byte budget",
+                stats.used_bytes, stats.max_bytes
+            ),
+        );
+    }
+
+    HealthReport {
+        status,
+        backend: mode,
+        serving,
+        redis,
+        embedded: stats,
+        reasons,
+    }
+}
+
+fn grade_info(
+    info: &RedisInfo,
+    thresholds: &HealthThresholds,
+    flag: &mut impl FnMut(HealthStatus, String),
+) {
+    if let (Some(ratio), Some(used)) = (info.mem_fragmentation_ratio, info.used_memory)
+        && ratio > thresholds.max_fragmentation
+        && used >= thresholds.fragmentation_min_used_memory
+    {
+        flag(
+            HealthStatus::Degraded,
+            format!(
+                "memory fragmentation ratio {ratio:.2} is above {}",
+                thresholds.max_fragmentation
+            ),
+        );
+    }
+    if let (Some(used), Some(max)) = (info.used_memory, info.maxmemory)
+        && max > 0
+        && used as f64 > max as f64 * thresholds.max_memory_usage
+    {
+        flag(
+            HealthStatus::Degraded,
+            format!("redis uses {used} of its {max} byte maxmemory"),
+        );
+    }
+    if info.rdb_last_bgsave_status.as_deref() == Some("err") {
+        flag(
+            HealthStatus::Degraded,
+            "the last RDB save failed".to_owned(),
+        );
+    }
+    if info.aof_last_write_status.as_deref() == Some("err") {
+        flag(
+            HealthStatus::Degraded,
+            "the last AOF write failed".to_owned(),
+        );
+    }
+}
+
+async fn check_redis(connection: &RedisConnection) -> RedisHealth {
+    let mut health = RedisHealth {
+        address: connection.config().address(),
+        state: connection.state(),
+        ping_ms: None,
+        info: None,
+        dbsize: None,
+        error: None,
+    };
+    match connection.ping().await {
+        Ok(rtt) => health.ping_ms = Some(rtt.as_secs_f64() * 1000.0),
+        Err(error) => {
+            health.error = Some(error.to_string());
+            return health;
+        }
+    }
+    match connection.query::<String>(&redis::cmd("INFO")).await {
+        Ok(text) => health.info = Some(RedisInfo::parse(&text)),
+        Err(error) => health.error = Some(error.to_string()),
+    }
+    match connection.query::<u64>(&redis::cmd("DBSIZE")).await {
+        Ok(size) => health.dbsize = Some(size),
+        Err(error) => health.error = Some(error.to_string()),
+    }
+    health
+}

@@ -1,0 +1,104 @@
+//! The locked view a native script runs in.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::MutexGuard;
+
+use super::shard::Shard;
+use crate::error::{Error, Result};
+use crate::store::{KeyTtl, ScriptContext, ttl_millis};
+
+/// Holds the locks of every shard a script's keys live in.
+pub(super) struct NativeContext<'a> {
+    keys: Vec<String>,
+    /// For each key, the index of its shard's guard in `guards`.
+    slots: Vec<usize>,
+    guards: Vec<MutexGuard<'a, Shard>>,
+    now: Duration,
+}
+
+impl<'a> NativeContext<'a> {
+    pub(super) fn new(
+        keys: &[&str],
+        slots: Vec<usize>,
+        guards: Vec<MutexGuard<'a, Shard>>,
+        now: Duration,
+    ) -> Self {
+        NativeContext {
+            keys: keys.iter().map(|key| (*key).to_owned()).collect(),
+            slots,
+            guards,
+            now,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.now.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn slot(&mut self, key: usize) -> Result<(&str, &mut Shard)> {
+        let slot = *self.slots.get(key).ok_or_else(|| {
+            Error::invalid_input(
+                "script key",
+                format!(
+                    "KEYS[{}] was not declared ({} keys given)",
+                    key + 1,
+                    self.keys.len()
+                ),
+            )
+        })?;
+        Ok((&self.keys[key], &mut self.guards[slot]))
+    }
+}
+
+impl ScriptContext for NativeContext<'_> {
+    fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn get(&mut self, key: usize) -> Result<Option<Bytes>> {
+        let now = self.now_ms();
+        let (name, shard) = self.slot(key)?;
+        shard.get(name, now)
+    }
+
+    fn set(&mut self, key: usize, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        let now = self.now_ms();
+        let expires_at = ttl
+            .map(|ttl| ttl_millis(ttl).map(|ms| now.saturating_add(ms)))
+            .transpose()?;
+        let (name, shard) = self.slot(key)?;
+        shard.set(name, value, expires_at, now);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: usize) -> Result<bool> {
+        let now = self.now_ms();
+        let (name, shard) = self.slot(key)?;
+        Ok(shard.delete(name, now))
+    }
+
+    fn incr_by(&mut self, key: usize, delta: i64) -> Result<i64> {
+        let now = self.now_ms();
+        let (name, shard) = self.slot(key)?;
+        shard.incr_by(name, delta, now)
+    }
+
+    fn ttl(&mut self, key: usize) -> Result<KeyTtl> {
+        let now = self.now_ms();
+        let (name, shard) = self.slot(key)?;
+        Ok(shard.ttl(name, now))
+    }
+
+    fn expire(&mut self, key: usize, ttl: Duration) -> Result<bool> {
+        let now = self.now_ms();
+        let at = now.saturating_add(ttl_millis(ttl)?);
+        let (name, shard) = self.slot(key)?;
+        Ok(shard.expire(name, at, now))
+    }
+
+    fn now(&self) -> Duration {
+        self.now
+    }
+}

@@ -1,0 +1,335 @@
+//! One independently locked part of the embedded keyspace.
+//!
+//! Entries live in an `IndexMap` so that eviction and active expiry can pick
+//! random entries in O(1), as Redis samples its dictionaries. Every method
+//! takes the current time in milliseconds and treats an expired entry as
+//! absent (removing it on the way: lazy expiry). Memory use is tracked in a
+//! counter shared by all shards.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use crate::error::{Error, Result};
+use crate::store::{KeyTtl, glob_matches};
+
+/// Bytes counted for each entry on top of its key and value.
+pub(super) const ENTRY_OVERHEAD: usize = 64;
+/// Bytes counted for each set member on top of its text.
+const MEMBER_OVERHEAD: usize = 32;
+/// Entries looked at to choose one to evict (Redis' `maxmemory-samples`).
+const EVICTION_SAMPLES: usize = 5;
+
+#[derive(Debug)]
+pub(super) enum Value {
+    Bytes(Bytes),
+    Set(BTreeSet<String>),
+}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    value: Value,
+    /// Expiry time, milliseconds since the UNIX epoch.
+    expires_at: Option<u64>,
+    last_access: u64,
+    size: usize,
+}
+
+impl Entry {
+    fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+pub(super) fn entry_size(key: &str, value_len: usize) -> usize {
+    key.len() + value_len + ENTRY_OVERHEAD
+}
+
+fn value_size(key: &str, value: &Value) -> usize {
+    match value {
+        Value::Bytes(bytes) => entry_size(key, bytes.len()),
+        Value::Set(members) => {
+            entry_size(key, members.iter().map(|m| m.len() + MEMBER_OVERHEAD).sum())
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Shard {
+    map: IndexMap<String, Entry>,
+    used: Arc<AtomicUsize>,
+}
+
+impl Shard {
+    pub(super) fn new(used: Arc<AtomicUsize>) -> Self {
+        Shard {
+            map: IndexMap::new(),
+            used,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The live entry at `key`, touched for LRU; expired entries are removed.
+    fn live(&mut self, key: &str, now: u64) -> Option<&mut Entry> {
+        let index = self.map.get_index_of(key)?;
+        if self.map[index].is_expired(now) {
+            self.remove_index(index);
+            return None;
+        }
+        let entry = &mut self.map[index];
+        entry.last_access = now;
+        Some(entry)
+    }
+
+    fn remove_index(&mut self, index: usize) {
+        if let Some((_, entry)) = self.map.swap_remove_index(index) {
+            self.used.fetch_sub(entry.size, Ordering::Relaxed);
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: Value, expires_at: Option<u64>, now: u64) {
+        let size = value_size(key, &value);
+        self.used.fetch_add(size, Ordering::Relaxed);
+        let entry = Entry {
+            value,
+            expires_at,
+            last_access: now,
+            size,
+        };
+        if let Some(old) = self.map.insert(key.to_owned(), entry) {
+            self.used.fetch_sub(old.size, Ordering::Relaxed);
+        }
+    }
+
+    /// Recomputes the size of `key` after its set changed; deletes an empty set.
+    fn resize(&mut self, key: &str) {
+        let Some(index) = self.map.get_index_of(key) else {
+            return;
+        };
+        if matches!(&self.map[index].value, Value::Set(members) if members.is_empty()) {
+            self.remove_index(index);
+            return;
+        }
+        let entry = &mut self.map[index];
+        let size = value_size(key, &entry.value);
+        self.used.fetch_add(size, Ordering::Relaxed);
+        self.used.fetch_sub(entry.size, Ordering::Relaxed);
+        entry.size = size;
+    }
+
+    pub(super) fn get(&mut self, key: &str, now: u64) -> Result<Option<Bytes>> {
+        match self.live(key, now).map(|entry| &entry.value) {
+            None => Ok(None),
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes.clone())),
+            Some(Value::Set(_)) => Err(wrong_type(key, "string")),
+        }
+    }
+
+    pub(super) fn contains(&mut self, key: &str, now: u64) -> bool {
+        self.live(key, now).is_some()
+    }
+
+    pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<u64>, now: u64) {
+        self.insert(key, Value::Bytes(value), expires_at, now);
+    }
+
+    pub(super) fn delete(&mut self, key: &str, now: u64) -> bool {
+        let existed = self.live(key, now).is_some();
+        if let Some(index) = self.map.get_index_of(key) {
+            self.remove_index(index);
+        }
+        existed
+    }
+
+    pub(super) fn expire(&mut self, key: &str, expires_at: u64, now: u64) -> bool {
+        match self.live(key, now) {
+            Some(entry) => {
+                entry.expires_at = Some(expires_at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn ttl(&mut self, key: &str, now: u64) -> KeyTtl {
+        match self.live(key, now) {
+            None => KeyTtl::Missing,
+            Some(Entry {
+                expires_at: None, ..
+            }) => KeyTtl::Persistent,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => KeyTtl::ExpiresIn(std::time::Duration::from_millis(at.saturating_sub(now))),
+        }
+    }
+
+    pub(super) fn incr_by(&mut self, key: &str, delta: i64, now: u64) -> Result<i64> {
+        let (current, expires_at) = match self.live(key, now) {
+            None => (0, None),
+            Some(entry) => match &entry.value {
+                Value::Bytes(bytes) => (
+                    std::str::from_utf8(bytes)
+                        .ok()
+                        .and_then(|text| text.parse::<i64>().ok())
+                        .ok_or_else(|| wrong_type(key, "integer"))?,
+                    entry.expires_at,
+                ),
+                Value::Set(_) => return Err(wrong_type(key, "integer")),
+            },
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| wrong_type(key, "integer"))?;
+        self.insert(
+            key,
+            Value::Bytes(Bytes::from(next.to_string())),
+            expires_at,
+            now,
+        );
+        Ok(next)
+    }
+
+    pub(super) fn set_add(&mut self, key: &str, members: &[&str], now: u64) -> Result<u64> {
+        let added = match self.live(key, now) {
+            Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) => members
+                .iter()
+                .filter(|m| set.insert((**m).to_owned()))
+                .count(),
+            Some(_) => return Err(wrong_type(key, "set")),
+            None => {
+                let set: BTreeSet<String> = members.iter().map(|m| (*m).to_owned()).collect();
+                let added = set.len();
+                self.insert(key, Value::Set(set), None, now);
+                return Ok(added as u64);
+            }
+        };
+        self.resize(key);
+        Ok(added as u64)
+    }
+
+    pub(super) fn set_remove(&mut self, key: &str, members: &[&str], now: u64) -> Result<u64> {
+        let removed = match self.live(key, now) {
+            Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) => members.iter().filter(|m| set.remove(**m)).count(),
+            Some(_) => return Err(wrong_type(key, "set")),
+            None => return Ok(0),
+        };
+        self.resize(key);
+        Ok(removed as u64)
+    }
+
+    pub(super) fn set_members(&mut self, key: &str, now: u64) -> Result<Vec<String>> {
+        match self.live(key, now).map(|entry| &entry.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
+            Some(Value::Bytes(_)) => Err(wrong_type(key, "set")),
+        }
+    }
+
+    /// Up to `count` live keys after `after` (in key order) matching `pattern`,
+    /// and whether more remain in this shard.
+    pub(super) fn scan(
+        &self,
+        after: Option<&str>,
+        pattern: &str,
+        count: usize,
+        now: u64,
+    ) -> (Vec<String>, bool) {
+        let mut keys: Vec<&String> = self
+            .map
+            .iter()
+            .filter(|(key, entry)| {
+                after.is_none_or(|after| key.as_str() > after)
+                    && !entry.is_expired(now)
+                    && glob_matches(pattern, key)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        let more = keys.len() > count;
+        if more {
+            keys.select_nth_unstable(count);
+            keys.truncate(count);
+        }
+        keys.sort_unstable();
+        (keys.into_iter().cloned().collect(), more)
+    }
+
+    /// Evicts one entry: an expired one among the samples if any, otherwise
+    /// the least recently used sample. False when the shard is empty.
+    pub(super) fn evict_one(&mut self, now: u64) -> bool {
+        let len = self.map.len();
+        if len == 0 {
+            return false;
+        }
+        let mut victim = fastrand::usize(0..len);
+        for _ in 1..EVICTION_SAMPLES.min(len) {
+            let candidate = fastrand::usize(0..len);
+            let (best, other) = (&self.map[victim], &self.map[candidate]);
+            if best.is_expired(now) {
+                break;
+            }
+            if other.is_expired(now) || other.last_access < best.last_access {
+                victim = candidate;
+            }
+        }
+        self.remove_index(victim);
+        true
+    }
+
+    /// Active expiry, as Redis does it: sample random entries and remove the
+    /// expired ones; repeat while more than a quarter of a sample was expired.
+    /// Returns how many were removed.
+    pub(super) fn expire_sample(&mut self, now: u64) -> usize {
+        const SAMPLE: usize = 20;
+        const MAX_ROUNDS: usize = 16;
+        let mut removed = 0;
+        for _ in 0..MAX_ROUNDS {
+            let len = self.map.len();
+            if len == 0 {
+                break;
+            }
+            let mut expired_in_round = 0;
+            for _ in 0..SAMPLE.min(len) {
+                let len = self.map.len();
+                if len == 0 {
+                    break;
+                }
+                let index = fastrand::usize(0..len);
+                if self.map[index].is_expired(now) {
+                    self.remove_index(index);
+                    expired_in_round += 1;
+                }
+            }
+            removed += expired_in_round;
+            if expired_in_round * 4 <= SAMPLE.min(len) {
+                break;
+            }
+        }
+        removed
+    }
+
+    pub(super) fn clear(&mut self) {
+        let freed: usize = self.map.values().map(|entry| entry.size).sum();
+        self.used.fetch_sub(freed, Ordering::Relaxed);
+        self.map.clear();
+    }
+}
+
+fn wrong_type(key: &str, expected: &'static str) -> Error {
+    Error::WrongType {
+        key: key.to_owned(),
+        expected,
+    }
+}

@@ -1,0 +1,422 @@
+//! [`Store`] on Redis, through the shared [`RedisConnection`].
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::{Cmd, Value};
+use tokio::sync::mpsc;
+
+use super::pubsub::Subscription;
+use super::{
+    Backend, CursorPosition, KeyTtl, Message, PubSubEvent, ScanCursor, ScanPage, Script, ScriptArg,
+    ScriptValue, SetEntry, Store, escape_glob, ttl_millis,
+};
+use crate::connection::{Backoff, RedisConnection};
+use crate::error::{Error, Result};
+
+/// The Redis implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    connection: RedisConnection,
+    prefix: Arc<str>,
+}
+
+impl RedisStore {
+    /// A store on `connection`, prefixing keys and channels with the
+    /// connection's configured `key_prefix`.
+    pub fn new(connection: RedisConnection) -> Self {
+        let prefix = Arc::from(connection.config().key_prefix.as_str());
+        RedisStore { connection, prefix }
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
+    }
+
+    fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
+        if self.prefix.is_empty() {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned(format!("{}{key}", self.prefix))
+        }
+    }
+
+    fn strip<'a>(&self, key: &'a str) -> &'a str {
+        key.strip_prefix(&*self.prefix).unwrap_or(key)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd, key: &str) -> Result<T> {
+        self.connection
+            .query(cmd)
+            .await
+            .map_err(|error| wrong_type(error, key))
+    }
+
+    /// Subscribes and forwards to `sender`: at once when Redis is ready,
+    /// otherwise in the background, retrying with backoff until it is.
+    pub(crate) async fn subscribe_forwarding(
+        &self,
+        channels: &[&str],
+        sender: mpsc::Sender<PubSubEvent>,
+    ) -> tokio::task::AbortHandle {
+        let channels: Vec<String> = channels.iter().map(|c| self.key(c).into_owned()).collect();
+        let connected = if self.connection.state() == crate::connection::ConnectionState::Ready {
+            subscribed(&self.connection, &channels).await.ok()
+        } else {
+            None
+        };
+        let pump = Pump {
+            store: self.clone(),
+            channels,
+            sender,
+        };
+        tokio::spawn(pump.run(connected)).abort_handle()
+    }
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> Backend {
+        Backend::Redis
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let value: Option<Vec<u8>> = self
+            .query(redis::cmd("GET").arg(&*self.key(key)), key)
+            .await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&*self.key(key)).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl)?);
+        }
+        self.query::<()>(&cmd, key).await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&*self.key(key)).arg(value).arg("NX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl)?);
+        }
+        let reply: Option<String> = self.query(&cmd, key).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(&*self.key(key));
+        }
+        let values: Vec<Option<Vec<u8>>> = self.query(&cmd, keys[0]).await?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    async fn set_many(&self, entries: &[SetEntry<'_>]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = redis::pipe();
+        for entry in entries {
+            let cmd = pipeline
+                .cmd("SET")
+                .arg(&*self.key(entry.key))
+                .arg(entry.value);
+            if let Some(ttl) = entry.ttl {
+                cmd.arg("PX").arg(ttl_millis(ttl)?);
+            }
+            cmd.ignore();
+        }
+        self.connection.query_pipeline::<()>(&pipeline).await
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("UNLINK");
+        for key in keys {
+            cmd.arg(&*self.key(key));
+        }
+        self.query(&cmd, keys[0]).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let cmd = redis::cmd("PEXPIRE")
+            .arg(&*self.key(key))
+            .arg(ttl_millis(ttl)?)
+            .to_owned();
+        self.query(&cmd, key).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let millis: i64 = self
+            .query(redis::cmd("PTTL").arg(&*self.key(key)), key)
+            .await?;
+        Ok(match millis {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
+        })
+    }
+
+    async fn incr_by(&self, key: &str, delta: i64) -> Result<i64> {
+        self.query(redis::cmd("INCRBY").arg(&*self.key(key)).arg(delta), key)
+            .await
+    }
+
+    async fn set_add(&self, key: &str, members: &[&str]) -> Result<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("SADD").arg(&*self.key(key)).arg(members), key)
+            .await
+    }
+
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("SREM").arg(&*self.key(key)).arg(members), key)
+            .await
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>> {
+        let mut members: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(&*self.key(key)), key)
+            .await?;
+        members.sort();
+        Ok(members)
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, pattern: &str, count: usize) -> Result<ScanPage> {
+        let position = match &cursor.0 {
+            CursorPosition::Start => 0,
+            CursorPosition::Redis(position) => *position,
+            CursorPosition::Done => {
+                return Ok(ScanPage {
+                    keys: Vec::new(),
+                    cursor: cursor.clone(),
+                });
+            }
+            CursorPosition::Embedded { .. } => {
+                return Err(Error::invalid_input(
+                    "scan cursor",
+                    "it belongs to a scan of the embedded store; start a new scan",
+                ));
+            }
+        };
+        let pattern = format!("{}{pattern}", escape_glob(&self.prefix));
+        let (next, keys): (u64, Vec<String>) = self
+            .query(
+                redis::cmd("SCAN")
+                    .arg(position)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(count.max(1)),
+                &pattern,
+            )
+            .await?;
+        Ok(ScanPage {
+            keys: keys.iter().map(|key| self.strip(key).to_owned()).collect(),
+            cursor: ScanCursor(if next == 0 {
+                CursorPosition::Done
+            } else {
+                CursorPosition::Redis(next)
+            }),
+        })
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
+        self.query(
+            redis::cmd("PUBLISH").arg(&*self.key(channel)).arg(payload),
+            channel,
+        )
+        .await
+    }
+
+    async fn subscribe(&self, channels: &[&str]) -> Result<Subscription> {
+        let channels: Vec<String> = channels.iter().map(|c| self.key(c).into_owned()).collect();
+        let pubsub = subscribed(&self.connection, &channels).await?;
+        let (sender, receiver) = Subscription::channel();
+        let pump = Pump {
+            store: self.clone(),
+            channels,
+            sender,
+        };
+        let handle = tokio::spawn(pump.run(Some(pubsub))).abort_handle();
+        Ok(Subscription::new(receiver, vec![handle]))
+    }
+
+    async fn run_script(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[ScriptArg],
+    ) -> Result<ScriptValue> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.sha1()).arg(keys.len());
+        for key in keys {
+            cmd.arg(&*self.key(key));
+        }
+        for arg in args {
+            cmd.arg(arg.to_bytes());
+        }
+        let value = match self.connection.query::<Value>(&cmd).await {
+            Err(error) if is_noscript(&error) => {
+                let _: String = self
+                    .connection
+                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(script.lua()))
+                    .await?;
+                self.connection.query::<Value>(&cmd).await
+            }
+            other => other,
+        }
+        .map_err(|error| script_error(script, error))?;
+        Ok(ScriptValue::from_redis(value))
+    }
+}
+
+/// Opens a pub/sub connection and subscribes to `channels`.
+async fn subscribed(
+    connection: &RedisConnection,
+    channels: &[String],
+) -> Result<redis::aio::PubSub> {
+    let mut pubsub = connection.pubsub().await?;
+    let timeout = connection.config().command_timeout;
+    for channel in channels {
+        match tokio::time::timeout(timeout, pubsub.subscribe(channel)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                return Err(Error::Command {
+                    command: "SUBSCRIBE".to_owned(),
+                    source: Box::new(error),
+                });
+            }
+            Err(_) => {
+                return Err(Error::Timeout {
+                    command: "SUBSCRIBE".to_owned(),
+                    after: timeout,
+                });
+            }
+        }
+    }
+    Ok(pubsub)
+}
+
+/// Forwards messages from a dedicated pub/sub connection, reconnecting and
+/// resubscribing (with backoff) whenever the connection drops.
+struct Pump {
+    store: RedisStore,
+    channels: Vec<String>,
+    sender: mpsc::Sender<PubSubEvent>,
+}
+
+impl Pump {
+    async fn run(self, mut connected: Option<redis::aio::PubSub>) {
+        use futures_util::StreamExt;
+        let backoff = Backoff::new(self.store.connection.config().retry.clone());
+        let mut failures = 0u32;
+        let mut first = connected.is_none();
+        loop {
+            let pubsub = match connected.take() {
+                Some(pubsub) => pubsub,
+                None => match subscribed(&self.store.connection, &self.channels).await {
+                    Ok(pubsub) => {
+                        failures = 0;
+                        if !first && self.sender.send(PubSubEvent::Resubscribed).await.is_err() {
+                            return;
+                        }
+                        pubsub
+                    }
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        let delay = backoff.delay(failures);
+                        tracing::debug!(error = %error, retry_in = ?delay, "redis pub/sub resubscribe failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => continue,
+                            _ = self.sender.closed() => return,
+                        }
+                    }
+                },
+            };
+            first = false;
+            let mut messages = pubsub.into_on_message();
+            loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(message) => {
+                            let event = PubSubEvent::Message(Message {
+                                channel: self.store.strip(message.get_channel_name()).to_owned(),
+                                payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+                            });
+                            // A full queue drops the message rather than stall.
+                            if let Err(mpsc::error::TrySendError::Closed(_)) = self.sender.try_send(event) {
+                                return;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = self.sender.closed() => return,
+                }
+            }
+            tracing::warn!("redis pub/sub connection lost; resubscribing");
+        }
+    }
+}
+
+fn redis_error(error: &Error) -> Option<&redis::RedisError> {
+    match error {
+        Error::Command { source, .. } => source.downcast_ref::<redis::RedisError>(),
+        _ => None,
+    }
+}
+
+fn is_noscript(error: &Error) -> bool {
+    redis_error(error).is_some_and(|e| e.code() == Some("NOSCRIPT"))
+}
+
+/// Maps Redis' WRONGTYPE and "not an integer" replies to [`Error::WrongType`].
+fn wrong_type(error: Error, key: &str) -> Error {
+    let Some(redis_error) = redis_error(&error) else {
+        return error;
+    };
+    let detail = redis_error.detail().unwrap_or_default();
+    if redis_error.code() == Some("WRONGTYPE") {
+        let expected = match &error {
+            Error::Command { command, .. } if command.starts_with('S') && command != "SET" => "set",
+            Error::Command { command, .. } if command == "INCRBY" => "integer",
+            _ => "string",
+        };
+        Error::WrongType {
+            key: key.to_owned(),
+            expected,
+        }
+    } else if detail.contains("not an integer") || detail.contains("overflow") {
+        Error::WrongType {
+            key: key.to_owned(),
+            expected: "integer",
+        }
+    } else {
+        error
+    }
+}
+
+fn script_error(script: &Script, error: Error) -> Error {
+    match redis_error(&error) {
+        Some(redis_error) if !error.is_unavailable() => Error::Script {
+            script: script.name(),
+            message: redis_error.to_string(),
+        },
+        _ => error,
+    }
+}

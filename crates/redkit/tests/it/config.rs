@@ -1,0 +1,211 @@
+//! Configuration from URLs and environment variables: every bad value gets a
+//! message naming the variable, the problem and the expected form.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::time::Duration;
+
+use redkit::config::RedisConfig;
+
+fn from_env(vars: &[(&str, &str)]) -> redkit::Result<RedisConfig> {
+    let vars: HashMap<String, OsString> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+        .collect();
+    RedisConfig::from_lookup(|name| vars.get(name).cloned())
+}
+
+fn error_of(vars: &[(&str, &str)]) -> String {
+    from_env(vars).unwrap_err().to_string()
+}
+
+#[test]
+fn no_address_selects_the_embedded_store() {
+    assert!(!from_env(&[]).unwrap().enabled);
+    assert!(!from_env(&[("REDIS_PASSWORD", "x")]).unwrap().enabled);
+    let disabled = from_env(&[("REDIS_URL", "redis://h"), ("REDIS_ENABLED", "false")]).unwrap();
+    assert!(!disabled.enabled);
+}
+
+#[test]
+fn host_and_port_variables() {
+    let config = from_env(&[
+        ("REDIS_HOST", "cache.internal"),
+        ("REDIS_PORT", "6380"),
+        ("REDIS_USERNAME", "app"),
+        ("REDIS_PASSWORD", "pw"),
+        ("REDIS_DB", "2"),
+        ("REDIS_TLS", "true"),
+        ("REDIS_KEY_PREFIX", "svc:"),
+        ("REDIS_COMMAND_TIMEOUT_MS", "250"),
+        ("REDIS_CONNECT_TIMEOUT_MS", "750"),
+        ("REDIS_KEEPALIVE_SECS", "0"),
+        ("REDIS_POOL_SIZE", "4"),
+        ("REDIS_RETRY_MAX_ATTEMPTS", "7"),
+        ("REDIS_FALLBACK", "off"),
+    ])
+    .unwrap();
+    assert!(config.enabled);
+    assert_eq!(config.host, "cache.internal");
+    assert_eq!(config.port, 6380);
+    assert_eq!(config.username.as_deref(), Some("app"));
+    assert_eq!(config.password.as_ref().unwrap().expose(), "pw");
+    assert_eq!(config.db, 2);
+    assert!(config.tls);
+    assert_eq!(config.key_prefix, "svc:");
+    assert_eq!(config.command_timeout, Duration::from_millis(250));
+    assert_eq!(config.connect_timeout, Duration::from_millis(750));
+    assert_eq!(config.keep_alive, None);
+    assert_eq!(config.pool_size, 4);
+    assert_eq!(config.retry.max_attempts, 7);
+    assert!(!config.fallback);
+}
+
+#[test]
+fn urls_with_credentials_database_and_tls() {
+    let config = RedisConfig::from_url("rediss://user:p%40ss@redis.example:7000/5").unwrap();
+    assert!(config.tls);
+    assert_eq!(config.host, "redis.example");
+    assert_eq!(config.port, 7000);
+    assert_eq!(config.username.as_deref(), Some("user"));
+    assert_eq!(config.password.as_ref().unwrap().expose(), "p@ss");
+    assert_eq!(config.db, 5);
+    let plain = RedisConfig::from_url("redis://localhost").unwrap();
+    assert_eq!((plain.port, plain.db, plain.tls), (6379, 0, false));
+    // REDIS_PASSWORD can fill in what the URL leaves out.
+    let filled = from_env(&[("REDIS_URL", "redis://h:1/1"), ("REDIS_PASSWORD", "pw")]).unwrap();
+    assert_eq!(filled.password.unwrap().expose(), "pw");
+}
+
+#[test]
+fn bad_values_name_the_variable_the_problem_and_the_expected_form() {
+    let cases: &[(&[(&str, &str)], &[&str])] = &[
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_PORT", "abc")],
+            &["REDIS_PORT", "`abc` is not a number", "1 to 65535"],
+        ),
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_PORT", "70000")],
+            &["REDIS_PORT", "`70000` is out of range", "1 to 65535"],
+        ),
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_PORT", "0")],
+            &["REDIS_PORT", "out of range"],
+        ),
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_DB", "-1")],
+            &["REDIS_DB", "`-1` is negative", "0 or more"],
+        ),
+        (
+            &[("REDIS_URL", "not a url")],
+            &["REDIS_URL", "not a valid URL", "redis://"],
+        ),
+        (
+            &[("REDIS_URL", "http://localhost:6379")],
+            &["REDIS_URL", "unknown scheme `http://`", "rediss://"],
+        ),
+        (
+            &[("REDIS_URL", "redis://localhost/abc")],
+            &["REDIS_URL", "database `/abc`"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_COMMAND_TIMEOUT_MS", "0"),
+            ],
+            &[
+                "REDIS_COMMAND_TIMEOUT_MS",
+                "`0` is not allowed",
+                "greater than zero",
+            ],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_COMMAND_TIMEOUT_MS", "-5"),
+            ],
+            &["REDIS_COMMAND_TIMEOUT_MS", "`-5` is negative"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_CONNECT_TIMEOUT_MS", "soon"),
+            ],
+            &["REDIS_CONNECT_TIMEOUT_MS", "not a number"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h"), ("REDIS_TLS", "maybe")],
+            &["REDIS_TLS", "not a boolean"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h"), ("REDIS_HOST", "h")],
+            &["REDIS_HOST", "together with REDIS_URL"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h"), ("REDIS_POOL_SIZE", "0")],
+            &["REDIS_POOL_SIZE", "out of range"],
+        ),
+        (
+            &[("REDIS_ENABLED", "true")],
+            &["REDIS_ENABLED", "no Redis address"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_RETRY_MAX_ATTEMPTS", "0"),
+            ],
+            &["REDIS_RETRY_MAX_ATTEMPTS"],
+        ),
+    ];
+    for (vars, expected) in cases {
+        let message = error_of(vars);
+        for fragment in *expected {
+            assert!(
+                message.contains(fragment),
+                "{vars:?}: {message:?} lacks {fragment:?}"
+            );
+        }
+        assert!(message.contains("expected"), "{message}");
+    }
+}
+
+#[test]
+fn passwords_never_show_in_debug_display_or_errors() {
+    let config = RedisConfig::from_url("redis://u:hunter2@h:1/0").unwrap();
+    assert!(!format!("{config:?}").contains("hunter2"));
+    assert!(!config.address().contains("hunter2"));
+    assert_eq!(config.password.as_ref().unwrap().to_string(), "***");
+    // An invalid URL with a password is not echoed back.
+    let message = RedisConfig::from_url("redis://u:hunter2@h:99999")
+        .unwrap_err()
+        .to_string();
+    assert!(!message.contains("hunter2"), "{message}");
+    let message = error_of(&[("REDIS_URL", "ftp://u:hunter2@h")]);
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn builder_validates() {
+    let error = RedisConfig::builder()
+        .command_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("command_timeout") && error.contains("greater than zero"),
+        "{error}"
+    );
+    let error = RedisConfig::builder()
+        .host("bad host")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("host"), "{error}");
+    let config = RedisConfig::builder()
+        .host("h")
+        .port(1)
+        .db(3)
+        .build()
+        .unwrap();
+    assert_eq!(config.address(), "h:1/3");
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the redkit library against real redis-server
+//! processes (started by redkit-testkit) and the embedded store.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod config;
+mod connection;
+mod fallback;
+mod health;
+mod store;
+mod support;
