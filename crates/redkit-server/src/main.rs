@@ -1,1 +1,95 @@
-fn main() {}
+//! The `redkit` binary: parses flags and environment at the edge, then runs
+//! the reference service until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use redkit::Redkit;
+use redkit::config::RedisConfig;
+use redkit_server::cli::Cli;
+use redkit_server::{AppState, ServerError, install_metrics_recorder};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let args = cli.serve_args();
+    // Configuration errors stop the program before anything is served.
+    let redis = match RedisConfig::from_env() {
+        Ok(redis) => redis,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args.listen, redis)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", report(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(listen: std::net::SocketAddr, redis: RedisConfig) -> Result<(), ServerError> {
+    let metrics = install_metrics_recorder();
+    let kit = Redkit::builder().redis(redis).build()?;
+    match kit.connection() {
+        Some(connection) => tracing::info!(
+            backend = %kit.backend(),
+            redis = %connection.config().address(),
+            "using redis (connecting in the background)"
+        ),
+        None => tracing::info!(backend = %kit.backend(), "using the embedded store (no REDIS_URL / REDIS_HOST)"),
+    }
+    let listener = redkit_server::server_bind(listen).await?;
+    let address = listener.local_addr().map_err(|source| ServerError::Bind { address: listen, source })?;
+    tracing::info!("listening on http://{address}");
+    redkit_server::serve(listener, AppState { kit, metrics }, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// The error and its causes on one line.
+fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use redkit::config::RedisConfig;
 
+/// Environment variables, and fragments the error message must contain.
+type Case = (&'static [(&'static str, &'static str)], &'static [&'static str]);
+
 fn from_env(vars: &[(&str, &str)]) -> redkit::Result<RedisConfig> {
     let vars: HashMap<String, OsString> = vars
         .iter()
@@ -79,7 +82,7 @@ fn urls_with_credentials_database_and_tls() {
 
 #[test]
 fn bad_values_name_the_variable_the_problem_and_the_expected_form() {
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (
             &[("REDIS_HOST", "h"), ("REDIS_PORT", "abc")],
             &["REDIS_PORT", "`abc` is not a number", "1 to 65535"],

@@ -1,0 +1,115 @@
+//! The `redkit` binary: configuration errors, serving, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Environment variables, and fragments the error message must contain.
+type Case = (&'static [(&'static str, &'static str)], &'static [&'static str]);
+
+fn redkit() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("REDIS_") || name.starts_with("REDKIT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+#[test]
+fn each_bad_configuration_value_is_named_and_exits_non_zero() {
+    let cases: &[Case] = &[
+        (&[("REDIS_HOST", "h"), ("REDIS_PORT", "abc")], &["REDIS_PORT", "not a number"]),
+        (&[("REDIS_HOST", "h"), ("REDIS_PORT", "70000")], &["REDIS_PORT", "out of range"]),
+        (&[("REDIS_HOST", "h"), ("REDIS_DB", "-1")], &["REDIS_DB", "negative"]),
+        (&[("REDIS_URL", "::not a url::")], &["REDIS_URL", "not a valid URL"]),
+        (&[("REDIS_URL", "memcached://h:1")], &["REDIS_URL", "unknown scheme"]),
+        (&[("REDIS_URL", "redis://h"), ("REDIS_COMMAND_TIMEOUT_MS", "0")], &["REDIS_COMMAND_TIMEOUT_MS", "greater than zero"]),
+        (&[("REDIS_URL", "redis://h"), ("REDIS_CONNECT_TIMEOUT_MS", "-1")], &["REDIS_CONNECT_TIMEOUT_MS", "negative"]),
+        (&[("REDIS_URL", "redis://:hunter2@h"), ("REDIS_TLS", "perhaps")], &["REDIS_TLS", "boolean"]),
+    ];
+    for (vars, fragments) in cases {
+        let output = redkit()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{vars:?} was accepted");
+        assert_eq!(output.status.code(), Some(2), "{vars:?}: {stderr}");
+        for fragment in *fragments {
+            assert!(stderr.contains(fragment), "{vars:?}: {stderr:?} lacks {fragment:?}");
+        }
+        assert!(stderr.contains("expected"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    }
+}
+
+#[test]
+fn a_bad_listen_address_is_refused() {
+    let output = redkit()
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
+    let output = redkit().env("REDKIT_LISTEN", "127.0.0.1:99999").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn help_documents_the_options_and_redis_variables() {
+    let output = redkit().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    for fragment in ["--listen", "REDKIT_LISTEN", "REDIS_URL", "REDIS_PASSWORD", "REDIS_FALLBACK"] {
+        assert!(help.contains(fragment), "help lacks {fragment}:\n{help}");
+    }
+}
+
+#[test]
+fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
+    let mut child = redkit()
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines.next().expect("the service printed its address").unwrap();
+        if let Some((_, rest)) = line.split_once("listening on http://") {
+            break rest.trim().to_owned();
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let body: serde_json::Value = runtime.block_on(async {
+        reqwest::get(format!("http://{address}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["backend"], "embedded");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|line| line.contains("shut down cleanly")), "{rest:?}");
+}

@@ -1,0 +1,123 @@
+//! /health, /health/redis and /metrics in each mode.
+
+use std::time::Duration;
+
+use redkit_testkit::RedisServer;
+
+use crate::support::{fast_redis, get_json, start};
+
+#[tokio::test]
+async fn embedded_mode_is_healthy_without_redis() {
+    let server = start(None).await;
+    let (status, body) = get_json(&server, "/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["backend"], "embedded");
+    let (status, report) = get_json(&server, "/health/redis").await;
+    assert_eq!(status, 200);
+    assert!(report["redis"].is_null());
+    assert!(report["embedded"]["max_bytes"].as_u64().unwrap() > 0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_redis_down_and_becomes_healthy_when_it_starts() {
+    let mut redis = RedisServer::builder().requirepass("pw-not-in-output").prepare();
+    let server = start(Some(fast_redis(&redis.url()))).await;
+
+    let (status, body) = get_json(&server, "/health").await;
+    assert_eq!(status, 200, "fallback serves, so it is degraded, not down: {body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["backend"], "fallback");
+    assert_eq!(body["serving"], "embedded");
+    assert!(body["reasons"][0].as_str().unwrap().contains("unreachable"), "{body}");
+
+    redis.start();
+    let healthy = async {
+        loop {
+            let (status, body) = get_json(&server, "/health").await;
+            if body["status"] == "healthy" {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), healthy)
+        .await
+        .expect("healthy within 5 s of redis starting, without a restart");
+    assert_eq!(status, 200);
+    assert_eq!(body["serving"], "redis");
+    assert_eq!(body["connection"], "ready");
+
+    let (_, report) = get_json(&server, "/health/redis").await;
+    let info = &report["redis"]["info"];
+    assert!(info["version"].is_string(), "{report}");
+    assert!(info["used_memory"].as_u64().unwrap() > 0);
+    assert!(report["redis"]["dbsize"].is_u64());
+    assert!(!report.to_string().contains("pw-not-in-output"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_only_mode_answers_503_while_redis_is_down() {
+    let redis = RedisServer::builder().prepare();
+    let mut config = fast_redis(&redis.url());
+    config.fallback = false;
+    let server = start(Some(config)).await;
+    let (status, body) = get_json(&server, "/health").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unhealthy");
+    let (status, _) = get_json(&server, "/health/redis").await;
+    assert_eq!(status, 503);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
+    let mut redis = RedisServer::new();
+    let server = start(Some(fast_redis(&redis.url()))).await;
+    // Health checks send PING, INFO and DBSIZE through the shared connection.
+    let ready = async {
+        loop {
+            let (_, body) = get_json(&server, "/health").await;
+            if body["status"] == "healthy" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ready).await.unwrap();
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reconnected = async {
+        loop {
+            let (_, body) = get_json(&server, "/health").await;
+            if body["status"] == "healthy" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), reconnected).await.unwrap();
+
+    let response = reqwest::get(format!("http://{}/metrics", server.address)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    for metric in [
+        "redkit_redis_connection_state{state=\"ready\"} 1",
+        "redkit_redis_commands_total",
+        "redkit_redis_command_errors_total",
+        "redkit_redis_command_duration_seconds_bucket",
+        "redkit_redis_reconnects_total",
+    ] {
+        assert!(text.contains(metric), "/metrics lacks {metric}:\n{text}");
+    }
+    let reconnects: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("redkit_redis_reconnects_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap();
+    assert!(reconnects >= 1.0, "the restart was not counted:\n{text}");
+    server.stop().await.unwrap();
+}

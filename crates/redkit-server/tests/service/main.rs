@@ -1,0 +1,7 @@
+//! End-to-end tests of `redkit serve`: in-process servers on port 0 against
+//! the embedded store and real redis-server processes, and the binary itself.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod binary;
+mod health;
+mod support;
