@@ -13,7 +13,9 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let args = cli.serve_args();
     // Configuration errors stop the program before anything is served.
@@ -49,10 +51,15 @@ async fn run(listen: std::net::SocketAddr, redis: RedisConfig) -> Result<(), Ser
             redis = %connection.config().address(),
             "using redis (connecting in the background)"
         ),
-        None => tracing::info!(backend = %kit.backend(), "using the embedded store (no REDIS_URL / REDIS_HOST)"),
+        None => {
+            tracing::info!(backend = %kit.backend(), "using the embedded store (no REDIS_URL / REDIS_HOST)")
+        }
     }
     let listener = redkit_server::server_bind(listen).await?;
-    let address = listener.local_addr().map_err(|source| ServerError::Bind { address: listen, source })?;
+    let address = listener.local_addr().map_err(|source| ServerError::Bind {
+        address: listen,
+        source,
+    })?;
     tracing::info!("listening on http://{address}");
     redkit_server::serve(listener, AppState { kit, metrics }, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");

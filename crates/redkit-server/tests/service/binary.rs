@@ -5,7 +5,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Environment variables, and fragments the error message must contain.
-type Case = (&'static [(&'static str, &'static str)], &'static [&'static str]);
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
 
 fn redkit() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
@@ -20,14 +23,47 @@ fn redkit() -> Command {
 #[test]
 fn each_bad_configuration_value_is_named_and_exits_non_zero() {
     let cases: &[Case] = &[
-        (&[("REDIS_HOST", "h"), ("REDIS_PORT", "abc")], &["REDIS_PORT", "not a number"]),
-        (&[("REDIS_HOST", "h"), ("REDIS_PORT", "70000")], &["REDIS_PORT", "out of range"]),
-        (&[("REDIS_HOST", "h"), ("REDIS_DB", "-1")], &["REDIS_DB", "negative"]),
-        (&[("REDIS_URL", "::not a url::")], &["REDIS_URL", "not a valid URL"]),
-        (&[("REDIS_URL", "memcached://h:1")], &["REDIS_URL", "unknown scheme"]),
-        (&[("REDIS_URL", "redis://h"), ("REDIS_COMMAND_TIMEOUT_MS", "0")], &["REDIS_COMMAND_TIMEOUT_MS", "greater than zero"]),
-        (&[("REDIS_URL", "redis://h"), ("REDIS_CONNECT_TIMEOUT_MS", "-1")], &["REDIS_CONNECT_TIMEOUT_MS", "negative"]),
-        (&[("REDIS_URL", "redis://:hunter2@h"), ("REDIS_TLS", "perhaps")], &["REDIS_TLS", "boolean"]),
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_PORT", "abc")],
+            &["REDIS_PORT", "not a number"],
+        ),
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_PORT", "70000")],
+            &["REDIS_PORT", "out of range"],
+        ),
+        (
+            &[("REDIS_HOST", "h"), ("REDIS_DB", "-1")],
+            &["REDIS_DB", "negative"],
+        ),
+        (
+            &[("REDIS_URL", "::not a url::")],
+            &["REDIS_URL", "not a valid URL"],
+        ),
+        (
+            &[("REDIS_URL", "memcached://h:1")],
+            &["REDIS_URL", "unknown scheme"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_COMMAND_TIMEOUT_MS", "0"),
+            ],
+            &["REDIS_COMMAND_TIMEOUT_MS", "greater than zero"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_CONNECT_TIMEOUT_MS", "-1"),
+            ],
+            &["REDIS_CONNECT_TIMEOUT_MS", "negative"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://:hunter2@h"),
+                ("REDIS_TLS", "perhaps"),
+            ],
+            &["REDIS_TLS", "boolean"],
+        ),
     ];
     for (vars, fragments) in cases {
         let output = redkit()
@@ -39,7 +75,10 @@ fn each_bad_configuration_value_is_named_and_exits_non_zero() {
         assert!(!output.status.success(), "{vars:?} was accepted");
         assert_eq!(output.status.code(), Some(2), "{vars:?}: {stderr}");
         for fragment in *fragments {
-            assert!(stderr.contains(fragment), "{vars:?}: {stderr:?} lacks {fragment:?}");
+            assert!(
+                stderr.contains(fragment),
+                "{vars:?}: {stderr:?} lacks {fragment:?}"
+            );
         }
         assert!(stderr.contains("expected"), "{stderr}");
         assert!(!stderr.contains("hunter2"), "{stderr}");
@@ -55,7 +94,10 @@ fn a_bad_listen_address_is_refused() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
-    let output = redkit().env("REDKIT_LISTEN", "127.0.0.1:99999").output().unwrap();
+    let output = redkit()
+        .env("REDKIT_LISTEN", "127.0.0.1:99999")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
 
@@ -64,7 +106,13 @@ fn help_documents_the_options_and_redis_variables() {
     let output = redkit().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
-    for fragment in ["--listen", "REDKIT_LISTEN", "REDIS_URL", "REDIS_PASSWORD", "REDIS_FALLBACK"] {
+    for fragment in [
+        "--listen",
+        "REDKIT_LISTEN",
+        "REDIS_URL",
+        "REDIS_PASSWORD",
+        "REDIS_FALLBACK",
+    ] {
         assert!(help.contains(fragment), "help lacks {fragment}:\n{help}");
     }
 }
@@ -80,7 +128,10 @@ fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let address = loop {
-        let line = lines.next().expect("the service printed its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the service printed its address")
+            .unwrap();
         if let Some((_, rest)) = line.split_once("listening on http://") {
             break rest.trim().to_owned();
         }
@@ -106,10 +157,16 @@ fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
-        assert!(std::time::Instant::now() < deadline, "did not stop after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "{exit}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|line| line.contains("shut down cleanly")), "{rest:?}");
+    assert!(
+        rest.iter().any(|line| line.contains("shut down cleanly")),
+        "{rest:?}"
+    );
 }

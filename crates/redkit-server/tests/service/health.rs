@@ -22,15 +22,23 @@ async fn embedded_mode_is_healthy_without_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_with_redis_down_and_becomes_healthy_when_it_starts() {
-    let mut redis = RedisServer::builder().requirepass("pw-not-in-output").prepare();
+    let mut redis = RedisServer::builder()
+        .requirepass("pw-not-in-output")
+        .prepare();
     let server = start(Some(fast_redis(&redis.url()))).await;
 
     let (status, body) = get_json(&server, "/health").await;
-    assert_eq!(status, 200, "fallback serves, so it is degraded, not down: {body}");
+    assert_eq!(
+        status, 200,
+        "fallback serves, so it is degraded, not down: {body}"
+    );
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["backend"], "fallback");
     assert_eq!(body["serving"], "embedded");
-    assert!(body["reasons"][0].as_str().unwrap().contains("unreachable"), "{body}");
+    assert!(
+        body["reasons"][0].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
 
     redis.start();
     let healthy = async {
@@ -86,7 +94,9 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), ready).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ready)
+        .await
+        .unwrap();
     redis.restart();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reconnected = async {
@@ -98,11 +108,20 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), reconnected).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), reconnected)
+        .await
+        .unwrap();
 
-    let response = reqwest::get(format!("http://{}/metrics", server.address)).await.unwrap();
+    let response = reqwest::get(format!("http://{}/metrics", server.address))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = response.text().await.unwrap();
     for metric in [
         "redkit_redis_connection_state{state=\"ready\"} 1",

@@ -8,7 +8,10 @@ use std::time::Duration;
 use redkit::config::RedisConfig;
 
 /// Environment variables, and fragments the error message must contain.
-type Case = (&'static [(&'static str, &'static str)], &'static [&'static str]);
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
 
 fn from_env(vars: &[(&str, &str)]) -> redkit::Result<RedisConfig> {
     let vars: HashMap<String, OsString> = vars
