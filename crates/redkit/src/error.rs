@@ -112,6 +112,36 @@ pub enum Error {
         budget: usize,
     },
 
+    /// A cache loader failed and no stale value could be served instead.
+    #[error("loading cache key {key:?} failed")]
+    Loader {
+        /// The cache key.
+        key: String,
+        /// The loader's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A cache loader ran past its hard timeout and no stale value could be
+    /// served instead.
+    #[error("loading cache key {key:?} took longer than {after:?}")]
+    LoaderTimeout {
+        /// The cache key.
+        key: String,
+        /// The hard timeout.
+        after: Duration,
+    },
+
+    /// A value could not be encoded for the cache.
+    #[error("cannot encode the value of cache key {key:?}")]
+    Encode {
+        /// The cache key.
+        key: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// A server-side script failed.
     #[error("script {script} failed: {message}")]
     Script {

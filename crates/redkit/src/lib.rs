@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -2,6 +2,7 @@
 //! processes (started by redkit-testkit) and the embedded store.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod cache;
 mod config;
 mod connection;
 mod fallback;

@@ -1,0 +1,219 @@
+//! The consuming builder of [`Cache`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backplane::{Change, Notice};
+use super::breaker::Breaker;
+use super::codec::Codec;
+use super::flight::Flights;
+use super::handle::{Cache, CacheInner};
+use super::key::Layout;
+use super::l1;
+use super::options::EntryOptions;
+use super::stats::Counters;
+use super::tags::TagVersions;
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::store::{PubSubEvent, Store};
+
+/// Builds a [`Cache`]; every setting documents its default.
+#[must_use]
+pub struct CacheBuilder<S> {
+    store: S,
+    namespace: String,
+    l1_enabled: bool,
+    l1_max_bytes: u64,
+    codec: Codec,
+    compress_above: usize,
+    defaults: EntryOptions,
+    backplane: bool,
+    max_key_len: usize,
+    breaker_threshold: u32,
+    breaker_open_for: Duration,
+    tag_versions_max_age: Duration,
+    lock_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: Store> CacheBuilder<S> {
+    pub(super) fn new(store: S, namespace: &str) -> Self {
+        CacheBuilder {
+            store,
+            namespace: namespace.to_owned(),
+            l1_enabled: true,
+            l1_max_bytes: 32 * 1024 * 1024,
+            codec: Codec::Json,
+            compress_above: 4096,
+            defaults: EntryOptions::default(),
+            backplane: true,
+            max_key_len: 1024,
+            breaker_threshold: 5,
+            breaker_open_for: Duration::from_secs(2),
+            tag_versions_max_age: Duration::from_secs(5),
+            lock_ttl: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Whether the in-process L1 tier exists at all. Default: true.
+    pub fn l1(mut self, enabled: bool) -> Self {
+        self.l1_enabled = enabled;
+        self
+    }
+
+    /// L1 capacity in bytes of encoded values. Default: 32 MiB.
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.l1_max_bytes = bytes;
+        self
+    }
+
+    /// Serialization format. Default: JSON.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Values whose encoding is larger than this many bytes are compressed
+    /// with LZ4. Default: 4096.
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.compress_above = bytes;
+        self
+    }
+
+    /// Options used when a call does not say otherwise. Default:
+    /// [`EntryOptions::default`] (5 minute TTL, L1 on, no stale window).
+    pub fn default_options(mut self, options: EntryOptions) -> Self {
+        self.defaults = options;
+        self
+    }
+
+    /// Publish and apply invalidation messages across instances. Default: true.
+    pub fn backplane(mut self, enabled: bool) -> Self {
+        self.backplane = enabled;
+        self
+    }
+
+    /// Longest accepted key, tag or prefix, in bytes. Default: 1024.
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
+    /// Consecutive L2 failures that open the circuit breaker, and how long it
+    /// stays open. Default: 5 failures, 2 s.
+    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.breaker_threshold = failures;
+        self.breaker_open_for = open_for;
+        self
+    }
+
+    /// How long an instance trusts a tag version it read, when no backplane
+    /// message updated it. Default: 5 s.
+    pub fn tag_versions_max_age(mut self, max_age: Duration) -> Self {
+        self.tag_versions_max_age = max_age;
+        self
+    }
+
+    /// Lifetime of the cross-instance loading lock; other instances wait for
+    /// the value at most this long. Default: 5 s.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// Clock for freshness decisions (a manual one in tests). Default: system.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates the settings, subscribes to the backplane (when enabled) and
+    /// returns the cache. Must be called inside a Tokio runtime.
+    pub async fn build(self) -> Result<Cache<S>> {
+        let layout = Layout::new(&self.namespace)?;
+        if self.defaults.ttl.is_zero() {
+            return Err(Error::invalid_config(
+                "cache default ttl",
+                "zero",
+                "a duration of at least 1 ms",
+            ));
+        }
+        if self.max_key_len == 0 || self.lock_ttl.is_zero() {
+            return Err(Error::invalid_config(
+                "cache max_key_len / lock_ttl",
+                "zero",
+                "values greater than zero",
+            ));
+        }
+        let l1 = self
+            .l1_enabled
+            .then(|| l1::build(self.l1_max_bytes, self.clock.clone()));
+        let instance = format!("{:016x}", fastrand::u64(..));
+        let inner = Arc::new(CacheInner {
+            counters: Counters::new(layout.namespace()),
+            store: self.store,
+            layout,
+            instance,
+            l1,
+            defaults: self.defaults,
+            codec: self.codec,
+            compress_above: self.compress_above,
+            backplane: self.backplane,
+            max_key_len: self.max_key_len,
+            breaker: Breaker::new(self.breaker_threshold, self.breaker_open_for),
+            tags: TagVersions::new(self.tag_versions_max_age),
+            flights: Flights::default(),
+            lock_ttl: self.lock_ttl,
+            clock: self.clock,
+            listener: parking_lot::Mutex::new(None),
+        });
+        if inner.backplane {
+            let channel = inner.layout.channel();
+            let mut subscription = inner.store.subscribe(&[&channel]).await?;
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(async move {
+                while let Some(event) = subscription.next().await {
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    match event {
+                        PubSubEvent::Message(message) => {
+                            if let Some(notice) = Notice::from_bytes(&message.payload) {
+                                apply(&inner, notice);
+                            }
+                        }
+                        PubSubEvent::Resubscribed => {
+                            tracing::info!(
+                                cache = inner.layout.namespace(),
+                                "cache backplane reconnected; dropping L1 and tag versions"
+                            );
+                            inner.forget_local();
+                        }
+                    }
+                }
+            });
+            *inner.listener.lock() = Some(task.abort_handle());
+        }
+        Ok(Cache { inner })
+    }
+}
+
+/// Applies another instance's change to this instance's L1.
+fn apply<S: Store>(inner: &CacheInner<S>, notice: Notice) {
+    if notice.instance == inner.instance {
+        return;
+    }
+    match notice.change {
+        Change::Set { k } | Change::Delete { k } => {
+            if let Some(l1) = &inner.l1 {
+                for key in k {
+                    l1.invalidate(&key);
+                }
+            }
+        }
+        Change::Tag { t, v } => inner.tags.observe(&t, v),
+        Change::Prefix { p } => inner.evict_prefix_locally(&p),
+        Change::Clear => inner.forget_local(),
+    }
+}

@@ -1,0 +1,54 @@
+//! How values become bytes.
+//!
+//! JSON is the default: other languages (the Node services of the seeds) can
+//! read what redkit writes. MessagePack is the compact binary option, still
+//! self-describing and cross-language. Which codec wrote an entry is recorded
+//! in its header, so changing the codec never misreads old entries.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::BoxError;
+
+/// A serialization format for cached values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Codec {
+    /// JSON (`serde_json`). Default.
+    #[default]
+    Json,
+    /// MessagePack (`rmp-serde`), with field names so that struct changes
+    /// stay readable.
+    MessagePack,
+}
+
+impl Codec {
+    pub(crate) fn id(self) -> u8 {
+        match self {
+            Codec::Json => 0,
+            Codec::MessagePack => 1,
+        }
+    }
+
+    pub(crate) fn from_id(id: u8) -> Option<Self> {
+        match id {
+            0 => Some(Codec::Json),
+            1 => Some(Codec::MessagePack),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode<T: Serialize>(self, value: &T) -> Result<Vec<u8>, BoxError> {
+        match self {
+            Codec::Json => Ok(serde_json::to_vec(value)?),
+            Codec::MessagePack => Ok(rmp_serde::to_vec_named(value)?),
+        }
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, BoxError> {
+        match self {
+            Codec::Json => Ok(serde_json::from_slice(bytes)?),
+            Codec::MessagePack => Ok(rmp_serde::from_slice(bytes)?),
+        }
+    }
+}

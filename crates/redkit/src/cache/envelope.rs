@@ -1,0 +1,187 @@
+//! The stored form of a cache entry: a small binary header, then the payload.
+//!
+//! ```text
+//! "RK" | version u8 | flags u8 | fresh_until u64 | keep_until u64 | tag count u16
+//!      | (tag len u16, tag bytes, tag version u64)* | payload
+//! ```
+//!
+//! Integers are little-endian milliseconds since the UNIX epoch. Flags: bit 0
+//! set when the payload is LZ4-compressed; bits 4–7 the codec (0 JSON,
+//! 1 MessagePack). With the default JSON codec and no compression the payload
+//! is plain JSON, readable from any language once the header is skipped.
+//! Anything that does not parse is corrupt: the cache treats it as a miss.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::codec::Codec;
+
+const MAGIC: &[u8; 2] = b"RK";
+const VERSION: u8 = 1;
+const COMPRESSED: u8 = 0b0000_0001;
+
+/// Metadata stored with every entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Fresh until this time (ms since epoch).
+    pub(crate) fresh_until: u64,
+    /// Kept (as stale) until this time (ms since epoch).
+    pub(crate) keep_until: u64,
+    /// The entry's tags with their versions at write time.
+    pub(crate) tags: Vec<(String, u64)>,
+}
+
+/// A decoded envelope: metadata and the (decompressed) payload.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub(crate) meta: Meta,
+    pub(crate) codec: Codec,
+    pub(crate) payload: Bytes,
+}
+
+/// Why stored bytes could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Corrupt {
+    Header,
+    Compression,
+}
+
+pub(crate) fn encode(meta: &Meta, codec: Codec, payload: &[u8], compress_above: usize) -> Bytes {
+    let compressed = payload.len() > compress_above;
+    let body: std::borrow::Cow<'_, [u8]> = if compressed {
+        lz4_flex::compress_prepend_size(payload).into()
+    } else {
+        payload.into()
+    };
+    let tag_bytes: usize = meta.tags.iter().map(|(tag, _)| tag.len() + 10).sum();
+    let mut out = BytesMut::with_capacity(24 + tag_bytes + body.len());
+    out.put_slice(MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8((codec.id() << 4) | if compressed { COMPRESSED } else { 0 });
+    out.put_u64_le(meta.fresh_until);
+    out.put_u64_le(meta.keep_until);
+    out.put_u16_le(u16::try_from(meta.tags.len()).unwrap_or(u16::MAX));
+    for (tag, version) in meta.tags.iter().take(usize::from(u16::MAX)) {
+        out.put_u16_le(u16::try_from(tag.len()).unwrap_or(u16::MAX));
+        out.put_slice(&tag.as_bytes()[..tag.len().min(usize::from(u16::MAX))]);
+        out.put_u64_le(*version);
+    }
+    out.put_slice(&body);
+    out.freeze()
+}
+
+pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, Corrupt> {
+    let mut reader = Reader { bytes, at: 0 };
+    if reader.take(2)? != MAGIC || reader.u8()? != VERSION {
+        return Err(Corrupt::Header);
+    }
+    let flags = reader.u8()?;
+    let codec = Codec::from_id(flags >> 4).ok_or(Corrupt::Header)?;
+    let fresh_until = reader.u64()?;
+    let keep_until = reader.u64()?;
+    let count = reader.u16()?;
+    let mut tags = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let len = usize::from(reader.u16()?);
+        let tag = std::str::from_utf8(reader.take(len)?).map_err(|_| Corrupt::Header)?;
+        tags.push((tag.to_owned(), reader.u64()?));
+    }
+    let body = bytes.slice(reader.at..);
+    let payload = if flags & COMPRESSED != 0 {
+        // The size prefix is data too: refuse sizes LZ4 cannot reach (its
+        // ratio is at most 255:1) before allocating them.
+        let declared = body
+            .get(..4)
+            .map(|raw| u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+            .ok_or(Corrupt::Compression)?;
+        if declared > body.len().saturating_mul(255) {
+            return Err(Corrupt::Compression);
+        }
+        Bytes::from(lz4_flex::decompress_size_prepended(&body).map_err(|_| Corrupt::Compression)?)
+    } else {
+        body
+    };
+    Ok(Envelope {
+        meta: Meta {
+            fresh_until,
+            keep_until,
+            tags,
+        },
+        codec,
+        payload,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        let end = self.at.checked_add(n).ok_or(Corrupt::Header)?;
+        let slice = self.bytes.get(self.at..end).ok_or(Corrupt::Header)?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, Corrupt> {
+        let mut raw = [0u8; 2];
+        raw.copy_from_slice(self.take(2)?);
+        Ok(u16::from_le_bytes(raw))
+    }
+
+    fn u64(&mut self) -> Result<u64, Corrupt> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            fresh_until: 10,
+            keep_until: 20,
+            tags: vec![("user:1".to_owned(), 3), ("ümlaut".to_owned(), 0)],
+        }
+    }
+
+    #[test]
+    fn roundtrips_with_and_without_compression() {
+        let payload = vec![b'x'; 5000];
+        for threshold in [0, usize::MAX] {
+            let bytes = encode(&meta(), Codec::MessagePack, &payload, threshold);
+            let envelope = decode(&bytes).unwrap();
+            assert_eq!(envelope.meta, meta());
+            assert_eq!(envelope.codec, Codec::MessagePack);
+            assert_eq!(envelope.payload, payload);
+        }
+        assert!(encode(&meta(), Codec::Json, &payload, 100).len() < 1000);
+    }
+
+    #[test]
+    fn any_truncation_or_garbage_is_corrupt_not_a_panic() {
+        let bytes = encode(&meta(), Codec::Json, b"{\"a\":1}", 1000);
+        for len in 0..30 {
+            assert!(decode(&bytes.slice(..len)).is_err(), "len {len}");
+        }
+        assert!(decode(&Bytes::from_static(b"plain text")).is_err());
+        let mut compressed = encode(&meta(), Codec::Json, &[7u8; 3000], 10).to_vec();
+        let last = compressed.len() - 1;
+        compressed.truncate(last - 5);
+        assert!(decode(&Bytes::from(compressed)).is_err());
+        for seed in 0..500u64 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let garbage: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
+            let _ = decode(&Bytes::from(garbage));
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `get_or_set`: cache-aside with single-flight, stale-while-revalidate,
+//! fail-safe, soft/hard timeouts and an optional cross-instance lock.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::flight::{Landing, owned_error};
+use super::handle::{Cache, Found, millis};
+use super::options::{EntryOptions, Loaded};
+use crate::error::{BoxError, Error, Result};
+use crate::store::{Script, ScriptArg, ScriptContext, ScriptValue, Store};
+
+/// Deletes the lock only if it still holds our token.
+static RELEASE_LOCK: LazyLock<Script> = LazyLock::new(|| {
+    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+        let token = match args.first() {
+            Some(ScriptArg::Bytes(token)) => token.clone(),
+            _ => Bytes::new(),
+        };
+        if ctx.get(0)?.as_ref() == Some(&token) {
+            ctx.delete(0)?;
+            Ok(ScriptValue::Int(1))
+        } else {
+            Ok(ScriptValue::Int(0))
+        }
+    }
+    Script::new(
+        "redkit_cache_release_lock",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        native,
+    )
+});
+
+/// How often a waiter checks for the value another instance is loading.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
+impl<S: Store> Cache<S> {
+    /// The value of `key`, loading and caching it with `loader` when it is
+    /// missing. See [`Cache::get_or_set_with`] for everything it does.
+    pub async fn get_or_set<T, F, Fut, E>(
+        &self,
+        key: &str,
+        options: &EntryOptions,
+        loader: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.get_or_set_with(key, options, move || async move {
+            loader().await.map(Loaded::new)
+        })
+        .await
+    }
+
+    /// Like [`Cache::get_or_set`], with a loader that decides how (or
+    /// whether) its result is cached through [`Loaded`].
+    ///
+    /// - a fresh value (L1, then L2) is returned at once;
+    /// - a stale value within the stale window is returned at once and
+    ///   refreshed in the background;
+    /// - otherwise the loader runs once per instance for all concurrent callers
+    ///   (and once across instances with `distributed_lock`), bounded by the
+    ///   hard timeout; with a stale value at hand and a soft timeout, callers
+    ///   get the stale value after the soft timeout while loading goes on;
+    /// - if the loader fails or times out, a stale value within the fail-safe
+    ///   limit is returned instead of the error.
+    pub async fn get_or_set_with<T, F, Fut, E>(
+        &self,
+        key: &str,
+        options: &EntryOptions,
+        loader: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<T>, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let inner = &self.inner;
+        inner.check_key(key)?;
+        inner.check_tags(&options.tags)?;
+        let (found, from_l1) = inner.lookup::<T>(key, options.l1).await;
+        let now = inner.now_ms();
+        let stale = match found {
+            Some(found) if now < found.meta.fresh_until => {
+                if from_l1 {
+                    inner.counters.l1_hits(1);
+                } else {
+                    inner.counters.l2_hits(1);
+                }
+                return Ok(found.value);
+            }
+            other => other,
+        };
+        inner.counters.misses(1);
+        if let Some(found) = &stale
+            && now
+                < found
+                    .meta
+                    .fresh_until
+                    .saturating_add(millis(options.stale_window))
+        {
+            inner.counters.stale_served(1);
+            let cache = self.clone();
+            let (key, options) = (key.to_owned(), options.clone());
+            tokio::spawn(async move {
+                let _ = cache
+                    .load_once::<T, F, Fut, E>(&key, &options, loader)
+                    .await;
+            });
+            return Ok(found.value.clone());
+        }
+        let landing = match (options.soft_timeout, &stale) {
+            (Some(soft), Some(found)) => {
+                match tokio::time::timeout(soft, self.load_once(key, options, loader)).await {
+                    Ok(landing) => landing,
+                    Err(_) => {
+                        // The load goes on in its own task and will land in the cache.
+                        inner.counters.stale_served(1);
+                        return Ok(found.value.clone());
+                    }
+                }
+            }
+            _ => self.load_once(key, options, loader).await,
+        };
+        match landing {
+            Ok(value) => match value.downcast_ref::<T>() {
+                Some(value) => Ok(value.clone()),
+                None => Err(Error::invalid_input(
+                    "cache key",
+                    format!("{key:?} is being loaded with another value type by a concurrent call"),
+                )),
+            },
+            Err(error) => match stale {
+                Some(found)
+                    if inner.now_ms()
+                        < found
+                            .meta
+                            .fresh_until
+                            .saturating_add(millis(options.fail_safe_max)) =>
+                {
+                    inner.counters.stale_served(1);
+                    tracing::warn!(
+                        cache = inner.layout.namespace(), key, error = %error,
+                        "loader failed; serving the stale value (fail-safe)"
+                    );
+                    Ok(found.value)
+                }
+                _ => Err(owned_error(key, error)),
+            },
+        }
+    }
+
+    /// Joins the key's flight; the flyer loads in its own task, so that the
+    /// load lands in the cache even if every caller stops waiting.
+    async fn load_once<T, F, Fut, E>(&self, key: &str, options: &EntryOptions, loader: F) -> Landing
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<T>, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let cache = self.clone();
+        let (owned_key, options) = (key.to_owned(), options.clone());
+        self.inner
+            .flights
+            .join(key, move || async move {
+                let task =
+                    tokio::spawn(
+                        async move { cache.load_and_store(owned_key, options, loader).await },
+                    );
+                task.await.unwrap_or_else(|join| {
+                    Err(Arc::new(Error::Loader {
+                        key: String::new(),
+                        source: Box::new(join),
+                    }))
+                })
+            })
+            .await
+    }
+
+    async fn load_and_store<T, F, Fut, E>(
+        self,
+        key: String,
+        options: EntryOptions,
+        loader: F,
+    ) -> Landing
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<T>, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let inner = &self.inner;
+        // Another flight may have landed between our lookup and this one.
+        if let Some(value) = self.fresh::<T>(&key, options.l1).await {
+            return Ok(Arc::new(value));
+        }
+        let lock = if options.distributed_lock {
+            match self.lock_or_wait::<T>(&key, &options).await {
+                LockOutcome::Loaded(value) => return Ok(Arc::new(value)),
+                LockOutcome::Held(token) => Some(token),
+                LockOutcome::Unavailable => None,
+            }
+        } else {
+            None
+        };
+        inner.counters.loader_calls(1);
+        let started = Instant::now();
+        let loaded = match options.hard_timeout {
+            Some(limit) => match tokio::time::timeout(limit, loader()).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(Box::new(Error::LoaderTimeout {
+                    key: key.clone(),
+                    after: limit,
+                }) as BoxError),
+            },
+            None => loader().await.map_err(Into::into),
+        };
+        inner
+            .counters
+            .loader_duration
+            .record(started.elapsed().as_secs_f64());
+        let landing = match loaded {
+            Ok(loaded) => {
+                if loaded.cache {
+                    let mut options = options.clone();
+                    if let Some(ttl) = loaded.ttl {
+                        options.ttl = ttl;
+                    }
+                    if let Some(tags) = loaded.tags.clone() {
+                        options.tags = tags;
+                    }
+                    if let Err(error) = inner
+                        .write(&[(key.as_str(), &loaded.value)], &options)
+                        .await
+                    {
+                        tracing::warn!(cache = inner.layout.namespace(), key, error = %error, "loaded value not cached");
+                    }
+                }
+                Ok(Arc::new(loaded.value) as Arc<dyn Any + Send + Sync>)
+            }
+            Err(error) => {
+                inner.counters.loader_errors(1);
+                Err(Arc::new(match error.downcast::<Error>() {
+                    Ok(timeout) if matches!(*timeout, Error::LoaderTimeout { .. }) => *timeout,
+                    Ok(other) => Error::Loader {
+                        key: key.clone(),
+                        source: other,
+                    },
+                    Err(source) => Error::Loader {
+                        key: key.clone(),
+                        source,
+                    },
+                }))
+            }
+        };
+        if let Some(token) = lock {
+            let lock_key = inner.layout.lock(&key);
+            let args = [ScriptArg::Bytes(Bytes::from(token))];
+            if let Err(error) = inner
+                .store
+                .run_script(&RELEASE_LOCK, &[&lock_key], &args)
+                .await
+            {
+                tracing::debug!(cache = inner.layout.namespace(), error = %error, "lock release failed; it expires");
+            }
+        }
+        landing
+    }
+
+    async fn fresh<T>(&self, key: &str, use_l1: bool) -> Option<T>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let (found, _) = self.inner.lookup::<T>(key, use_l1).await;
+        let now = self.inner.now_ms();
+        found
+            .filter(|found: &Found<T>| now < found.meta.fresh_until)
+            .map(|found| found.value)
+    }
+
+    /// Takes the cross-instance loading lock, or waits for the instance that
+    /// holds it to store the value.
+    async fn lock_or_wait<T>(&self, key: &str, options: &EntryOptions) -> LockOutcome<T>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        let lock_key = inner.layout.lock(key);
+        let token = format!("{}:{:016x}", inner.instance, fastrand::u64(..));
+        let lock_ttl = options
+            .hard_timeout
+            .unwrap_or(inner.lock_ttl)
+            .max(Duration::from_millis(1));
+        let deadline = Instant::now() + inner.lock_ttl;
+        loop {
+            match inner
+                .store
+                .set_if_absent(&lock_key, token.as_bytes(), Some(lock_ttl))
+                .await
+            {
+                Ok(true) => return LockOutcome::Held(token),
+                Ok(false) => {}
+                Err(_) => return LockOutcome::Unavailable,
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+            if let Some(value) = self.fresh::<T>(key, options.l1).await {
+                return LockOutcome::Loaded(value);
+            }
+            if Instant::now() >= deadline {
+                return LockOutcome::Unavailable;
+            }
+        }
+    }
+}
+
+enum LockOutcome<T> {
+    Held(String),
+    Loaded(T),
+    Unavailable,
+}

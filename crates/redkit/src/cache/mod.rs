@@ -1,0 +1,56 @@
+//! A multi-tier cache: L1 in process, L2 in the store, coherent across
+//! instances.
+//!
+//! Every seed hand-writes cache-aside on Redis; the better ones add tags,
+//! pattern invalidation and an in-process tier. This module is all of it, with
+//! FusionCache's resilience:
+//!
+//! - **Tiers**: reads go L1 ([moka], bounded by bytes, holding decoded values)
+//!   → L2 (the [`Store`](crate::store::Store): Redis, or the embedded store) →
+//!   loader; an L2 hit fills L1.
+//! - **Coherence**: every write and
+//!   invalidation publishes a small message (never the value); other instances
+//!   evict their L1 entry. After the backplane reconnects, an instance drops
+//!   its whole L1 and cached tag versions, since messages may have been missed.
+//! - **Tags**: version counters, O(1) to invalidate (see [below](self#tags)).
+//! - **Stampede protection**: single-flight per instance; optionally a short
+//!   Redis lock (`SET NX PX`, released by compare-and-delete) across instances.
+//! - **Stale-while-revalidate, fail-safe, soft and hard timeouts**, per entry
+//!   ([`EntryOptions`]); a circuit breaker skips L2 after repeated failures.
+//! - **Bulk**: `get_many` is one `MGET`, `set_many` one pipeline; prefix
+//!   invalidation and `clear` use `SCAN COUNT` + `UNLINK` pages, never `KEYS`.
+//! - **Codecs**: JSON (default) or MessagePack, LZ4 above a size; a stored
+//!   value that does not decode is a miss, deleted and counted — never a panic.
+//! - **Hostile keys**: control characters and over-long keys are refused with
+//!   a clear error; glob characters are escaped wherever a pattern is built.
+//!
+//! # Coherence
+//! The stored format is described in `envelope.rs`, the messages in
+//! `backplane.rs`.
+//!
+//! # Tags
+//! Each tag has a counter in the store; an entry records its tags' versions and
+//! is valid while they are current. Invalidating a tag increments its counter
+//! and publishes the new version. Invalidated entries are dropped when met and
+//! expire with their TTL; tag counters have no TTL (removed by `clear`).
+
+mod backplane;
+mod breaker;
+mod builder;
+mod codec;
+mod envelope;
+mod flight;
+mod handle;
+mod invalidate;
+mod key;
+mod l1;
+mod load;
+mod options;
+mod stats;
+mod tags;
+
+pub use builder::CacheBuilder;
+pub use codec::Codec;
+pub use handle::Cache;
+pub use options::{EntryOptions, Loaded};
+pub use stats::CacheStats;
