@@ -61,7 +61,8 @@ async fn run(listen: std::net::SocketAddr, redis: RedisConfig) -> Result<(), Ser
         source,
     })?;
     tracing::info!("listening on http://{address}");
-    redkit_server::serve(listener, AppState { kit, metrics }, shutdown_signal()).await?;
+    let state = AppState::new(kit, metrics).await?;
+    redkit_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

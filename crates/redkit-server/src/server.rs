@@ -7,6 +7,8 @@ use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redkit::Redkit;
+use redkit::cache::Cache;
+use redkit::store::AnyStore;
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
@@ -19,6 +21,20 @@ pub struct AppState {
     pub kit: Redkit,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The task cache (namespace `tasks`), reported by `/health/redis`.
+    pub tasks: Cache<AnyStore>,
+}
+
+impl AppState {
+    /// Builds the service's caches on `kit`.
+    pub async fn new(kit: Redkit, metrics: PrometheusHandle) -> Result<Self, ServerError> {
+        let tasks = kit.cache("tasks").build().await?;
+        Ok(AppState {
+            kit,
+            metrics,
+            tasks,
+        })
+    }
 }
 
 /// The service's routes.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::cache::{Cache, CacheBuilder, CacheRegistry};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EmbeddedConfig, RedisConfig};
 use crate::connection::RedisConnection;
@@ -15,6 +16,7 @@ pub struct Redkit {
     store: AnyStore,
     connection: Option<RedisConnection>,
     thresholds: Arc<HealthThresholds>,
+    caches: CacheRegistry,
 }
 
 impl Redkit {
@@ -33,6 +35,12 @@ impl Redkit {
         self.connection.as_ref()
     }
 
+    /// A builder for a cache named `namespace` on this handle's store, whose
+    /// statistics appear in [`Redkit::health`].
+    pub fn cache(&self, namespace: &str) -> CacheBuilder<AnyStore> {
+        Cache::builder(self.store.clone(), namespace).registry(self.caches.clone())
+    }
+
     /// The configured mode.
     pub fn backend(&self) -> Backend {
         self.store.mode()
@@ -44,6 +52,7 @@ impl Redkit {
             self.store.mode(),
             self.connection.as_ref(),
             self.store.embedded_store(),
+            &self.caches.snapshot(),
             &self.thresholds,
         )
         .await
@@ -116,6 +125,7 @@ impl RedkitBuilder {
             store,
             connection,
             thresholds: Arc::new(self.thresholds),
+            caches: CacheRegistry::default(),
         })
     }
 }

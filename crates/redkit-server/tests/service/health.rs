@@ -17,6 +17,8 @@ async fn embedded_mode_is_healthy_without_redis() {
     assert_eq!(status, 200);
     assert!(report["redis"].is_null());
     assert!(report["embedded"]["max_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["caches"][0]["name"], "tasks", "{report}");
+    assert!(report["caches"][0]["stats"]["l1_hits"].is_u64(), "{report}");
     server.stop().await.unwrap();
 }
 
@@ -123,12 +125,18 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
             .starts_with("text/plain")
     );
     let text = response.text().await.unwrap();
+    let ready = format!(
+        "redkit_redis_connection_state{{state=\"ready\",address=\"127.0.0.1:{}/0\"}} 1",
+        redis.port()
+    );
     for metric in [
-        "redkit_redis_connection_state{state=\"ready\"} 1",
+        ready.as_str(),
         "redkit_redis_commands_total",
         "redkit_redis_command_errors_total",
         "redkit_redis_command_duration_seconds_bucket",
         "redkit_redis_reconnects_total",
+        "redkit_cache_l1_hits_total{cache=\"tasks\"}",
+        "redkit_cache_misses_total{cache=\"tasks\"}",
     ] {
         assert!(text.contains(metric), "/metrics lacks {metric}:\n{text}");
     }

@@ -33,7 +33,8 @@ pub async fn start(redis: Option<RedisConfig>) -> RunningServer {
         builder = builder.redis(redis);
     }
     let kit = builder.build().unwrap();
-    RunningServer::start(([127, 0, 0, 1], 0).into(), AppState { kit, metrics })
+    let state = AppState::new(kit, metrics).await.unwrap();
+    RunningServer::start(([127, 0, 0, 1], 0).into(), state)
         .await
         .unwrap()
 }

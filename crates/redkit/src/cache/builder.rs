@@ -11,7 +11,7 @@ use super::handle::{Cache, CacheInner};
 use super::key::Layout;
 use super::l1;
 use super::options::EntryOptions;
-use super::stats::Counters;
+use super::stats::{CacheRegistry, Counters, StatsSource};
 use super::tags::TagVersions;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -34,6 +34,7 @@ pub struct CacheBuilder<S> {
     tag_versions_max_age: Duration,
     lock_ttl: Duration,
     clock: Arc<dyn Clock>,
+    registry: Option<CacheRegistry>,
 }
 
 impl<S: Store> CacheBuilder<S> {
@@ -53,7 +54,15 @@ impl<S: Store> CacheBuilder<S> {
             tag_versions_max_age: Duration::from_secs(5),
             lock_ttl: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            registry: None,
         }
+    }
+
+    /// Reports this cache's statistics in the health report of the handle
+    /// that owns `registry`.
+    pub(crate) fn registry(mut self, registry: CacheRegistry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// Whether the in-process L1 tier exists at all. Default: true.
@@ -168,6 +177,10 @@ impl<S: Store> CacheBuilder<S> {
             clock: self.clock,
             listener: parking_lot::Mutex::new(None),
         });
+        if let Some(registry) = &self.registry {
+            let weak: std::sync::Weak<dyn StatsSource> = Arc::downgrade(&inner) as _;
+            registry.register(inner.layout.namespace(), weak);
+        }
         if inner.backplane {
             let channel = inner.layout.channel();
             let mut subscription = inner.store.subscribe(&[&channel]).await?;

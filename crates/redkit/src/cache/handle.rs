@@ -81,6 +81,12 @@ pub(super) struct Found<T> {
     pub(super) meta: Meta,
 }
 
+impl<S: Store> super::stats::StatsSource for CacheInner<S> {
+    fn stats(&self) -> CacheStats {
+        self.counters.snapshot()
+    }
+}
+
 impl<S: Store> CacheInner<S> {
     pub(super) fn now_ms(&self) -> u64 {
         u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX)

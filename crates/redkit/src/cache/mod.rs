@@ -53,4 +53,5 @@ pub use builder::CacheBuilder;
 pub use codec::Codec;
 pub use handle::Cache;
 pub use options::{EntryOptions, Loaded};
+pub(crate) use stats::CacheRegistry;
 pub use stats::CacheStats;

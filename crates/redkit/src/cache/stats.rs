@@ -1,6 +1,9 @@
 //! Cache counters: Prometheus metrics and an in-process snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use metrics::{Counter, Histogram};
 use serde::Serialize;
@@ -115,5 +118,46 @@ counters! {
 impl std::fmt::Debug for Counters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.snapshot().fmt(f)
+    }
+}
+
+/// Something that can report cache statistics (a live cache).
+pub(crate) trait StatsSource: Send + Sync {
+    fn stats(&self) -> CacheStats;
+}
+
+/// The caches built through one [`Redkit`](crate::Redkit) handle, so that its
+/// health report can show them. Holds weak references: a dropped cache
+/// disappears from the report.
+#[derive(Clone, Default)]
+pub(crate) struct CacheRegistry {
+    caches: Arc<Mutex<Vec<Registered>>>,
+}
+
+/// A cache's name and a weak reference to its counters.
+type Registered = (String, Weak<dyn StatsSource>);
+
+impl std::fmt::Debug for CacheRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheRegistry")
+            .field("caches", &self.caches.lock().len())
+            .finish()
+    }
+}
+
+impl CacheRegistry {
+    pub(crate) fn register(&self, name: &str, source: Weak<dyn StatsSource>) {
+        let mut caches = self.caches.lock();
+        caches.retain(|(_, cache)| cache.strong_count() > 0);
+        caches.push((name.to_owned(), source));
+    }
+
+    /// Name and statistics of every live cache.
+    pub(crate) fn snapshot(&self) -> Vec<(String, CacheStats)> {
+        self.caches
+            .lock()
+            .iter()
+            .filter_map(|(name, cache)| Some((name.clone(), cache.upgrade()?.stats())))
+            .collect()
     }
 }

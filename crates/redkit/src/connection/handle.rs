@@ -1,7 +1,7 @@
 //! The shared, cheap-to-clone connection handle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -26,6 +26,10 @@ pub(super) struct Inner {
     pub(super) live: ArcSwapOption<Live>,
     pub(super) generation: AtomicU64,
     pub(super) state: watch::Sender<ConnectionState>,
+    /// The current state as a number, for lock-free reads on the hot path.
+    pub(super) state_now: AtomicU8,
+    /// Mirrors `closing` for lock-free reads on the hot path.
+    pub(super) closed: AtomicBool,
     /// Wakes the supervisor when a command saw the connection die.
     pub(super) broken: Notify,
     /// `true` once shutdown started.
@@ -51,6 +55,7 @@ struct Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
         self.inner.closing.send_replace(true);
         self.inner.live.store(None);
     }
@@ -73,14 +78,16 @@ impl RedisConnection {
     /// inside a Tokio runtime.
     pub fn connect(config: RedisConfig) -> Result<Self> {
         config.validate()?;
+        let metrics = ConnectionMetrics::register(config.address());
         let connector = Connector::new(Arc::new(config))?;
-        let metrics = ConnectionMetrics::register();
         metrics.state(ConnectionState::Connecting);
         let inner = Arc::new(Inner {
             connector,
             live: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             state: watch::Sender::new(ConnectionState::Connecting),
+            state_now: AtomicU8::new(ConnectionState::Connecting.index()),
+            closed: AtomicBool::new(false),
             broken: Notify::new(),
             closing: watch::Sender::new(false),
             in_flight: AtomicUsize::new(0),
@@ -105,7 +112,7 @@ impl RedisConnection {
 
     /// The current state.
     pub fn state(&self) -> ConnectionState {
-        *self.inner().state.borrow()
+        ConnectionState::from_index(self.inner().state_now.load(Ordering::Acquire))
     }
 
     /// A stream of state changes, starting with the current state.
@@ -175,6 +182,7 @@ impl RedisConnection {
     /// command timeout), closes the connections and ends in `Closed`.
     pub async fn shutdown(&self) {
         let inner = self.inner();
+        inner.closed.store(true, Ordering::Release);
         if inner.closing.send_replace(true) {
             return;
         }
@@ -189,7 +197,7 @@ impl RedisConnection {
     }
 
     fn ensure_open(&self) -> Result<()> {
-        if *self.inner().closing.borrow() {
+        if self.inner().closed.load(Ordering::Acquire) {
             Err(Error::Closed)
         } else {
             Ok(())
@@ -199,7 +207,7 @@ impl RedisConnection {
     /// Picks a live connection, or fails fast.
     fn checkout(&self) -> Result<(MultiplexedConnection, u64, InFlight<'_>)> {
         let guard = InFlight::enter(self.inner());
-        if *self.inner().closing.borrow() {
+        if self.inner().closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let live = self.inner().live.load();
@@ -262,7 +270,8 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && *self.inner.closing.borrow()
+        if self.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.inner.closed.load(Ordering::Acquire)
         {
             self.inner.drained.notify_waiters();
         }

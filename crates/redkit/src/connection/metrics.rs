@@ -20,6 +20,9 @@ pub(crate) const STATE: &str = "redkit_redis_connection_state";
 
 #[derive(Clone)]
 pub(crate) struct ConnectionMetrics {
+    /// `host:port/db`, labelling the state gauge so that several connections
+    /// in one process each report their own state.
+    address: String,
     pub(crate) commands: Counter,
     pub(crate) errors: Counter,
     pub(crate) duration: Histogram,
@@ -27,13 +30,14 @@ pub(crate) struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
-    pub(crate) fn register() -> Self {
+    pub(crate) fn register(address: String) -> Self {
         metrics::describe_counter!(COMMANDS, "Commands sent to Redis");
         metrics::describe_counter!(ERRORS, "Redis commands that failed");
         metrics::describe_histogram!(DURATION, metrics::Unit::Seconds, "Redis command latency");
         metrics::describe_counter!(RECONNECTS, "Reconnections after a lost Redis connection");
         metrics::describe_gauge!(STATE, "1 for the current Redis connection state");
         ConnectionMetrics {
+            address,
             commands: metrics::counter!(COMMANDS),
             errors: metrics::counter!(ERRORS),
             duration: metrics::histogram!(DURATION),
@@ -44,7 +48,8 @@ impl ConnectionMetrics {
     pub(crate) fn state(&self, current: ConnectionState) {
         for state in ConnectionState::ALL {
             let value = if state == current { 1.0 } else { 0.0 };
-            metrics::gauge!(STATE, "state" => state.as_str()).set(value);
+            metrics::gauge!(STATE, "state" => state.as_str(), "address" => self.address.clone())
+                .set(value);
         }
     }
 }

@@ -34,6 +34,17 @@ impl ConnectionState {
         ConnectionState::Closed,
     ];
 
+    pub(super) fn index(self) -> u8 {
+        self as u8
+    }
+
+    pub(super) fn from_index(index: u8) -> Self {
+        Self::ALL
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or(ConnectionState::Closed)
+    }
+
     /// Lower-case name, as in logs, health output and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -158,6 +158,7 @@ pub(super) fn mark_broken(inner: &Inner, generation: u64) {
 
 /// Records a state change: watch channel, log line and metrics.
 pub(super) fn set_state(inner: &Inner, next: ConnectionState) {
+    inner.state_now.store(next.index(), Ordering::Release);
     let previous = inner.state.send_replace(next);
     if previous == next {
         return;

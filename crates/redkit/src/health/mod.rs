@@ -11,4 +11,4 @@ mod report;
 
 pub use info::RedisInfo;
 pub(crate) use report::check;
-pub use report::{HealthReport, HealthStatus, HealthThresholds, RedisHealth};
+pub use report::{CacheHealth, HealthReport, HealthStatus, HealthThresholds, RedisHealth};

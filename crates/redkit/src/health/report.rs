@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::RedisInfo;
+use crate::cache::CacheStats;
 use crate::connection::{ConnectionState, RedisConnection};
 use crate::store::{Backend, EmbeddedStats, EmbeddedStore};
 
@@ -42,6 +43,8 @@ impl HealthStatus {
 /// | `used_memory` above `max_memory_usage` (default 90 %) of `maxmemory` | degraded |
 /// | last RDB save or AOF write failed | degraded |
 /// | embedded store above `max_memory_usage` of its budget | degraded |
+/// | a cache's hit rate below `min_cache_hit_rate` (default 50 %) after `cache_min_reads` reads (default 100) | degraded |
+/// | a cache's error rate above `max_cache_error_rate` (default 1 %) after `cache_min_reads` operations | degraded |
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct HealthThresholds {
@@ -53,6 +56,12 @@ pub struct HealthThresholds {
     pub fragmentation_min_used_memory: u64,
     /// Highest acceptable share of the memory limit in use. Default: 0.9.
     pub max_memory_usage: f64,
+    /// Lowest acceptable cache hit rate (both tiers). Default: 0.5.
+    pub min_cache_hit_rate: f64,
+    /// Highest acceptable cache error rate. Default: 0.01.
+    pub max_cache_error_rate: f64,
+    /// Reads a cache needs before its rates are judged. Default: 100.
+    pub cache_min_reads: u64,
 }
 
 impl Default for HealthThresholds {
@@ -62,6 +71,9 @@ impl Default for HealthThresholds {
             max_fragmentation: 1.5,
             fragmentation_min_used_memory: 64 * 1024 * 1024,
             max_memory_usage: 0.9,
+            min_cache_hit_rate: 0.5,
+            max_cache_error_rate: 0.01,
+            cache_min_reads: 100,
         }
     }
 }
@@ -96,8 +108,27 @@ pub struct HealthReport {
     pub redis: Option<RedisHealth>,
     /// The embedded store's size and activity.
     pub embedded: EmbeddedStats,
+    /// The caches built through the handle.
+    pub caches: Vec<CacheHealth>,
     /// Why the status is not `healthy`, in words.
     pub reasons: Vec<String>,
+}
+
+/// One cache's activity and rates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheHealth {
+    /// The cache's namespace.
+    pub name: String,
+    /// Hits (either tier) over reads.
+    pub hit_rate: Option<f64>,
+    /// L1 hits over reads.
+    pub l1_hit_rate: Option<f64>,
+    /// L2 hits over reads that reached L2.
+    pub l2_hit_rate: Option<f64>,
+    /// Failed L2 operations and loader calls over operations.
+    pub error_rate: Option<f64>,
+    /// The raw counters.
+    pub stats: CacheStats,
 }
 
 /// Checks everything and grades it.
@@ -105,6 +136,7 @@ pub(crate) async fn check(
     mode: Backend,
     connection: Option<&RedisConnection>,
     embedded: &EmbeddedStore,
+    caches: &[(String, CacheStats)],
     thresholds: &HealthThresholds,
 ) -> HealthReport {
     let mut status = HealthStatus::Healthy;
@@ -171,12 +203,57 @@ pub(crate) async fn check(
         );
     }
 
+    let caches: Vec<CacheHealth> = caches
+        .iter()
+        .map(|(name, stats)| CacheHealth {
+            name: name.clone(),
+            hit_rate: stats.hit_rate(),
+            l1_hit_rate: stats.l1_hit_rate(),
+            l2_hit_rate: stats.l2_hit_rate(),
+            error_rate: stats.error_rate(),
+            stats: *stats,
+        })
+        .collect();
+    for cache in &caches {
+        let reads = cache.stats.l1_hits + cache.stats.l2_hits + cache.stats.misses;
+        if reads < thresholds.cache_min_reads {
+            continue;
+        }
+        if let Some(rate) = cache.hit_rate
+            && rate < thresholds.min_cache_hit_rate
+        {
+            flag(
+                HealthStatus::Degraded,
+                format!(
+                    "cache {} hit rate {:.0} % is below {:.0} %",
+                    cache.name,
+                    rate * 100.0,
+                    thresholds.min_cache_hit_rate * 100.0
+                ),
+            );
+        }
+        if let Some(rate) = cache.error_rate
+            && rate > thresholds.max_cache_error_rate
+        {
+            flag(
+                HealthStatus::Degraded,
+                format!(
+                    "cache {} error rate {:.1} % is above {:.1} %",
+                    cache.name,
+                    rate * 100.0,
+                    thresholds.max_cache_error_rate * 100.0
+                ),
+            );
+        }
+    }
+
     HealthReport {
         status,
         backend: mode,
         serving,
         redis,
         embedded: stats,
+        caches,
         reasons,
     }
 }

@@ -222,19 +222,21 @@ impl Store for AnyStore {
         .await
     }
 
-    /// In fallback mode, listens on both stores: Redis messages (resubscribed
-    /// in the background whenever Redis comes back) and messages published
-    /// locally while Redis was down.
+    /// With Redis configured the subscription is active at once when Redis
+    /// is ready, and otherwise from the moment Redis comes up (it is retried
+    /// in the background, like every later resubscription). In fallback mode
+    /// it also receives messages published locally while Redis is down.
     async fn subscribe(&self, channels: &[&str]) -> Result<Subscription> {
-        match (&self.redis, self.mode) {
-            (Some(redis), Backend::Fallback) => {
+        match &self.redis {
+            Some(redis) => {
                 let (sender, receiver) = Subscription::channel();
-                self.embedded.subscribe_sender(channels, &sender);
+                if self.mode == Backend::Fallback {
+                    self.embedded.subscribe_sender(channels, &sender);
+                }
                 let pump = redis.subscribe_forwarding(channels, sender).await;
                 Ok(Subscription::new(receiver, vec![pump]))
             }
-            (Some(redis), _) => redis.subscribe(channels).await,
-            (None, _) => self.embedded.subscribe(channels).await,
+            None => self.embedded.subscribe(channels).await,
         }
     }
 

@@ -99,3 +99,37 @@ async fn slow_ping_degrades() {
         report.reasons
     );
 }
+
+#[tokio::test]
+async fn cache_hit_and_error_rates_are_reported_and_graded() {
+    let kit = Redkit::builder().build().unwrap();
+    let cache = kit.cache("tasks").build().await.unwrap();
+    for i in 0..150 {
+        assert_eq!(cache.get::<u8>(&format!("k{i}")).await.unwrap(), None);
+    }
+    let report = kit.health().await;
+    assert_eq!(report.caches.len(), 1);
+    let tasks = &report.caches[0];
+    assert_eq!(tasks.name, "tasks");
+    assert_eq!(tasks.stats.misses, 150);
+    assert_eq!(tasks.hit_rate, Some(0.0));
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert!(
+        report
+            .reasons
+            .iter()
+            .any(|r| r.contains("cache tasks hit rate 0 %")),
+        "{:?}",
+        report.reasons
+    );
+    // Hits bring it back.
+    cache.set("hot", &1u8, &cache.options()).await.unwrap();
+    for _ in 0..300 {
+        cache.get::<u8>("hot").await.unwrap();
+    }
+    let report = kit.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.reasons);
+    assert!(report.caches[0].l1_hit_rate.unwrap() > 0.6);
+    drop(cache);
+    assert!(kit.health().await.caches.is_empty());
+}

@@ -1,0 +1,119 @@
+//! redkit's benchmark harness.
+//!
+//! Each scenario is measured against a raw baseline in the same run, with the
+//! same concurrency (50 tasks), payload (100 B) and key count (10k), and
+//! reports ops/s, p50, p99 and the ratio. Baseline and scenario alternate for
+//! `--rounds` rounds and the best run of each is kept, so that both get the
+//! same share of this noisy machine. Not a test: run it with
+//!
+//! ```sh
+//! cargo run --release -p redkit-bench -- [--redis redis://127.0.0.1:6379] [--scenario NAME] [--json]
+//! ```
+//!
+//! Without `--redis` it starts its own redis-server on a free port.
+
+mod env;
+mod measure;
+mod report;
+mod scenarios;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Benchmarks redkit against raw redis-rs and moka.
+#[derive(Debug, Parser)]
+#[command(name = "redkit-bench")]
+struct Args {
+    /// Redis to use; without it a redis-server is started on a free port.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Run only this scenario (repeatable).
+    #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(scenarios::ALL))]
+    scenarios: Vec<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Concurrent tasks.
+    #[arg(long, default_value_t = 50)]
+    tasks: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Baseline/scenario rounds (the best of each is kept).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.tasks == 0 || args.keys == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
+        eprintln!("error: --tasks, --keys and --seconds must be greater than zero");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports = runtime.block_on(async {
+        let load = measure::Load {
+            tasks: args.tasks,
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs_f64(args.seconds),
+        };
+        let env = env::Env::new(
+            args.redis.clone(),
+            load,
+            args.keys,
+            args.value_size,
+            args.rounds,
+        );
+        eprintln!(
+            "redkit-bench: {} tasks, {} keys, {} B values, {} s × {} rounds, redis {}{}",
+            args.tasks,
+            args.keys,
+            args.value_size,
+            args.seconds,
+            args.rounds,
+            env.url,
+            if env.owns_server() {
+                " (started by the harness)"
+            } else {
+                ""
+            }
+        );
+        let selected: Vec<&str> = if args.scenarios.is_empty() {
+            scenarios::ALL.to_vec()
+        } else {
+            args.scenarios.iter().map(String::as_str).collect()
+        };
+        let mut reports = Vec::new();
+        for (i, name) in selected.iter().enumerate() {
+            eprintln!("[{}/{}] {name}", i + 1, selected.len());
+            reports.extend(scenarios::run(name, &env).await);
+        }
+        reports
+    });
+    if args.json {
+        match serde_json::to_string_pretty(&reports) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report::print_table(&reports);
+    }
+    ExitCode::SUCCESS
+}

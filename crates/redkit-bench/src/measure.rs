@@ -1,0 +1,115 @@
+//! Closed-loop load: N tasks each running one operation after another for a
+//! fixed time, recording every latency.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// Throughput and latency of one measured run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measurement {
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+}
+
+/// How load is applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) tasks: usize,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+}
+
+/// Runs `op(task, iteration)` from `load.tasks` tasks for the warm-up, then
+/// measures for `load.duration`.
+pub(crate) async fn measure<F, Fut>(load: Load, op: F) -> Measurement
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now() + Duration::from_millis(5);
+    let measure_from = start + load.warmup;
+    let stop = measure_from + load.duration;
+    let handles: Vec<_> = (0..load.tasks)
+        .map(|task| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut histogram = new_histogram();
+                let mut count = 0u64;
+                let mut iteration = task as u64 * 7919;
+                tokio::time::sleep_until(start.into()).await;
+                loop {
+                    let began = Instant::now();
+                    if began >= stop {
+                        break;
+                    }
+                    op(task, iteration).await;
+                    iteration += 1;
+                    if began >= measure_from {
+                        let micros = began.elapsed().as_nanos() as u64 / 1000;
+                        let _ = histogram.record(micros.max(1));
+                        count += 1;
+                    }
+                }
+                (histogram, count)
+            })
+        })
+        .collect();
+    let mut total = new_histogram();
+    let mut count = 0u64;
+    for handle in handles {
+        if let Ok((histogram, n)) = handle.await {
+            let _ = total.add(&histogram);
+            count += n;
+        }
+    }
+    Measurement {
+        ops_per_sec: count as f64 / load.duration.as_secs_f64(),
+        p50_us: total.value_at_quantile(0.50) as f64,
+        p99_us: total.value_at_quantile(0.99) as f64,
+    }
+}
+
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|err| panic!("histogram: {err}"))
+}
+
+/// Alternates baseline and scenario `rounds` times and keeps the best run of
+/// each, so that both sides get the same share of the machine's noise.
+pub(crate) async fn paired<B, BF, S, SF>(
+    rounds: usize,
+    baseline: B,
+    scenario: S,
+) -> (Measurement, Measurement)
+where
+    B: Fn() -> BF,
+    BF: Future<Output = Measurement>,
+    S: Fn() -> SF,
+    SF: Future<Output = Measurement>,
+{
+    let mut best_baseline: Option<Measurement> = None;
+    let mut best_scenario: Option<Measurement> = None;
+    for _ in 0..rounds.max(1) {
+        let b = baseline().await;
+        let s = scenario().await;
+        if best_baseline.is_none_or(|best| b.ops_per_sec > best.ops_per_sec) {
+            best_baseline = Some(b);
+        }
+        if best_scenario.is_none_or(|best| s.ops_per_sec > best.ops_per_sec) {
+            best_scenario = Some(s);
+        }
+    }
+    let empty = Measurement {
+        ops_per_sec: 0.0,
+        p50_us: 0.0,
+        p99_us: 0.0,
+    };
+    (
+        best_baseline.unwrap_or(empty),
+        best_scenario.unwrap_or(empty),
+    )
+}

@@ -1,0 +1,55 @@
+//! What a scenario reports, as a table row or JSON.
+
+use serde::Serialize;
+
+/// One scenario's result. `ratio` is `ops_per_sec / baseline_ops_per_sec`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    pub(crate) scenario: String,
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) baseline: String,
+    pub(crate) baseline_ops_per_sec: Option<f64>,
+    pub(crate) ratio: Option<f64>,
+    /// The target, in words (`ratio >= 0.90`, `worst PING < 10 ms`).
+    pub(crate) target: Option<String>,
+    /// Whether the target was met (`None` when there is none).
+    pub(crate) met: Option<bool>,
+    /// Scenario-specific figures (durations, worst PING latency).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub(crate) details: serde_json::Map<String, serde_json::Value>,
+}
+
+pub(crate) fn print_table(reports: &[Report]) {
+    println!(
+        "{:<34} {:>12} {:>9} {:>9} {:>12} {:>7}  {:<22} met",
+        "scenario", "ops/s", "p50 µs", "p99 µs", "baseline/s", "ratio", "target"
+    );
+    for report in reports {
+        println!(
+            "{:<34} {:>12.0} {:>9.0} {:>9.0} {:>12} {:>7}  {:<22} {}",
+            report.scenario,
+            report.ops_per_sec,
+            report.p50_us,
+            report.p99_us,
+            report
+                .baseline_ops_per_sec
+                .map(|b| format!("{b:.0}"))
+                .unwrap_or_else(|| "-".to_owned()),
+            report
+                .ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".to_owned()),
+            report.target.as_deref().unwrap_or("-"),
+            match report.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+        for (name, value) in &report.details {
+            println!("    {name}: {value}");
+        }
+    }
+}

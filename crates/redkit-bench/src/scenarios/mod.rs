@@ -1,0 +1,61 @@
+//! The scenarios, by name.
+
+mod cache;
+
+use crate::env::Env;
+use crate::report::Report;
+
+/// Every scenario name, in the order they run.
+pub(crate) const ALL: &[&str] = &[
+    "connection_get",
+    "store_get",
+    "cache_get_l2_hit",
+    "cache_get_l1_hit",
+    "cache_get_or_set_hit",
+    "cache_set",
+    "cache_invalidate_tag",
+    "cache_invalidate_prefix",
+];
+
+/// Runs one scenario (some report several sizes).
+pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
+    match name {
+        "connection_get" => vec![cache::connection_get(env).await],
+        "store_get" => vec![cache::store_get(env).await],
+        "cache_get_l2_hit" => vec![cache::get_l2_hit(env).await],
+        "cache_get_l1_hit" => vec![cache::get_l1_hit(env).await],
+        "cache_get_or_set_hit" => vec![cache::get_or_set_hit(env).await],
+        "cache_set" => vec![cache::set(env).await],
+        "cache_invalidate_tag" => cache::invalidate(env, cache::Invalidation::Tag).await,
+        "cache_invalidate_prefix" => cache::invalidate(env, cache::Invalidation::Prefix).await,
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// A ratio report: scenario against baseline, with a target ratio.
+pub(crate) fn ratio_report(
+    scenario: &str,
+    baseline: &str,
+    measured: crate::measure::Measurement,
+    base: crate::measure::Measurement,
+    target: Option<f64>,
+) -> Report {
+    let ratio = measured.ops_per_sec / base.ops_per_sec.max(f64::MIN_POSITIVE);
+    Report {
+        scenario: scenario.to_owned(),
+        ops_per_sec: measured.ops_per_sec,
+        p50_us: measured.p50_us,
+        p99_us: measured.p99_us,
+        baseline: baseline.to_owned(),
+        baseline_ops_per_sec: Some(base.ops_per_sec),
+        ratio: Some(ratio),
+        target: target.map(|t| format!("ratio >= {t:.2}")),
+        met: target.map(|t| ratio >= t),
+        details: serde_json::Map::new(),
+    }
+}
+
+/// Prints a progress line on stderr.
+pub(crate) fn progress(scenario: &str, step: &str) {
+    eprintln!("  {scenario}: {step}");
+}
