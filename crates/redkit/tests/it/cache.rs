@@ -676,3 +676,45 @@ async fn circuit_breaker_skips_a_hung_redis() {
     assert!(cache.stats().l2_errors >= 3);
     server.resume();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubscribed_instance_drops_its_l1_because_it_may_have_missed_messages() {
+    let server = RedisServer::new();
+    let admin = connected(&server).await;
+    let b = Cache::builder(RedisStore::new(connected(&server).await), "resub")
+        .build()
+        .await
+        .unwrap();
+    // A writer whose changes never reach the backplane: what B would miss
+    // while its subscription is down.
+    let silent = Cache::builder(RedisStore::new(connected(&server).await), "resub")
+        .backplane(false)
+        .build()
+        .await
+        .unwrap();
+    silent.set("k", &1u32, &silent.options()).await.unwrap();
+    assert_eq!(b.get::<u32>("k").await.unwrap(), Some(1)); // now in B's L1
+    silent.set("k", &2u32, &silent.options()).await.unwrap();
+    assert_eq!(
+        b.get::<u32>("k").await.unwrap(),
+        Some(1),
+        "B serves its L1 copy"
+    );
+
+    // Drop every pub/sub connection, as a network blip would.
+    let _: i64 = admin
+        .query(
+            &::redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .to_owned(),
+        )
+        .await
+        .unwrap();
+    let fresh = eventually(Duration::from_secs(3), || async {
+        b.get::<u32>("k").await.unwrap() == Some(2)
+    })
+    .await;
+    assert!(fresh, "B kept its L1 after resubscribing");
+}
