@@ -45,6 +45,15 @@ impl ManualClock {
         }
     }
 
+    /// A clock showing `since_epoch`.
+    pub fn starting_at(since_epoch: Duration) -> Self {
+        ManualClock {
+            micros: Arc::new(AtomicU64::new(
+                u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX),
+            )),
+        }
+    }
+
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
         let micros = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);

@@ -27,6 +27,7 @@ pub mod config;
 pub mod connection;
 mod error;
 pub mod health;
+pub mod ratelimit;
 mod redkit;
 pub mod store;
 

@@ -7,5 +7,6 @@ mod config;
 mod connection;
 mod fallback;
 mod health;
+mod ratelimit;
 mod store;
 mod support;

@@ -1,0 +1,217 @@
+//! The two algorithms, each as a Lua script and its native twin.
+//!
+//! Both run atomically in one round trip and read the clock of the store that
+//! runs them (Redis' `TIME`, the embedded store's clock), so instances with
+//! skewed clocks still share one limit. All arithmetic is on integers in
+//! microseconds, written the same way in Lua and Rust so that both stores give
+//! the same answers (the shared suite checks it at window edges).
+//!
+//! Every script returns `{allowed, remaining, retry_after_us, reset_after_us}`.
+//! A negative cost gives capacity back (reward) and is always admitted.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::store::{Script, ScriptArg, ScriptContext, ScriptValue};
+
+/// GCRA: ARGV = burst, emission interval (µs per request), cost.
+pub(crate) static GCRA: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redkit_ratelimit_gcra",
+        r"
+local burst = tonumber(ARGV[1])
+local emission = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tolerance = emission * burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + emission * cost
+if new_tat < now then new_tat = now end
+local allow_at = new_tat - tolerance
+if cost > 0 and allow_at > now then
+  local remaining = math.floor((now + tolerance - tat) / emission)
+  if remaining < 0 then remaining = 0 end
+  return {0, remaining, allow_at - now, tat - now}
+end
+if new_tat > now then
+  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+else
+  redis.call('DEL', KEYS[1])
+end
+return {1, math.floor((now + tolerance - new_tat) / emission), 0, new_tat - now}
+",
+        gcra_native,
+    )
+});
+
+fn gcra_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+    let burst = arg(args, 0)?;
+    let emission = arg(args, 1)?.max(1);
+    let cost = arg(args, 2)?;
+    let now = micros(ctx.now());
+    let tolerance = emission * burst;
+    let stored = ctx.get(0)?.and_then(|bytes| parse_i64(&bytes));
+    let tat = stored.unwrap_or(now).max(now);
+    let new_tat = (tat + emission * cost).max(now);
+    let allow_at = new_tat - tolerance;
+    if cost > 0 && allow_at > now {
+        let remaining = ((now + tolerance - tat) / emission).max(0);
+        return Ok(reply(false, remaining, allow_at - now, tat - now));
+    }
+    if new_tat > now {
+        let ttl_ms = ceil_div(new_tat - now, 1000);
+        ctx.set(
+            0,
+            Bytes::from(new_tat.to_string()),
+            Some(Duration::from_millis(ttl_ms.unsigned_abs())),
+        )?;
+    } else {
+        ctx.delete(0)?;
+    }
+    Ok(reply(
+        true,
+        (now + tolerance - new_tat) / emission,
+        0,
+        new_tat - now,
+    ))
+}
+
+/// Sliding window: ARGV = limit, window (µs), cost. The key holds
+/// `window_index:previous_count:current_count`.
+pub(crate) static SLIDING_WINDOW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redkit_ratelimit_sliding_window",
+        r"
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local index = math.floor(now / window)
+local elapsed = now - index * window
+local prev, cur = 0, 0
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local i, p, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
+  if i then
+    i = tonumber(i)
+    if i == index then prev = tonumber(p); cur = tonumber(c)
+    elseif i == index - 1 then prev = tonumber(c) end
+  end
+end
+local weighted = math.floor(prev * (window - elapsed) / window)
+local used = weighted + cur
+if cost > 0 and used + cost > limit then
+  local retry
+  if cur + cost > limit or prev == 0 then
+    retry = window - elapsed
+  else
+    retry = window - math.floor((limit - cur - cost) * window / prev) - elapsed
+    if retry < 1 then retry = 1 end
+  end
+  local remaining = limit - used
+  if remaining < 0 then remaining = 0 end
+  return {0, remaining, retry, window - elapsed}
+end
+cur = cur + cost
+if cur < 0 then cur = 0 end
+redis.call('SET', KEYS[1], string.format('%d:%d:%d', index, prev, cur), 'PX', math.ceil(2 * window / 1000))
+local remaining = limit - weighted - cur
+if remaining < 0 then remaining = 0 end
+return {1, remaining, 0, window - elapsed}
+",
+        sliding_native,
+    )
+});
+
+fn sliding_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+    let limit = arg(args, 0)?;
+    let window = arg(args, 1)?.max(1);
+    let cost = arg(args, 2)?;
+    let now = micros(ctx.now());
+    let index = now / window;
+    let elapsed = now - index * window;
+    let (mut prev, mut cur) = (0i64, 0i64);
+    if let Some(raw) = ctx.get(0)?
+        && let Some((i, p, c)) = parse_state(&raw)
+    {
+        if i == index {
+            (prev, cur) = (p, c);
+        } else if i == index - 1 {
+            prev = c;
+        }
+    }
+    // Policies keep limit × window below 2^53, where Lua's doubles are exact.
+    let weighted =
+        i64::try_from(i128::from(prev) * i128::from(window - elapsed) / i128::from(window))
+            .unwrap_or(i64::MAX);
+    let used = weighted + cur;
+    if cost > 0 && used + cost > limit {
+        let retry = if cur + cost > limit || prev == 0 {
+            window - elapsed
+        } else {
+            let share = i128::from(limit - cur - cost) * i128::from(window) / i128::from(prev);
+            (window - i64::try_from(share).unwrap_or(i64::MAX) - elapsed).max(1)
+        };
+        return Ok(reply(false, (limit - used).max(0), retry, window - elapsed));
+    }
+    cur = (cur + cost).max(0);
+    let ttl_ms = ceil_div(2 * window, 1000);
+    ctx.set(
+        0,
+        Bytes::from(format!("{index}:{prev}:{cur}")),
+        Some(Duration::from_millis(ttl_ms.unsigned_abs())),
+    )?;
+    Ok(reply(
+        true,
+        (limit - weighted - cur).max(0),
+        0,
+        window - elapsed,
+    ))
+}
+
+fn reply(allowed: bool, remaining: i64, retry_after: i64, reset_after: i64) -> ScriptValue {
+    ScriptValue::Array(vec![
+        ScriptValue::Int(i64::from(allowed)),
+        ScriptValue::Int(remaining),
+        ScriptValue::Int(retry_after),
+        ScriptValue::Int(reset_after),
+    ])
+}
+
+fn arg(args: &[ScriptArg], index: usize) -> Result<i64> {
+    args.get(index)
+        .and_then(ScriptArg::as_i64)
+        .ok_or_else(|| Error::Script {
+            script: "ratelimit",
+            message: format!("ARGV[{}] is missing or not an integer", index + 1),
+        })
+}
+
+fn micros(now: Duration) -> i64 {
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn ceil_div(value: i64, by: i64) -> i64 {
+    (value + by - 1) / by
+}
+
+fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+fn parse_state(bytes: &[u8]) -> Option<(i64, i64, i64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut parts = text.split(':');
+    let state = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    parts.next().is_none().then_some(state)
+}

@@ -1,0 +1,283 @@
+//! The distributed limiter: one round trip per check, local blocking of keys
+//! already over their limit, and an insurance limiter while Redis is down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::EmbeddedConfig;
+use crate::error::{Error, Result};
+use crate::store::{AnyStore, EmbeddedStore, ScriptArg, ScriptValue, Store};
+
+use super::algorithm::{GCRA, SLIDING_WINDOW};
+use super::policy::{Algorithm, Policy};
+
+/// Longest accepted rate-limit key, in bytes.
+const MAX_KEY_LEN: usize = 512;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// The policy's name.
+    pub policy: String,
+    /// The policy's limit.
+    pub limit: u64,
+    /// Requests still admitted now.
+    pub remaining: u64,
+    /// When a rejected request may be retried (zero when admitted).
+    pub retry_after: Duration,
+    /// Until the quota is fully available again.
+    pub reset_after: Duration,
+    /// Who decided.
+    pub source: DecisionSource,
+}
+
+/// Where a decision came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionSource {
+    /// The shared store (Redis, or the embedded store when that is the backend).
+    Store,
+    /// The in-process block of a key already over its limit (no round trip).
+    LocalBlock,
+    /// The per-instance insurance limiter, while the store is unavailable.
+    Insurance,
+    /// Admitted without counting: the store is unavailable and the limiter
+    /// fails open.
+    FailOpen,
+}
+
+/// What to do while the store is unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenUnavailable {
+    /// Count in a per-instance embedded limiter with the same math (each
+    /// instance then enforces the whole limit on its own). Default.
+    #[default]
+    Insurance,
+    /// Admit every request.
+    FailOpen,
+    /// Reject with [`Error::Unavailable`] (the layer answers 503).
+    FailClosed,
+}
+
+/// A distributed rate limiter; clones share state.
+#[derive(Clone)]
+pub struct RateLimiter<S: Store = AnyStore> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    store: S,
+    insurance: EmbeddedStore,
+    when_unavailable: WhenUnavailable,
+    local_block: bool,
+    blocked: moka::sync::Cache<String, Instant>,
+}
+
+impl<S: Store> std::fmt::Debug for RateLimiter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("when_unavailable", &self.inner.when_unavailable)
+            .field("blocked_keys", &self.inner.blocked.entry_count())
+            .finish()
+    }
+}
+
+impl<S: Store> RateLimiter<S> {
+    /// A limiter counting in `store`, with an insurance limiter for outages
+    /// and local blocking on.
+    pub fn new(store: S) -> Result<Self> {
+        Self::builder(store).build()
+    }
+
+    /// A builder to choose the outage behaviour and local blocking.
+    pub fn builder(store: S) -> RateLimiterBuilder<S> {
+        RateLimiterBuilder {
+            store,
+            when_unavailable: WhenUnavailable::default(),
+            local_block: true,
+        }
+    }
+
+    /// Counts one request of `cost` for `key` under `policy`.
+    pub async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision> {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        self.consume(policy, key, cost).await
+    }
+
+    /// Takes `points` more from `key`'s quota (for example after a failed
+    /// login), admitted or not.
+    pub async fn penalize(&self, policy: &Policy, key: &str, points: u64) -> Result<Decision> {
+        self.check(policy, key, points).await
+    }
+
+    /// Gives `points` back to `key`'s quota (for example after a successful
+    /// login), and lifts a local block.
+    pub async fn reward(&self, policy: &Policy, key: &str, points: u64) -> Result<Decision> {
+        let points = i64::try_from(points).unwrap_or(i64::MAX);
+        self.inner.blocked.invalidate(&block_key(policy, key));
+        self.consume(policy, key, -points).await
+    }
+
+    async fn consume(&self, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
+        validate_key(key)?;
+        let inner = &self.inner;
+        let local = block_key(policy, key);
+        if cost > 0
+            && inner.local_block
+            && let Some(until) = inner.blocked.get(&local)
+        {
+            let now = Instant::now();
+            if until > now {
+                let wait = until - now;
+                return Ok(Decision {
+                    allowed: false,
+                    policy: policy.name().to_owned(),
+                    limit: policy.limit(),
+                    remaining: 0,
+                    retry_after: wait,
+                    reset_after: wait,
+                    source: DecisionSource::LocalBlock,
+                });
+            }
+            inner.blocked.invalidate(&local);
+        }
+        let store_key = format!("rl:{}:{key}", policy.name());
+        let decision = match run(&inner.store, policy, &store_key, cost).await {
+            Ok(decision) => decision,
+            Err(error) if error.is_unavailable() => match inner.when_unavailable {
+                WhenUnavailable::Insurance => {
+                    let mut decision = run(&inner.insurance, policy, &store_key, cost).await?;
+                    decision.source = DecisionSource::Insurance;
+                    decision
+                }
+                WhenUnavailable::FailOpen => Decision {
+                    allowed: true,
+                    policy: policy.name().to_owned(),
+                    limit: policy.limit(),
+                    remaining: policy.limit(),
+                    retry_after: Duration::ZERO,
+                    reset_after: Duration::ZERO,
+                    source: DecisionSource::FailOpen,
+                },
+                WhenUnavailable::FailClosed => return Err(error),
+            },
+            Err(error) => return Err(error),
+        };
+        if inner.local_block && !decision.allowed && !decision.retry_after.is_zero() {
+            inner
+                .blocked
+                .insert(local, Instant::now() + decision.retry_after);
+        }
+        Ok(decision)
+    }
+}
+
+/// Consuming builder of [`RateLimiter`].
+#[derive(Debug)]
+#[must_use]
+pub struct RateLimiterBuilder<S> {
+    store: S,
+    when_unavailable: WhenUnavailable,
+    local_block: bool,
+}
+
+impl<S: Store> RateLimiterBuilder<S> {
+    /// What to do while the store is unavailable. Default: insurance limiter.
+    pub fn when_unavailable(mut self, behaviour: WhenUnavailable) -> Self {
+        self.when_unavailable = behaviour;
+        self
+    }
+
+    /// Reject keys already over their limit in process, without a round
+    /// trip, until their retry time (measured on this machine's monotonic
+    /// clock). Default: on.
+    pub fn local_block(mut self, enabled: bool) -> Self {
+        self.local_block = enabled;
+        self
+    }
+
+    /// Builds the limiter.
+    pub fn build(self) -> Result<RateLimiter<S>> {
+        let insurance =
+            EmbeddedStore::new(EmbeddedConfig::default().max_memory_bytes(16 * 1024 * 1024))?;
+        Ok(RateLimiter {
+            inner: Arc::new(Inner {
+                store: self.store,
+                insurance,
+                when_unavailable: self.when_unavailable,
+                local_block: self.local_block,
+                blocked: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(Duration::from_secs(31 * 24 * 3600))
+                    .build(),
+            }),
+        })
+    }
+}
+
+async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
+    let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
+    let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
+    let (script, args) = match policy.algorithm() {
+        Algorithm::Gcra { burst } => (
+            &*GCRA,
+            [
+                ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
+                ScriptArg::Int((window_us / limit).max(1)),
+                ScriptArg::Int(cost),
+            ],
+        ),
+        Algorithm::SlidingWindow => (
+            &*SLIDING_WINDOW,
+            [
+                ScriptArg::Int(limit),
+                ScriptArg::Int(window_us),
+                ScriptArg::Int(cost),
+            ],
+        ),
+    };
+    let reply = store.run_script(script, &[key], &args).await?;
+    let values: Vec<i64> = reply
+        .as_array()
+        .map(|items| items.iter().filter_map(ScriptValue::as_i64).collect())
+        .unwrap_or_default();
+    let [allowed, remaining, retry_us, reset_us] = values[..] else {
+        return Err(Error::Script {
+            script: script.name(),
+            message: format!("unexpected reply {reply:?}"),
+        });
+    };
+    Ok(Decision {
+        allowed: allowed == 1,
+        policy: policy.name().to_owned(),
+        limit: policy.limit(),
+        remaining: u64::try_from(remaining).unwrap_or(0),
+        retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(0)),
+        reset_after: Duration::from_micros(u64::try_from(reset_us).unwrap_or(0)),
+        source: DecisionSource::Store,
+    })
+}
+
+fn block_key(policy: &Policy, key: &str) -> String {
+    format!("{}:{key}", policy.name())
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_input(
+            "rate-limit key",
+            format!(
+                "it is {} bytes long; expected 1 to {MAX_KEY_LEN}",
+                key.len()
+            ),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid_input(
+            "rate-limit key",
+            "it contains control characters; expected printable text",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The response headers and the 429 / 503 bodies.
+//!
+//! IETF `draft-ietf-httpapi-ratelimit-headers`: `RateLimit-Policy:
+//! "name";q=limit;w=window_seconds` and `RateLimit: "name";r=remaining;t=reset_seconds`.
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::ratelimit::{Decision, Policy};
+
+pub(super) fn apply(headers: &mut HeaderMap, policy: &Policy, decision: &Decision, legacy: bool) {
+    let reset = ceil_secs(decision.reset_after);
+    let values = [
+        (
+            "ratelimit-policy",
+            format!(
+                "\"{}\";q={};w={}",
+                policy.name(),
+                policy.limit(),
+                policy.window().as_secs().max(1)
+            ),
+        ),
+        (
+            "ratelimit",
+            format!("\"{}\";r={};t={reset}", policy.name(), decision.remaining),
+        ),
+    ];
+    for (name, value) in values {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    if legacy {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(policy.limit()));
+        headers.insert(
+            "x-ratelimit-remaining",
+            HeaderValue::from(decision.remaining),
+        );
+        headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    }
+    if !decision.allowed {
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(ceil_secs(decision.retry_after).max(1)),
+        );
+    }
+}
+
+pub(super) fn rejected<B: From<String>>(
+    policy: &Policy,
+    decision: &Decision,
+    legacy: bool,
+) -> Response<B> {
+    let retry = ceil_secs(decision.retry_after).max(1);
+    let body = serde_json::json!({
+        "error": "rate_limited",
+        "message": format!("too many requests: the {} limit is {} per {} s; retry in {retry} s",
+            policy.name(), policy.limit(), policy.window().as_secs().max(1)),
+        "policy": policy.name(),
+        "retry_after_seconds": retry,
+    });
+    let mut response = json(StatusCode::TOO_MANY_REQUESTS, body.to_string());
+    apply(response.headers_mut(), policy, decision, legacy);
+    response
+}
+
+pub(super) fn unavailable<B: From<String>>() -> Response<B> {
+    let body = serde_json::json!({
+        "error": "rate_limiter_unavailable",
+        "message": "the rate limiter's store is unavailable; retry shortly",
+    });
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(1u32));
+    response
+}
+
+pub(super) fn bad_key<B: From<String>>(message: String) -> Response<B> {
+    let body = serde_json::json!({ "error": "bad_request", "message": message });
+    json(StatusCode::BAD_REQUEST, body.to_string())
+}
+
+fn json<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn ceil_secs(duration: std::time::Duration) -> u64 {
+    duration.as_micros().div_ceil(1_000_000) as u64
+}

@@ -1,0 +1,30 @@
+//! Distributed rate limiting: GCRA and sliding window, one round trip each.
+//!
+//! The seeds limit by IP and route with fixed presets and two round trips
+//! (INCR then EXPIRE). redkit's [`RateLimiter`] runs each check as one
+//! server-side script on the store's own clock, with the same integer math in
+//! Lua (Redis) and Rust (embedded store), so every instance shares one limit:
+//!
+//! - [`Policy`]: named limits as data, with the seeds' presets (`default`
+//!   100/min, `api` 1000/h, `auth` 5 per 5 min, `static` 1000/min), GCRA or
+//!   sliding window, a cost per request, penalties and rewards;
+//! - keys already over their limit are rejected in process until their retry
+//!   time, without a round trip;
+//! - while the store is unavailable an insurance limiter (embedded, per
+//!   instance) counts instead — or the limiter fails open or closed, as
+//!   configured ([`WhenUnavailable`]);
+//! - [`RateLimitLayer`] puts it in front of any tower service: client IP that
+//!   ignores forwarding headers unless the peer is a [`TrustedProxies`] entry,
+//!   429 with `Retry-After` and a JSON body, IETF `RateLimit-Policy` /
+//!   `RateLimit` headers on every response.
+
+mod algorithm;
+mod client_ip;
+mod limiter;
+mod middleware;
+mod policy;
+
+pub use client_ip::TrustedProxies;
+pub use limiter::{Decision, DecisionSource, RateLimiter, RateLimiterBuilder, WhenUnavailable};
+pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
+pub use policy::{Algorithm, Policy};

@@ -1,0 +1,418 @@
+//! Rate limiting: exact counts at window edges (embedded store, manual
+//! clock), the same scripts on Redis, shared limits, outages, the layer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use http::{Request, StatusCode};
+use redkit::clock::ManualClock;
+use redkit::config::EmbeddedConfig;
+use redkit::ratelimit::{
+    DecisionSource, KeyBy, Policy, RateLimitLayer, RateLimiter, TrustedProxies, WhenUnavailable,
+};
+use redkit::store::{EmbeddedStore, RedisStore, Store};
+use redkit_testkit::RedisServer;
+use tower::ServiceExt;
+
+use crate::support::connected;
+
+/// A limiter on an embedded store whose clock starts at `at_secs` (a window
+/// boundary), without local blocks (they follow the real clock).
+fn manual(at_secs: u64) -> (RateLimiter<EmbeddedStore>, ManualClock) {
+    let clock = ManualClock::starting_at(Duration::from_secs(at_secs));
+    let store =
+        EmbeddedStore::with_clock(EmbeddedConfig::default(), Arc::new(clock.clone())).unwrap();
+    let limiter = RateLimiter::builder(store)
+        .local_block(false)
+        .build()
+        .unwrap();
+    (limiter, clock)
+}
+
+async fn admitted<S: Store>(
+    limiter: &RateLimiter<S>,
+    policy: &Policy,
+    key: &str,
+    n: usize,
+) -> usize {
+    let mut count = 0;
+    for _ in 0..n {
+        if limiter.check(policy, key, 1).await.unwrap().allowed {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test]
+async fn sliding_window_counts_exactly_at_window_edges() {
+    let (limiter, clock) = manual(1_700_000_000); // a multiple of 10 s
+    let policy = Policy::new("edge", 10, Duration::from_secs(10)).unwrap();
+    assert_eq!(admitted(&limiter, &policy, "k", 15).await, 10);
+    let rejected = limiter.check(&policy, "k", 1).await.unwrap();
+    assert!(!rejected.allowed);
+    assert_eq!(rejected.remaining, 0);
+    assert_eq!(rejected.retry_after, Duration::from_secs(10));
+    assert_eq!(rejected.reset_after, Duration::from_secs(10));
+
+    // 1 µs before the edge: the same window, still full.
+    clock.advance(Duration::from_secs(10) - Duration::from_micros(1));
+    assert_eq!(admitted(&limiter, &policy, "k", 1).await, 0);
+    // On the edge: the previous window counts fully (10 × 10/10): still full.
+    clock.advance(Duration::from_micros(1));
+    assert_eq!(admitted(&limiter, &policy, "k", 1).await, 0);
+    // 1 µs later the previous window weighs 10 × (10 s − 1 µs)/10 s → 9: one more.
+    clock.advance(Duration::from_micros(1));
+    assert_eq!(admitted(&limiter, &policy, "k", 5).await, 1);
+    // Half-way: previous weighs 5, current holds 1 → 4 more.
+    clock.advance(Duration::from_secs(5) - Duration::from_micros(1));
+    assert_eq!(admitted(&limiter, &policy, "k", 10).await, 4);
+    // Two windows later nothing is left of either.
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(admitted(&limiter, &policy, "k", 15).await, 10);
+}
+
+#[tokio::test]
+async fn gcra_admits_the_burst_then_one_per_emission_interval() {
+    let (limiter, clock) = manual(1_700_000_000);
+    let policy = Policy::gcra("smooth", 10, Duration::from_secs(1), 5).unwrap();
+    assert_eq!(admitted(&limiter, &policy, "k", 8).await, 5);
+    let rejected = limiter.check(&policy, "k", 1).await.unwrap();
+    assert!(!rejected.allowed);
+    assert_eq!(rejected.retry_after, Duration::from_millis(100));
+    clock.advance(Duration::from_millis(100) - Duration::from_micros(1));
+    assert_eq!(admitted(&limiter, &policy, "k", 1).await, 0);
+    clock.advance(Duration::from_micros(1));
+    assert_eq!(admitted(&limiter, &policy, "k", 3).await, 1);
+    // After a full idle period the whole burst is back.
+    clock.advance(Duration::from_secs(1));
+    let decision = limiter.check(&policy, "k", 1).await.unwrap();
+    assert!(decision.allowed);
+    assert_eq!(decision.remaining, 4);
+    assert_eq!(admitted(&limiter, &policy, "k", 10).await, 4);
+}
+
+#[tokio::test]
+async fn costs_penalties_and_rewards() {
+    let (limiter, _clock) = manual(1_700_000_000);
+    let policy = Policy::new("login", 5, Duration::from_secs(300)).unwrap();
+    assert!(limiter.check(&policy, "u", 3).await.unwrap().allowed);
+    assert!(!limiter.check(&policy, "u", 3).await.unwrap().allowed);
+    limiter.reward(&policy, "u", 3).await.unwrap();
+    assert_eq!(limiter.check(&policy, "u", 1).await.unwrap().remaining, 4);
+    limiter.penalize(&policy, "u", 4).await.unwrap();
+    assert!(!limiter.check(&policy, "u", 1).await.unwrap().allowed);
+    let error = limiter.check(&policy, "bad\nkey", 1).await.unwrap_err();
+    assert!(
+        matches!(error, redkit::Error::InvalidInput { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn presets_match_the_seeds() {
+    for (policy, name, limit, secs) in [
+        (Policy::default_preset(), "default", 100, 60),
+        (Policy::api(), "api", 1000, 3600),
+        (Policy::auth(), "auth", 5, 300),
+        (Policy::static_files(), "static", 1000, 60),
+    ] {
+        assert_eq!(
+            (policy.name(), policy.limit(), policy.window().as_secs()),
+            (name, limit, secs)
+        );
+    }
+    let error = Policy::new("bad name!", 1, Duration::from_secs(1))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("expected"), "{error}");
+    assert!(Policy::new("zero", 0, Duration::from_secs(1)).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lua_scripts_agree_with_the_native_ones_on_redis() {
+    let server = RedisServer::new();
+    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
+        .local_block(false)
+        .build()
+        .unwrap();
+    // Hour-long windows: the test cannot straddle a window edge in practice.
+    let sliding = Policy::new("sw", 10, Duration::from_secs(3600)).unwrap();
+    assert_eq!(admitted(&limiter, &sliding, "k", 15).await, 10);
+    let rejected = limiter.check(&sliding, "k", 1).await.unwrap();
+    assert!(!rejected.allowed && rejected.remaining == 0);
+    assert!(
+        rejected.retry_after > Duration::ZERO && rejected.retry_after <= Duration::from_secs(3600)
+    );
+    let gcra = Policy::gcra("g", 10, Duration::from_secs(3600), 5).unwrap();
+    assert_eq!(admitted(&limiter, &gcra, "k", 8).await, 5);
+    let rejected = limiter.check(&gcra, "k", 1).await.unwrap();
+    let interval = Duration::from_secs(360);
+    assert!(
+        rejected.retry_after > interval - Duration::from_secs(1)
+            && rejected.retry_after <= interval
+    );
+    limiter.reward(&gcra, "k", 2).await.unwrap();
+    assert_eq!(admitted(&limiter, &gcra, "k", 5).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_limit() {
+    let server = RedisServer::new();
+    let a = RateLimiter::new(RedisStore::new(connected(&server).await)).unwrap();
+    let b = RateLimiter::new(RedisStore::new(connected(&server).await)).unwrap();
+    let policy = Policy::new("shared", 10, Duration::from_secs(3600)).unwrap();
+    let mut total = 0;
+    for _ in 0..10 {
+        total += admitted(&a, &policy, "ip:1", 1).await;
+        total += admitted(&b, &policy, "ip:1", 1).await;
+    }
+    assert_eq!(total, 10);
+    // Over the limit, the key is now blocked locally: no round trip.
+    let blocked = a.check(&policy, "ip:1", 1).await.unwrap();
+    assert!(!blocked.allowed);
+    assert_eq!(blocked.source, DecisionSource::LocalBlock);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insurance_limiter_while_redis_is_killed_then_redis_again() {
+    let mut server = RedisServer::new();
+    let connection = connected(&server).await;
+    let limiter = RateLimiter::builder(RedisStore::new(connection.clone()))
+        .local_block(false)
+        .build()
+        .unwrap();
+    let policy = Policy::new("outage", 5, Duration::from_secs(3600)).unwrap();
+    assert_eq!(admitted(&limiter, &policy, "k", 2).await, 2);
+    server.kill();
+    // Limits stay enforced, per instance, by the insurance limiter.
+    let mut sources = Vec::new();
+    let mut allowed = 0;
+    for _ in 0..10 {
+        let decision = limiter.check(&policy, "k", 1).await.unwrap();
+        allowed += usize::from(decision.allowed);
+        sources.push(decision.source);
+    }
+    assert_eq!(allowed, 5, "the insurance limiter enforces the whole limit");
+    assert!(
+        sources.iter().all(|s| *s == DecisionSource::Insurance),
+        "{sources:?}"
+    );
+    server.start();
+    crate::support::wait_for_state(
+        &connection,
+        redkit::connection::ConnectionState::Ready,
+        Duration::from_secs(5),
+    )
+    .await;
+    let decision = limiter.check(&policy, "k", 1).await.unwrap();
+    assert_eq!(decision.source, DecisionSource::Store);
+
+    // The other behaviours while down.
+    server.kill();
+    let open = RateLimiter::builder(RedisStore::new(connection.clone()))
+        .when_unavailable(WhenUnavailable::FailOpen)
+        .build()
+        .unwrap();
+    let decision = open.check(&policy, "k", 1).await.unwrap();
+    assert!(decision.allowed && decision.source == DecisionSource::FailOpen);
+    let closed = RateLimiter::builder(RedisStore::new(connection.clone()))
+        .when_unavailable(WhenUnavailable::FailClosed)
+        .build()
+        .unwrap();
+    assert!(
+        closed
+            .check(&policy, "k", 1)
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
+}
+
+fn app(layer: RateLimitLayer<EmbeddedStore>) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer)
+}
+
+fn request(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::builder().uri("/");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+#[tokio::test]
+async fn the_layer_sends_ietf_headers_and_a_429_with_retry_after() {
+    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let router = app(RateLimitLayer::new(limiter, Policy::auth()).legacy_headers(true));
+    for remaining in (0..5).rev() {
+        let response = router
+            .clone()
+            .oneshot(request("203.0.113.1:1000", &[]))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers["ratelimit-policy"], "\"auth\";q=5;w=300");
+        let ratelimit = headers["ratelimit"].to_str().unwrap();
+        assert!(
+            ratelimit.starts_with(&format!("\"auth\";r={remaining};t=")),
+            "{ratelimit}"
+        );
+        assert_eq!(headers["x-ratelimit-limit"], "5");
+        assert_eq!(
+            headers["x-ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+    }
+    let response = router
+        .clone()
+        .oneshot(request("203.0.113.1:1000", &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["policy"], "auth");
+    assert_eq!(body["retry_after_seconds"], retry);
+    // Another client is not affected.
+    let other = router
+        .clone()
+        .oneshot(request("203.0.113.2:1000", &[]))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn spoofed_forwarding_headers_from_an_untrusted_peer_do_not_change_the_key() {
+    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let policy = Policy::new("spoof", 3, Duration::from_secs(60)).unwrap();
+    let layer = RateLimitLayer::new(limiter.clone(), policy.clone())
+        .trusted_proxies(TrustedProxies::parse(["10.0.0.0/8"]).unwrap());
+    let router = app(layer);
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let spoof = format!("198.51.100.{i}");
+        let response = router
+            .clone()
+            .oneshot(request(
+                "203.0.113.7:1000",
+                &[
+                    ("x-forwarded-for", &spoof),
+                    ("forwarded", &format!("for={spoof}")),
+                ],
+            ))
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429],
+        "spoofing reset the limit"
+    );
+    // Behind a trusted proxy, the forwarded client is the key.
+    for i in 0..3 {
+        let client = format!("198.51.100.{i}");
+        let response = router
+            .clone()
+            .oneshot(request("10.1.2.3:1000", &[("x-forwarded-for", &client)]))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{client}");
+    }
+}
+
+#[tokio::test]
+async fn keys_by_header_or_custom_function_and_scope() {
+    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let policy = Policy::new("keyed", 1, Duration::from_secs(60)).unwrap();
+    let by_header = app(RateLimitLayer::new(limiter.clone(), policy.clone())
+        .key_by(KeyBy::Header(http::HeaderName::from_static("x-api-key")))
+        .scope("route-a"));
+    let same_ip = "203.0.113.9:1";
+    assert_eq!(
+        by_header
+            .clone()
+            .oneshot(request(same_ip, &[("x-api-key", "one")]))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        by_header
+            .clone()
+            .oneshot(request(same_ip, &[("x-api-key", "two")]))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        by_header
+            .clone()
+            .oneshot(request(same_ip, &[("x-api-key", "one")]))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    let by_user = app(RateLimitLayer::new(limiter, policy)
+        .key_by(KeyBy::custom(|parts, _| {
+            parts
+                .headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        }))
+        .scope("route-b"));
+    assert_eq!(
+        by_user
+            .clone()
+            .oneshot(request(same_ip, &[("x-user", "ada")]))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        by_user
+            .clone()
+            .oneshot(request(same_ip, &[("x-user", "bob")]))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        by_user
+            .clone()
+            .oneshot(request(same_ip, &[("x-user", "ada")]))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
