@@ -29,6 +29,7 @@ mod error;
 pub mod health;
 pub mod ratelimit;
 mod redkit;
+pub mod session;
 pub mod store;
 
 pub use error::{BoxError, Error, Result};

@@ -139,6 +139,18 @@ impl Store for AnyStore {
         self.route(|s| s.get(key), |s| s.get(key)).await
     }
 
+    async fn get_and_expire(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        self.route(
+            |s| s.get_and_expire(key, ttl),
+            |s| s.get_and_expire(key, ttl),
+        )
+        .await
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.mode == Backend::Fallback && self.active_redis().is_none()
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         self.route(|s| s.set(key, value, ttl), |s| s.set(key, value, ttl))
             .await

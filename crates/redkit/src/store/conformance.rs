@@ -33,6 +33,7 @@ macro_rules! store_conformance_tests {
             missing_keys_are_none,
             ttl_expiry_is_exact,
             set_replaces_value_and_ttl,
+            get_and_expire_extends_a_lifetime,
             expire_and_ttl_follow_redis,
             zero_ttl_is_rejected,
             set_if_absent_sets_once,
@@ -124,6 +125,33 @@ pub async fn set_replaces_value_and_ttl<S: Store>(store: &S) {
     store.set("replace:k", b"two", None).await.unwrap();
     assert_eq!(store.get("replace:k").await.unwrap().unwrap(), "two");
     assert_eq!(store.ttl("replace:k").await.unwrap(), KeyTtl::Persistent);
+}
+
+/// GETEX PX returns the value and resets its TTL; a missing key stays missing.
+pub async fn get_and_expire_extends_a_lifetime<S: Store>(store: &S) {
+    assert_eq!(
+        store
+            .get_and_expire("getex:missing", Duration::from_secs(5))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.ttl("getex:missing").await.unwrap(), KeyTtl::Missing);
+    store
+        .set("getex:k", b"v", Some(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let value = store
+        .get_and_expire("getex:k", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(value.unwrap(), "v");
+    match store.ttl("getex:k").await.unwrap() {
+        KeyTtl::ExpiresIn(left) => assert!(left > Duration::from_secs(59), "{left:?}"),
+        other => panic!("expected a TTL, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.get("getex:k").await.unwrap().unwrap(), "v");
 }
 
 /// EXPIRE on a missing key is false; on a present one it sets the TTL.

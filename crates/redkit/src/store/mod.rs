@@ -135,6 +135,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The value of `key`, or `None`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>>> + Send;
 
+    /// The value of `key`, setting its TTL to `ttl` in the same step when it
+    /// exists (`GETEX … PX`; Redis 6.2+): a read that extends a lifetime.
+    fn get_and_expire(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Bytes>>> + Send;
+
+    /// Whether calls are being served by a stand-in for the configured
+    /// backend (the embedded store while Redis is down, in fallback mode).
+    fn is_degraded(&self) -> bool {
+        false
+    }
+
     /// Sets `key`, replacing any value and TTL.
     fn set(
         &self,

@@ -89,6 +89,16 @@ impl Store for RedisStore {
         Ok(value.map(Bytes::from))
     }
 
+    async fn get_and_expire(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        let cmd = redis::cmd("GETEX")
+            .arg(&*self.key(key))
+            .arg("PX")
+            .arg(ttl_millis(ttl)?)
+            .to_owned();
+        let value: Option<Vec<u8>> = self.query(&cmd, key).await?;
+        Ok(value.map(Bytes::from))
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&*self.key(key)).arg(value);

@@ -178,6 +178,10 @@ pub trait ScriptContext {
     fn ttl(&mut self, key: usize) -> Result<KeyTtl>;
     /// `PEXPIRE KEYS[i+1] ttl`; whether the key exists.
     fn expire(&mut self, key: usize, ttl: Duration) -> Result<bool>;
+    /// `SADD KEYS[i+1] members…`; how many were new.
+    fn set_add(&mut self, key: usize, members: &[&str]) -> Result<u64>;
+    /// `SREM KEYS[i+1] members…`; how many were there.
+    fn set_remove(&mut self, key: usize, members: &[&str]) -> Result<u64>;
     /// `TIME`: the store's clock, since the UNIX epoch.
     fn now(&self) -> Duration;
 }

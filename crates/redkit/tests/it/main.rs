@@ -8,5 +8,6 @@ mod connection;
 mod fallback;
 mod health;
 mod ratelimit;
+mod session;
 mod store;
 mod support;

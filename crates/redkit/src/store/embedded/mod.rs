@@ -219,6 +219,17 @@ impl Store for EmbeddedStore {
         self.shard(key).1.get(key, now)
     }
 
+    async fn get_and_expire(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        let now = self.now_ms();
+        let at = now.saturating_add(ttl_millis(ttl)?);
+        let mut shard = self.shard(key).1;
+        let value = shard.get(key, now)?;
+        if value.is_some() {
+            shard.expire(key, at, now);
+        }
+        Ok(value)
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         self.check_fits(key, value.len())?;
         let now = self.now_ms();

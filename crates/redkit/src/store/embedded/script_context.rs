@@ -98,6 +98,18 @@ impl ScriptContext for NativeContext<'_> {
         Ok(shard.expire(name, at, now))
     }
 
+    fn set_add(&mut self, key: usize, members: &[&str]) -> Result<u64> {
+        let now = self.now_ms();
+        let (name, shard) = self.slot(key)?;
+        shard.set_add(name, members, now)
+    }
+
+    fn set_remove(&mut self, key: usize, members: &[&str]) -> Result<u64> {
+        let now = self.now_ms();
+        let (name, shard) = self.slot(key)?;
+        shard.set_remove(name, members, now)
+    }
+
     fn now(&self) -> Duration {
         self.now
     }

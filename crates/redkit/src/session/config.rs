@@ -1,0 +1,73 @@
+//! Session settings.
+
+use std::time::Duration;
+
+/// How sessions live and what happens while Redis is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// Inactivity lifetime. Default: 24 hours.
+    pub ttl: Duration,
+    /// Each read and update extends the lifetime to `ttl` (rolling).
+    /// Default: true.
+    pub rolling: bool,
+    /// Hard limit from creation, whatever the activity. Default: none.
+    pub absolute_max: Option<Duration>,
+    /// While the store serves from the embedded fallback (Redis down), keep
+    /// working (sessions created meanwhile exist on this instance only) or
+    /// fail with [`Error::Unavailable`](crate::Error::Unavailable) so the
+    /// service answers 503. Default: false (keep serving).
+    pub fail_closed: bool,
+    /// The per-user index is kept alive at most this long after the last
+    /// read of one of its sessions. Default: 60 s.
+    pub index_refresh: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ttl: Duration::from_secs(24 * 3600),
+            rolling: true,
+            absolute_max: None,
+            fail_closed: false,
+            index_refresh: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Sets the inactivity lifetime.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Turns rolling expiry on or off.
+    #[must_use]
+    pub fn rolling(mut self, rolling: bool) -> Self {
+        self.rolling = rolling;
+        self
+    }
+
+    /// Sets the absolute maximum lifetime.
+    #[must_use]
+    pub fn absolute_max(mut self, max: Duration) -> Self {
+        self.absolute_max = Some(max);
+        self
+    }
+
+    /// Fail closed while Redis is down.
+    #[must_use]
+    pub fn fail_closed(mut self, fail_closed: bool) -> Self {
+        self.fail_closed = fail_closed;
+        self
+    }
+
+    /// Sets the index refresh interval.
+    #[must_use]
+    pub fn index_refresh(mut self, interval: Duration) -> Self {
+        self.index_refresh = interval;
+        self
+    }
+}

@@ -1,0 +1,31 @@
+//! Sessions: create, get, update, destroy, touch, cycle ids, list and end
+//! them per user — on Redis or the embedded store.
+//!
+//! The seeds keep sessions in Redis with a 24 h TTL and a per-user grouping
+//! that nobody cleans. Here:
+//!
+//! - ids carry 256 bits from the OS CSPRNG and never appear in `Debug`;
+//! - rolling expiry costs nothing extra on reads (`GETEX … PX`), with an
+//!   optional absolute maximum lifetime;
+//! - the per-user index is updated atomically with the session (scripts) and
+//!   cleaned: destroyed sessions leave it at once, expired ones on the next
+//!   listing or write, and the index itself expires shortly after the user's
+//!   last session (see [`Sessions`]);
+//! - concurrent updates merge key by key (optimistic versioning), so one
+//!   writer never silently drops another's keys;
+//! - while Redis is down, sessions keep working from the embedded store, or
+//!   fail closed ([`SessionConfig::fail_closed`]);
+//! - [`SessionStore`] (feature `tower-sessions`) plugs the same storage into
+//!   the standard axum session stack.
+
+mod config;
+mod id;
+mod sessions;
+#[cfg(feature = "tower-sessions")]
+mod tower_store;
+
+pub use config::SessionConfig;
+pub use id::SessionId;
+pub use sessions::{Session, SessionUpdate, Sessions};
+#[cfg(feature = "tower-sessions")]
+pub use tower_store::SessionStore;

@@ -1,0 +1,670 @@
+//! The native session API.
+
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{SessionConfig, SessionId};
+use crate::connection::ConnectionState;
+use crate::error::{Error, Result};
+use crate::store::{AnyStore, KeyTtl, Script, ScriptArg, ScriptContext, ScriptValue, Store};
+
+/// Largest accepted encoded session, in bytes.
+const MAX_SESSION_BYTES: usize = 1024 * 1024;
+/// Longest accepted user id, in bytes.
+const MAX_USER_ID_LEN: usize = 256;
+/// Attempts of a conflicting concurrent update before giving up.
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// The id (a secret: `Debug` hides it).
+    pub id: SessionId,
+    /// The user it belongs to.
+    pub user_id: String,
+    /// Application data.
+    pub data: Map<String, Value>,
+    /// Creation time, ms since the UNIX epoch.
+    pub created_at_ms: u64,
+    /// Absolute end of life, ms since the UNIX epoch, when configured.
+    pub absolute_expiry_ms: Option<u64>,
+    version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    user_id: String,
+    data: Map<String, Value>,
+    created_ms: u64,
+    absolute_ms: Option<u64>,
+}
+
+/// Changes to apply to a session's data; keys not named are left as they are,
+/// so concurrent updates of different keys never lose each other's writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct SessionUpdate {
+    set: Map<String, Value>,
+    remove: Vec<String>,
+}
+
+impl SessionUpdate {
+    /// No changes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.set.insert(key.into(), value.into());
+        self
+    }
+
+    /// Removes `key`.
+    pub fn remove(mut self, key: impl Into<String>) -> Self {
+        self.remove.push(key.into());
+        self
+    }
+
+    fn apply(&self, data: &mut Map<String, Value>) {
+        for key in &self.remove {
+            data.remove(key);
+        }
+        for (key, value) in &self.set {
+            data.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// Creates the session (SET NX) and adds it to the user's index, atomically.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+        if ctx.get(0)?.is_some() {
+            return Ok(ScriptValue::Int(0));
+        }
+        let value = bytes_arg(args, 0);
+        ctx.set(0, value, Some(millis_arg(args, 1)))?;
+        let id = String::from_utf8_lossy(&bytes_arg(args, 2)).into_owned();
+        ctx.set_add(1, &[&id])?;
+        ctx.expire(1, millis_arg(args, 3))?;
+        Ok(ScriptValue::Int(1))
+    }
+    Script::new(
+        "redkit_session_create",
+        r"
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  return 1
+end
+return 0
+",
+        native,
+    )
+});
+
+/// Writes the session only if its version is still the expected one.
+/// Returns 1 when written, 0 on a version conflict, -1 when it is gone.
+static SAVE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
+    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+        let Some(current) = ctx.get(0)? else {
+            return Ok(ScriptValue::Int(-1));
+        };
+        let expected = bytes_arg(args, 0);
+        if version_prefix(&current) != Some(&expected[..]) {
+            return Ok(ScriptValue::Int(0));
+        }
+        let ttl = match args.get(2).and_then(ScriptArg::as_i64) {
+            Some(ms) if ms > 0 => Some(Duration::from_millis(ms.unsigned_abs())),
+            _ => match ctx.ttl(0)? {
+                KeyTtl::ExpiresIn(left) => Some(left.max(Duration::from_millis(1))),
+                _ => None,
+            },
+        };
+        ctx.set(0, bytes_arg(args, 1), ttl)?;
+        Ok(ScriptValue::Int(1))
+    }
+    Script::new(
+        "redkit_session_save_if_version",
+        r"
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+if string.match(current, '^(%d+)|') ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
+return 1
+",
+        native,
+    )
+});
+
+/// Deletes the session and removes it from the user's index.
+static DESTROY: LazyLock<Script> = LazyLock::new(|| {
+    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+        let existed = ctx.delete(0)?;
+        let id = String::from_utf8_lossy(&bytes_arg(args, 0)).into_owned();
+        ctx.set_remove(1, &[&id])?;
+        Ok(ScriptValue::Int(i64::from(existed)))
+    }
+    Script::new(
+        "redkit_session_destroy",
+        "local n = redis.call('DEL', KEYS[1]); redis.call('SREM', KEYS[2], ARGV[1]); return n",
+        native,
+    )
+});
+
+fn bytes_arg(args: &[ScriptArg], index: usize) -> Bytes {
+    match args.get(index) {
+        Some(ScriptArg::Bytes(bytes)) => bytes.clone(),
+        Some(ScriptArg::Int(value)) => Bytes::from(value.to_string()),
+        None => Bytes::new(),
+    }
+}
+
+fn millis_arg(args: &[ScriptArg], index: usize) -> Duration {
+    Duration::from_millis(
+        args.get(index)
+            .and_then(ScriptArg::as_i64)
+            .unwrap_or(1)
+            .max(1)
+            .unsigned_abs(),
+    )
+}
+
+fn version_prefix(stored: &[u8]) -> Option<&[u8]> {
+    let end = stored.iter().position(|b| *b == b'|')?;
+    let prefix = &stored[..end];
+    (!prefix.is_empty() && prefix.iter().all(u8::is_ascii_digit)).then_some(prefix)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
+/// Sessions on a [`Store`]: create, get, update, destroy, touch, cycle ids,
+/// list and destroy per user. Clones share state.
+///
+/// Keys: `sess:s:<id>` holds `<version>|<json>`; `sess:u:<user>` is the set of
+/// the user's session ids. The index is cleaned on every write and listing
+/// (ids whose session expired are removed) and expires by itself at most
+/// `index_refresh` after the user's last session did, so expired sessions
+/// never leave index entries behind for long.
+#[derive(Clone)]
+pub struct Sessions<S: Store = AnyStore> {
+    store: S,
+    config: Arc<SessionConfig>,
+    refreshed: moka::sync::Cache<String, ()>,
+}
+
+impl<S: Store> std::fmt::Debug for Sessions<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S: Store> Sessions<S> {
+    /// Sessions on `store` with `config`.
+    pub fn new(store: S, config: SessionConfig) -> Result<Self> {
+        if config.ttl.is_zero() || config.index_refresh.is_zero() {
+            return Err(Error::invalid_config(
+                "session ttl / index_refresh",
+                "zero",
+                "durations greater than zero",
+            ));
+        }
+        let refreshed = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(config.index_refresh)
+            .build();
+        Ok(Sessions {
+            store,
+            config: Arc::new(config),
+            refreshed,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    fn session_key(id: &SessionId) -> String {
+        format!("sess:s:{}", id.expose())
+    }
+
+    fn index_key(user_id: &str) -> String {
+        format!("sess:u:{user_id}")
+    }
+
+    fn index_ttl(&self) -> Duration {
+        self.config.ttl + self.config.index_refresh
+    }
+
+    /// Runs `operation` unless sessions fail closed and the store is serving
+    /// from its fallback; also fails closed when the fallback took over during
+    /// the call (a write made there stays local and is cleared on recovery).
+    async fn guarded<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.ensure_available()?;
+        let result = operation.await;
+        self.ensure_available()?;
+        result
+    }
+
+    /// Creates a session for `user_id` with a new random id.
+    pub async fn create(&self, user_id: &str, data: Map<String, Value>) -> Result<Session> {
+        self.guarded(self.create_inner(user_id, data)).await
+    }
+
+    /// The session, or `None` when it does not exist or has expired. With
+    /// rolling expiry the read extends its lifetime (one `GETEX`).
+    pub async fn get(&self, id: &SessionId) -> Result<Option<Session>> {
+        self.guarded(self.get_inner(id)).await
+    }
+
+    /// Extends the session's lifetime; false when it does not exist.
+    pub async fn touch(&self, id: &SessionId) -> Result<bool> {
+        self.guarded(self.touch_inner(id)).await
+    }
+
+    /// Applies `update` to the session's data and returns the result; `None`
+    /// when the session does not exist. Concurrent updates are merged key by
+    /// key (optimistic concurrency on a version number, retried on
+    /// conflict): keys changed by another writer are kept; for a key both
+    /// change, the last write wins.
+    pub async fn update(&self, id: &SessionId, update: &SessionUpdate) -> Result<Option<Session>> {
+        self.guarded(self.update_inner(id, update)).await
+    }
+
+    /// Ends the session; false when it did not exist.
+    pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
+        self.guarded(self.destroy_inner(id)).await
+    }
+
+    /// Moves the session to a new id (same user and data) and ends the old
+    /// one: call it at login against session fixation. `None` when the
+    /// session does not exist.
+    pub async fn cycle_id(&self, id: &SessionId) -> Result<Option<Session>> {
+        self.guarded(self.cycle_id_inner(id)).await
+    }
+
+    /// Every live session of `user_id`, oldest first; index entries of
+    /// expired sessions are removed on the way.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<Session>> {
+        self.guarded(self.list_inner(user_id)).await
+    }
+
+    /// Ends every session of `user_id`, on every instance sharing the store;
+    /// returns how many there were.
+    pub async fn destroy_all(&self, user_id: &str) -> Result<u64> {
+        self.guarded(self.destroy_all_inner(user_id)).await
+    }
+
+    fn ensure_available(&self) -> Result<()> {
+        if self.config.fail_closed && self.store.is_degraded() {
+            return Err(Error::Unavailable {
+                state: ConnectionState::Degraded,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates a session for `user_id` with a new random id.
+    async fn create_inner(&self, user_id: &str, data: Map<String, Value>) -> Result<Session> {
+        validate_user(user_id)?;
+        let created = now_ms();
+        let absolute = self
+            .config
+            .absolute_max
+            .map(|max| created + ms(max).unsigned_abs());
+        self.insert(user_id, data, created, absolute).await
+    }
+
+    async fn insert(
+        &self,
+        user_id: &str,
+        data: Map<String, Value>,
+        created: u64,
+        absolute: Option<u64>,
+    ) -> Result<Session> {
+        let stored = Stored {
+            user_id: user_id.to_owned(),
+            data,
+            created_ms: created,
+            absolute_ms: absolute,
+        };
+        let encoded = encode(0, &stored)?;
+        let ttl = self.lifetime(absolute)?;
+        for _ in 0..4 {
+            let id = SessionId::generate()?;
+            let keys = [Self::session_key(&id), Self::index_key(user_id)];
+            let args = [
+                ScriptArg::Bytes(encoded.clone()),
+                ScriptArg::Int(ms(ttl)),
+                ScriptArg::Bytes(Bytes::copy_from_slice(id.expose().as_bytes())),
+                ScriptArg::Int(ms(self.index_ttl())),
+            ];
+            let created_now = self
+                .store
+                .run_script(&CREATE, &[&keys[0], &keys[1]], &args)
+                .await?;
+            if created_now == ScriptValue::Int(1) {
+                self.refreshed.insert(user_id.to_owned(), ());
+                return Ok(Session {
+                    id,
+                    user_id: stored.user_id,
+                    data: stored.data,
+                    created_at_ms: created,
+                    absolute_expiry_ms: absolute,
+                    version: 0,
+                });
+            }
+        }
+        Err(Error::invalid_input(
+            "session id",
+            "four random 256-bit ids collided; the random generator is broken",
+        ))
+    }
+
+    /// How long a session may live from now: the inactivity TTL, capped by
+    /// its absolute end. An error when that end has passed.
+    fn lifetime(&self, absolute: Option<u64>) -> Result<Duration> {
+        match absolute {
+            None => Ok(self.config.ttl),
+            Some(end) => {
+                let left = end.saturating_sub(now_ms());
+                if left == 0 {
+                    return Err(Error::invalid_input(
+                        "session",
+                        "its absolute lifetime is over",
+                    ));
+                }
+                Ok(self.config.ttl.min(Duration::from_millis(left)))
+            }
+        }
+    }
+
+    /// The session, or `None` when it does not exist or has expired. With
+    /// rolling expiry the read extends its lifetime (one `GETEX`).
+    async fn get_inner(&self, id: &SessionId) -> Result<Option<Session>> {
+        let key = Self::session_key(id);
+        let raw = if self.config.rolling {
+            self.store.get_and_expire(&key, self.config.ttl).await?
+        } else {
+            self.store.get(&key).await?
+        };
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let Some(session) = decode(id, &raw) else {
+            tracing::warn!("a stored session does not decode; deleting it");
+            self.store.delete(&[&key]).await?;
+            return Ok(None);
+        };
+        if let Some(end) = session.absolute_expiry_ms {
+            let now = now_ms();
+            if now >= end {
+                self.destroy_known(&session).await?;
+                return Ok(None);
+            }
+            if self.config.rolling && Duration::from_millis(end - now) < self.config.ttl {
+                self.store
+                    .expire(&key, Duration::from_millis(end - now))
+                    .await?;
+            }
+        }
+        if self.config.rolling {
+            self.refresh_index(&session.user_id).await?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Extends the session's lifetime; false when it does not exist.
+    async fn touch_inner(&self, id: &SessionId) -> Result<bool> {
+        let key = Self::session_key(id);
+        let Some(raw) = self.store.get_and_expire(&key, self.config.ttl).await? else {
+            return Ok(false);
+        };
+        if let Some(session) = decode(id, &raw) {
+            if let Some(end) = session.absolute_expiry_ms {
+                let left = end.saturating_sub(now_ms());
+                if left == 0 {
+                    self.destroy_known(&session).await?;
+                    return Ok(false);
+                }
+                if Duration::from_millis(left) < self.config.ttl {
+                    self.store.expire(&key, Duration::from_millis(left)).await?;
+                }
+            }
+            self.refresh_index(&session.user_id).await?;
+        }
+        Ok(true)
+    }
+
+    async fn refresh_index(&self, user_id: &str) -> Result<()> {
+        if self.refreshed.contains_key(user_id) {
+            return Ok(());
+        }
+        self.store
+            .expire(&Self::index_key(user_id), self.index_ttl())
+            .await?;
+        self.refreshed.insert(user_id.to_owned(), ());
+        Ok(())
+    }
+
+    /// Applies `update` to the session's data and returns the result; `None`
+    /// when the session does not exist. Concurrent updates are merged key by
+    /// key (optimistic concurrency on a version number, retried on
+    /// conflict): keys changed by another writer are kept; for a key both
+    /// change, the last write wins.
+    async fn update_inner(
+        &self,
+        id: &SessionId,
+        update: &SessionUpdate,
+    ) -> Result<Option<Session>> {
+        let key = Self::session_key(id);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some(raw) = self.store.get(&key).await? else {
+                return Ok(None);
+            };
+            let Some(mut session) = decode(id, &raw) else {
+                return Ok(None);
+            };
+            update.apply(&mut session.data);
+            let stored = Stored {
+                user_id: session.user_id.clone(),
+                data: session.data.clone(),
+                created_ms: session.created_at_ms,
+                absolute_ms: session.absolute_expiry_ms,
+            };
+            let encoded = encode(session.version + 1, &stored)?;
+            let ttl = if self.config.rolling {
+                ms(self.lifetime(session.absolute_expiry_ms)?)
+            } else {
+                0
+            };
+            let args = [
+                ScriptArg::Bytes(Bytes::from(session.version.to_string())),
+                ScriptArg::Bytes(encoded),
+                ScriptArg::Int(ttl),
+            ];
+            match self
+                .store
+                .run_script(&SAVE_IF_VERSION, &[&key], &args)
+                .await?
+            {
+                ScriptValue::Int(1) => {
+                    session.version += 1;
+                    return Ok(Some(session));
+                }
+                ScriptValue::Int(-1) => return Ok(None),
+                _ => tokio::task::yield_now().await,
+            }
+        }
+        Err(Error::invalid_input(
+            "session update",
+            format!("{MAX_UPDATE_ATTEMPTS} concurrent writers kept conflicting; retry"),
+        ))
+    }
+
+    /// Ends the session; false when it did not exist.
+    async fn destroy_inner(&self, id: &SessionId) -> Result<bool> {
+        let key = Self::session_key(id);
+        let Some(raw) = self.store.get(&key).await? else {
+            return Ok(false);
+        };
+        match decode(id, &raw) {
+            Some(session) => self.destroy_known(&session).await,
+            None => Ok(self.store.delete(&[&key]).await? > 0),
+        }
+    }
+
+    async fn destroy_known(&self, session: &Session) -> Result<bool> {
+        let keys = [
+            Self::session_key(&session.id),
+            Self::index_key(&session.user_id),
+        ];
+        let args = [ScriptArg::Bytes(Bytes::copy_from_slice(
+            session.id.expose().as_bytes(),
+        ))];
+        let deleted = self
+            .store
+            .run_script(&DESTROY, &[&keys[0], &keys[1]], &args)
+            .await?;
+        Ok(deleted == ScriptValue::Int(1))
+    }
+
+    /// Moves the session to a new id (same user and data) and ends the old
+    /// one: call it at login against session fixation. `None` when the
+    /// session does not exist.
+    async fn cycle_id_inner(&self, id: &SessionId) -> Result<Option<Session>> {
+        let Some(raw) = self.store.get(&Self::session_key(id)).await? else {
+            return Ok(None);
+        };
+        let Some(old) = decode(id, &raw) else {
+            return Ok(None);
+        };
+        let new = self
+            .insert(
+                &old.user_id,
+                old.data.clone(),
+                old.created_at_ms,
+                old.absolute_expiry_ms,
+            )
+            .await?;
+        self.destroy_known(&old).await?;
+        Ok(Some(new))
+    }
+
+    /// Every live session of `user_id`, oldest first; index entries of
+    /// expired sessions are removed on the way.
+    async fn list_inner(&self, user_id: &str) -> Result<Vec<Session>> {
+        validate_user(user_id)?;
+        let index = Self::index_key(user_id);
+        let ids = self.store.set_members(&index).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| format!("sess:s:{id}")).collect();
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let values = self.store.get_many(&key_refs).await?;
+        let mut sessions = Vec::new();
+        let mut stale = Vec::new();
+        for (raw_id, value) in ids.iter().zip(values) {
+            let session = SessionId::parse(raw_id)
+                .zip(value)
+                .and_then(|(id, raw)| decode(&id, &raw))
+                .filter(|session| session.user_id == user_id);
+            match session {
+                Some(session) => sessions.push(session),
+                None => stale.push(raw_id.as_str()),
+            }
+        }
+        if !stale.is_empty() {
+            self.store.set_remove(&index, &stale).await?;
+        }
+        sessions.sort_by_key(|session| session.created_at_ms);
+        Ok(sessions)
+    }
+
+    /// Ends every session of `user_id`, on every instance sharing the store;
+    /// returns how many there were.
+    async fn destroy_all_inner(&self, user_id: &str) -> Result<u64> {
+        validate_user(user_id)?;
+        let index = Self::index_key(user_id);
+        let ids = self.store.set_members(&index).await?;
+        let mut keys: Vec<String> = ids.iter().map(|id| format!("sess:s:{id}")).collect();
+        keys.push(index);
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let deleted = self.store.delete(&key_refs).await?;
+        Ok(deleted.saturating_sub(u64::from(!ids.is_empty())))
+    }
+}
+
+fn validate_user(user_id: &str) -> Result<()> {
+    if user_id.is_empty()
+        || user_id.len() > MAX_USER_ID_LEN
+        || user_id.chars().any(char::is_control)
+    {
+        return Err(Error::invalid_input(
+            "session user id",
+            format!("expected 1 to {MAX_USER_ID_LEN} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn encode(version: u64, stored: &Stored) -> Result<Bytes> {
+    let json = serde_json::to_vec(stored).map_err(|source| Error::Encode {
+        key: "session".to_owned(),
+        source: Box::new(source),
+    })?;
+    let mut out = Vec::with_capacity(json.len() + 21);
+    out.extend_from_slice(version.to_string().as_bytes());
+    out.push(b'|');
+    out.extend_from_slice(&json);
+    if out.len() > MAX_SESSION_BYTES {
+        return Err(Error::invalid_input(
+            "session data",
+            format!(
+                "it encodes to {} bytes; at most {MAX_SESSION_BYTES} are allowed",
+                out.len()
+            ),
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+fn decode(id: &SessionId, raw: &[u8]) -> Option<Session> {
+    let prefix = version_prefix(raw)?;
+    let version = std::str::from_utf8(prefix).ok()?.parse().ok()?;
+    let stored: Stored = serde_json::from_slice(&raw[prefix.len() + 1..]).ok()?;
+    Some(Session {
+        id: id.clone(),
+        user_id: stored.user_id,
+        data: stored.data,
+        created_at_ms: stored.created_ms,
+        absolute_expiry_ms: stored.absolute_ms,
+        version,
+    })
+}

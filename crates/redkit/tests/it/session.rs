@@ -1,0 +1,468 @@
+//! Sessions: one behavioural suite on the embedded store and on Redis, plus
+//! multi-instance, outage and tower-sessions route tests.
+
+use std::time::Duration;
+
+use redkit::config::EmbeddedConfig;
+use redkit::session::{SessionConfig, SessionId, SessionUpdate, Sessions};
+use redkit::store::{EmbeddedStore, KeyTtl, RedisStore, Store};
+use redkit_testkit::RedisServer;
+use serde_json::{Map, Value, json};
+
+use crate::support::connected;
+
+fn data(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+mod suite {
+    use super::*;
+
+    pub async fn lifecycle<S: Store>(store: S) {
+        let sessions = Sessions::new(store, SessionConfig::default()).unwrap();
+        let a = sessions
+            .create("ada", data(&[("theme", json!("dark"))]))
+            .await
+            .unwrap();
+        let b = sessions.create("ada", Map::new()).await.unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id.expose().len(), 43);
+        assert!(
+            !format!("{a:?}").contains(a.id.expose()),
+            "Debug shows the id"
+        );
+        let loaded = sessions.get(&a.id).await.unwrap().unwrap();
+        assert_eq!(loaded.user_id, "ada");
+        assert_eq!(loaded.data["theme"], "dark");
+        let updated = sessions
+            .update(
+                &a.id,
+                &SessionUpdate::new().set("lang", "fr").remove("theme"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.data, data(&[("lang", json!("fr"))]));
+        assert!(sessions.destroy(&a.id).await.unwrap());
+        assert!(!sessions.destroy(&a.id).await.unwrap());
+        assert_eq!(sessions.get(&a.id).await.unwrap(), None);
+        assert!(
+            sessions
+                .update(&a.id, &SessionUpdate::new().set("x", 1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let listed: Vec<SessionId> = sessions
+            .list("ada")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(listed, vec![b.id]);
+    }
+
+    pub async fn default_ttl_is_24_hours<S: Store>(store: S) {
+        let sessions = Sessions::new(store.clone(), SessionConfig::default()).unwrap();
+        let session = sessions.create("u", Map::new()).await.unwrap();
+        match store
+            .ttl(&format!("sess:s:{}", session.id.expose()))
+            .await
+            .unwrap()
+        {
+            KeyTtl::ExpiresIn(left) => assert!(left > Duration::from_secs(24 * 3600 - 5)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub async fn rolling_and_absolute_expiry<S: Store>(store: S) {
+        let rolling = Sessions::new(
+            store.clone(),
+            SessionConfig::default().ttl(Duration::from_millis(300)),
+        )
+        .unwrap();
+        let kept = rolling.create("u", Map::new()).await.unwrap();
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(
+                rolling.get(&kept.id).await.unwrap().is_some(),
+                "a read did not extend it"
+            );
+        }
+        assert!(rolling.touch(&kept.id).await.unwrap());
+        let fixed = Sessions::new(
+            store.clone(),
+            SessionConfig::default()
+                .ttl(Duration::from_millis(300))
+                .rolling(false),
+        )
+        .unwrap();
+        let dropped = fixed.create("u", Map::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(fixed.get(&dropped.id).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(fixed.get(&dropped.id).await.unwrap(), None);
+        let capped = Sessions::new(
+            store,
+            SessionConfig::default().absolute_max(Duration::from_millis(400)),
+        )
+        .unwrap();
+        let short = capped.create("u", Map::new()).await.unwrap();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(capped.get(&short.id).await.unwrap().is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            capped.get(&short.id).await.unwrap(),
+            None,
+            "outlived its absolute maximum"
+        );
+    }
+
+    pub async fn cycle_id_keeps_data_under_a_new_id<S: Store>(store: S) {
+        let sessions = Sessions::new(store, SessionConfig::default()).unwrap();
+        let old = sessions
+            .create("u", data(&[("cart", json!([1, 2]))]))
+            .await
+            .unwrap();
+        let new = sessions.cycle_id(&old.id).await.unwrap().unwrap();
+        assert_ne!(new.id, old.id);
+        assert_eq!(new.data, old.data);
+        assert_eq!(new.created_at_ms, old.created_at_ms);
+        assert_eq!(sessions.get(&old.id).await.unwrap(), None);
+        assert_eq!(sessions.get(&new.id).await.unwrap().unwrap().data, old.data);
+        let listed: Vec<SessionId> = sessions
+            .list("u")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(listed, vec![new.id]);
+    }
+
+    pub async fn destroy_all_and_index_cleanup<S: Store>(store: S) {
+        let sessions = Sessions::new(store.clone(), SessionConfig::default()).unwrap();
+        for _ in 0..3 {
+            sessions.create("bob", Map::new()).await.unwrap();
+        }
+        let other = sessions.create("eve", Map::new()).await.unwrap();
+        assert_eq!(sessions.list("bob").await.unwrap().len(), 3);
+        assert_eq!(sessions.destroy_all("bob").await.unwrap(), 3);
+        assert!(sessions.list("bob").await.unwrap().is_empty());
+        assert_eq!(store.ttl("sess:u:bob").await.unwrap(), KeyTtl::Missing);
+        assert!(
+            sessions.get(&other.id).await.unwrap().is_some(),
+            "another user's session was touched"
+        );
+        // Expired sessions leave the index: the listing prunes them...
+        let short = Sessions::new(
+            store.clone(),
+            SessionConfig::default().absolute_max(Duration::from_millis(100)),
+        )
+        .unwrap();
+        let gone = short.create("eve", Map::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let members = store.set_members("sess:u:eve").await.unwrap();
+        assert!(members.contains(&gone.id.expose().to_owned()));
+        let listed = sessions.list("eve").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            store.set_members("sess:u:eve").await.unwrap(),
+            vec![other.id.expose().to_owned()]
+        );
+        // ...and when all of a user's sessions expired, the index expires too.
+        let brief = Sessions::new(
+            store.clone(),
+            SessionConfig::default()
+                .ttl(Duration::from_millis(150))
+                .index_refresh(Duration::from_millis(100)),
+        )
+        .unwrap();
+        brief.create("tmp", Map::new()).await.unwrap();
+        brief.create("tmp", Map::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            store.ttl("sess:u:tmp").await.unwrap(),
+            KeyTtl::Missing,
+            "index garbage left behind"
+        );
+    }
+
+    pub async fn concurrent_updates_merge<S: Store>(store: S) {
+        let sessions = Sessions::new(store, SessionConfig::default()).unwrap();
+        let session = sessions.create("u", Map::new()).await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (sessions, id) = (sessions.clone(), session.id.clone());
+                tokio::spawn(async move {
+                    sessions
+                        .update(&id, &SessionUpdate::new().set(format!("k{i}"), i))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let merged = sessions.get(&session.id).await.unwrap().unwrap();
+        assert_eq!(
+            merged.data.len(),
+            20,
+            "a concurrent writer's key was lost: {:?}",
+            merged.data
+        );
+    }
+
+    pub async fn bad_input_is_refused<S: Store>(store: S) {
+        let sessions = Sessions::new(store, SessionConfig::default()).unwrap();
+        assert!(sessions.create("", Map::new()).await.is_err());
+        assert!(sessions.create("a\nb", Map::new()).await.is_err());
+        let huge = data(&[("blob", json!("x".repeat(2 * 1024 * 1024)))]);
+        let error = sessions.create("u", huge).await.unwrap_err().to_string();
+        assert!(error.contains("bytes"), "{error}");
+        assert!(SessionId::parse("../../etc/passwd").is_none());
+    }
+}
+
+macro_rules! session_suite {
+    ($make:path) => {
+        session_suite!(@each $make; lifecycle, default_ttl_is_24_hours, rolling_and_absolute_expiry,
+            cycle_id_keeps_data_under_a_new_id, destroy_all_and_index_cleanup,
+            concurrent_updates_merge, bad_input_is_refused);
+    };
+    (@each $make:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _guard) = $make().await;
+                super::suite::$check(store).await;
+            }
+        )*
+    };
+}
+
+mod embedded {
+    use super::*;
+
+    async fn make() -> (EmbeddedStore, ()) {
+        (EmbeddedStore::new(EmbeddedConfig::default()).unwrap(), ())
+    }
+
+    session_suite!(make);
+}
+
+mod redis {
+    use super::*;
+
+    async fn make() -> (RedisStore, RedisServer) {
+        let server = RedisServer::new();
+        (RedisStore::new(connected(&server).await), server)
+    }
+
+    session_suite!(make);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_all_on_one_instance_is_seen_by_another() {
+    let server = RedisServer::new();
+    let a = Sessions::new(
+        RedisStore::new(connected(&server).await),
+        SessionConfig::default(),
+    )
+    .unwrap();
+    let b = Sessions::new(
+        RedisStore::new(connected(&server).await),
+        SessionConfig::default(),
+    )
+    .unwrap();
+    let created = b.create("carol", Map::new()).await.unwrap();
+    assert!(
+        a.get(&created.id).await.unwrap().is_some(),
+        "a session from B is valid on A"
+    );
+    assert_eq!(a.destroy_all("carol").await.unwrap(), 1);
+    assert_eq!(b.get(&created.id).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_sessions_fail_closed_or_keep_serving() {
+    let mut server = RedisServer::new();
+    let kit = redkit::Redkit::builder()
+        .redis(crate::support::fast_config(&server.url()))
+        .build()
+        .unwrap();
+    kit.connection()
+        .unwrap()
+        .wait_ready(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let closed = Sessions::new(
+        kit.store().clone(),
+        SessionConfig::default().fail_closed(true),
+    )
+    .unwrap();
+    let open = Sessions::new(kit.store().clone(), SessionConfig::default()).unwrap();
+    closed.create("u", Map::new()).await.unwrap();
+    server.kill();
+    let started = std::time::Instant::now();
+    let error = closed.create("u", Map::new()).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        started.elapsed()
+            < kit.connection().unwrap().config().command_timeout + Duration::from_millis(200)
+    );
+    let local = open.create("u", Map::new()).await.unwrap();
+    assert!(
+        open.get(&local.id).await.unwrap().is_some(),
+        "the embedded fallback serves"
+    );
+}
+
+mod tower_sessions_routes {
+    //! tower-sessions' own route tests, run against redkit's store.
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http::{Request, header};
+    use redkit::session::SessionStore;
+    use tower::ServiceExt;
+    use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+    use super::*;
+
+    fn app<S: Store + std::fmt::Debug>(store: SessionStore<S>, expiry: Expiry) -> Router {
+        Router::new()
+            .route(
+                "/insert",
+                get(|session: Session| async move {
+                    session.insert("foo", 42).await.unwrap();
+                }),
+            )
+            .route(
+                "/get",
+                get(|session: Session| async move {
+                    format!(
+                        "{}",
+                        session.get::<usize>("foo").await.unwrap().unwrap_or(0)
+                    )
+                }),
+            )
+            .route(
+                "/remove",
+                get(|session: Session| async move {
+                    session.remove::<usize>("foo").await.unwrap();
+                }),
+            )
+            .route(
+                "/cycle",
+                get(|session: Session| async move {
+                    session.cycle_id().await.unwrap();
+                }),
+            )
+            .route(
+                "/flush",
+                get(|session: Session| async move {
+                    session.flush().await.unwrap();
+                }),
+            )
+            .layer(
+                SessionManagerLayer::new(store)
+                    .with_secure(false)
+                    .with_expiry(expiry),
+            )
+    }
+
+    async fn call(app: &Router, path: &str, cookie: Option<&str>) -> (Option<String>, String) {
+        let mut request = Request::builder().uri(path);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        let cookie = response.headers().get(header::SET_COOKIE).map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        (cookie, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn routes<S: Store + std::fmt::Debug>(store: S) {
+        let app = app(
+            SessionStore::new(store.clone()).rolling(Duration::from_secs(60)),
+            Expiry::OnInactivity(time::Duration::seconds(60)),
+        );
+        let (cookie, _) = call(&app, "/insert", None).await;
+        let cookie = cookie.expect("a session cookie");
+        assert!(cookie.starts_with("id="));
+        assert_eq!(call(&app, "/get", Some(&cookie)).await.1, "42");
+        assert_eq!(
+            call(&app, "/get", None).await.1,
+            "0",
+            "no cookie, no session"
+        );
+        assert_eq!(call(&app, "/get", Some("id=forged")).await.1, "0");
+        let (cycled, _) = call(&app, "/cycle", Some(&cookie)).await;
+        let cycled = cycled.expect("a new cookie after cycle_id");
+        assert_ne!(cycled, cookie);
+        assert_eq!(
+            call(&app, "/get", Some(&cookie)).await.1,
+            "0",
+            "the old id still works"
+        );
+        assert_eq!(call(&app, "/get", Some(&cycled)).await.1, "42");
+        call(&app, "/remove", Some(&cycled)).await;
+        assert_eq!(call(&app, "/get", Some(&cycled)).await.1, "0");
+        call(&app, "/insert", Some(&cycled)).await;
+        call(&app, "/flush", Some(&cycled)).await;
+        assert_eq!(call(&app, "/get", Some(&cycled)).await.1, "0");
+        // Short-lived sessions expire in the store.
+        let brief = app_with_expiry(store, 1);
+        let (cookie, _) = call(&brief, "/insert", None).await;
+        let cookie = cookie.unwrap();
+        assert_eq!(call(&brief, "/get", Some(&cookie)).await.1, "42");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(call(&brief, "/get", Some(&cookie)).await.1, "0");
+    }
+
+    fn app_with_expiry<S: Store + std::fmt::Debug>(store: S, seconds: i64) -> Router {
+        app(
+            SessionStore::new(store),
+            Expiry::OnInactivity(time::Duration::seconds(seconds)),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        routes(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        let server = RedisServer::new();
+        routes(RedisStore::new(connected(&server).await)).await;
+    }
+}
