@@ -1,6 +1,7 @@
 //! The scenarios, by name.
 
 mod cache;
+mod limits;
 
 use crate::env::Env;
 use crate::report::Report;
@@ -15,6 +16,8 @@ pub(crate) const ALL: &[&str] = &[
     "cache_set",
     "cache_invalidate_tag",
     "cache_invalidate_prefix",
+    "ratelimit_check",
+    "session_load",
 ];
 
 /// Runs one scenario (some report several sizes).
@@ -28,6 +31,8 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
         "cache_set" => vec![cache::set(env).await],
         "cache_invalidate_tag" => cache::invalidate(env, cache::Invalidation::Tag).await,
         "cache_invalidate_prefix" => cache::invalidate(env, cache::Invalidation::Prefix).await,
+        "ratelimit_check" => vec![limits::ratelimit_check(env).await],
+        "session_load" => vec![limits::session_load(env).await],
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::EmbeddedConfig;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, EmbeddedStore, ScriptArg, ScriptValue, Store};
+use crate::store::{AnyStore, EmbeddedStore, Script, ScriptArg, ScriptValue, Store};
 
 use super::algorithm::{GCRA, SLIDING_WINDOW};
 use super::policy::{Algorithm, Policy};
@@ -216,12 +216,15 @@ impl<S: Store> RateLimiterBuilder<S> {
     }
 }
 
-async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
+/// The script a check of `policy` runs and its arguments (`ARGV`), for
+/// benchmarks and audits: the key is `rl:<policy>:<key>` under the store's
+/// prefix.
+pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; 3]) {
     let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
     let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
-    let (script, args) = match policy.algorithm() {
+    match policy.algorithm() {
         Algorithm::Gcra { burst } => (
-            &*GCRA,
+            &GCRA,
             [
                 ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
                 ScriptArg::Int((window_us / limit).max(1)),
@@ -229,14 +232,18 @@ async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Resu
             ],
         ),
         Algorithm::SlidingWindow => (
-            &*SLIDING_WINDOW,
+            &SLIDING_WINDOW,
             [
                 ScriptArg::Int(limit),
                 ScriptArg::Int(window_us),
                 ScriptArg::Int(cost),
             ],
         ),
-    };
+    }
+}
+
+async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
+    let (script, args) = script_invocation(policy, cost);
     let reply = store.run_script(script, &[key], &args).await?;
     let values: Vec<i64> = reply
         .as_array()

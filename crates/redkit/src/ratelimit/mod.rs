@@ -25,6 +25,8 @@ mod middleware;
 mod policy;
 
 pub use client_ip::TrustedProxies;
-pub use limiter::{Decision, DecisionSource, RateLimiter, RateLimiterBuilder, WhenUnavailable};
+pub use limiter::{
+    Decision, DecisionSource, RateLimiter, RateLimiterBuilder, WhenUnavailable, script_invocation,
+};
 pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
 pub use policy::{Algorithm, Policy};

@@ -21,6 +21,12 @@ pub struct SessionConfig {
     /// The per-user index is kept alive at most this long after the last
     /// read of one of its sessions. Default: 60 s.
     pub index_refresh: Duration,
+    /// With rolling expiry, a session read by this instance is extended at
+    /// most once per this interval; reads in between are plain `GET`s (like
+    /// connect-mongo's `touchAfter`). A session may then expire up to this
+    /// much earlier than "`ttl` after the last read". Zero extends on every
+    /// read. Default: 60 s.
+    pub touch_interval: Duration,
 }
 
 impl Default for SessionConfig {
@@ -31,6 +37,7 @@ impl Default for SessionConfig {
             absolute_max: None,
             fail_closed: false,
             index_refresh: Duration::from_secs(60),
+            touch_interval: Duration::from_secs(60),
         }
     }
 }
@@ -61,6 +68,13 @@ impl SessionConfig {
     #[must_use]
     pub fn fail_closed(mut self, fail_closed: bool) -> Self {
         self.fail_closed = fail_closed;
+        self
+    }
+
+    /// Sets the touch interval.
+    #[must_use]
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
+        self.touch_interval = interval;
         self
     }
 

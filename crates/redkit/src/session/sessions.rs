@@ -1,7 +1,7 @@
 //! The native session API.
 
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -205,17 +205,87 @@ fn ms(duration: Duration) -> i64 {
 /// (ids whose session expired are removed) and expires by itself at most
 /// `index_refresh` after the user's last session did, so expired sessions
 /// never leave index entries behind for long.
-#[derive(Clone)]
 pub struct Sessions<S: Store = AnyStore> {
+    inner: Arc<SessionsInner<S>>,
+}
+
+impl<S: Store> Clone for Sessions<S> {
+    fn clone(&self) -> Self {
+        Sessions {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct SessionsInner<S> {
     store: S,
-    config: Arc<SessionConfig>,
+    config: SessionConfig,
+    /// Users whose index this instance extended within the refresh interval.
     refreshed: moka::sync::Cache<String, ()>,
+    /// Sessions this instance extended within the touch interval.
+    touched: TouchMemo,
+}
+
+/// Which sessions were extended recently: a sharded map of id hashes to the
+/// time of extension. Cheaper than a general cache on the read path.
+struct TouchMemo {
+    interval: Duration,
+    hasher: std::hash::RandomState,
+    shards: Vec<parking_lot::Mutex<std::collections::HashMap<u64, Instant>>>,
+}
+
+impl TouchMemo {
+    const SHARDS: usize = 16;
+    const PRUNE_ABOVE: usize = 65_536;
+
+    fn new(interval: Duration) -> Self {
+        TouchMemo {
+            interval,
+            hasher: std::hash::RandomState::new(),
+            shards: (0..Self::SHARDS).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn slot(
+        &self,
+        id: &SessionId,
+    ) -> (
+        u64,
+        &parking_lot::Mutex<std::collections::HashMap<u64, Instant>>,
+    ) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(id.expose());
+        (hash, &self.shards[hash as usize % Self::SHARDS])
+    }
+
+    fn recently(&self, id: &SessionId) -> bool {
+        if self.interval.is_zero() {
+            return false;
+        }
+        let (hash, shard) = self.slot(id);
+        shard
+            .lock()
+            .get(&hash)
+            .is_some_and(|at| at.elapsed() < self.interval)
+    }
+
+    fn mark(&self, id: &SessionId) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let (hash, shard) = self.slot(id);
+        let mut shard = shard.lock();
+        if shard.len() > Self::PRUNE_ABOVE {
+            shard.retain(|_, at| at.elapsed() < self.interval);
+        }
+        shard.insert(hash, Instant::now());
+    }
 }
 
 impl<S: Store> std::fmt::Debug for Sessions<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
-            .field("config", &self.config)
+            .field("config", &self.inner.config)
             .finish()
     }
 }
@@ -234,16 +304,20 @@ impl<S: Store> Sessions<S> {
             .max_capacity(100_000)
             .time_to_live(config.index_refresh)
             .build();
+        let touched = TouchMemo::new(config.touch_interval);
         Ok(Sessions {
-            store,
-            config: Arc::new(config),
-            refreshed,
+            inner: Arc::new(SessionsInner {
+                store,
+                config,
+                refreshed,
+                touched,
+            }),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
-        &self.config
+        &self.inner.config
     }
 
     fn session_key(id: &SessionId) -> String {
@@ -255,7 +329,7 @@ impl<S: Store> Sessions<S> {
     }
 
     fn index_ttl(&self) -> Duration {
-        self.config.ttl + self.config.index_refresh
+        self.inner.config.ttl + self.inner.config.index_refresh
     }
 
     /// Runs `operation` unless sessions fail closed and the store is serving
@@ -321,7 +395,7 @@ impl<S: Store> Sessions<S> {
     }
 
     fn ensure_available(&self) -> Result<()> {
-        if self.config.fail_closed && self.store.is_degraded() {
+        if self.inner.config.fail_closed && self.inner.store.is_degraded() {
             return Err(Error::Unavailable {
                 state: ConnectionState::Degraded,
             });
@@ -334,6 +408,7 @@ impl<S: Store> Sessions<S> {
         validate_user(user_id)?;
         let created = now_ms();
         let absolute = self
+            .inner
             .config
             .absolute_max
             .map(|max| created + ms(max).unsigned_abs());
@@ -365,11 +440,12 @@ impl<S: Store> Sessions<S> {
                 ScriptArg::Int(ms(self.index_ttl())),
             ];
             let created_now = self
+                .inner
                 .store
                 .run_script(&CREATE, &[&keys[0], &keys[1]], &args)
                 .await?;
             if created_now == ScriptValue::Int(1) {
-                self.refreshed.insert(user_id.to_owned(), ());
+                self.inner.refreshed.insert(user_id.to_owned(), ());
                 return Ok(Session {
                     id,
                     user_id: stored.user_id,
@@ -390,7 +466,7 @@ impl<S: Store> Sessions<S> {
     /// its absolute end. An error when that end has passed.
     fn lifetime(&self, absolute: Option<u64>) -> Result<Duration> {
         match absolute {
-            None => Ok(self.config.ttl),
+            None => Ok(self.inner.config.ttl),
             Some(end) => {
                 let left = end.saturating_sub(now_ms());
                 if left == 0 {
@@ -399,7 +475,7 @@ impl<S: Store> Sessions<S> {
                         "its absolute lifetime is over",
                     ));
                 }
-                Ok(self.config.ttl.min(Duration::from_millis(left)))
+                Ok(self.inner.config.ttl.min(Duration::from_millis(left)))
             }
         }
     }
@@ -408,17 +484,24 @@ impl<S: Store> Sessions<S> {
     /// rolling expiry the read extends its lifetime (one `GETEX`).
     async fn get_inner(&self, id: &SessionId) -> Result<Option<Session>> {
         let key = Self::session_key(id);
-        let raw = if self.config.rolling {
-            self.store.get_and_expire(&key, self.config.ttl).await?
+        let extend = self.inner.config.rolling && !self.inner.touched.recently(id);
+        let raw = if extend {
+            self.inner
+                .store
+                .get_and_expire(&key, self.inner.config.ttl)
+                .await?
         } else {
-            self.store.get(&key).await?
+            self.inner.store.get(&key).await?
         };
+        if extend {
+            self.inner.touched.mark(id);
+        }
         let Some(raw) = raw else {
             return Ok(None);
         };
         let Some(session) = decode(id, &raw) else {
             tracing::warn!("a stored session does not decode; deleting it");
-            self.store.delete(&[&key]).await?;
+            self.inner.store.delete(&[&key]).await?;
             return Ok(None);
         };
         if let Some(end) = session.absolute_expiry_ms {
@@ -427,13 +510,17 @@ impl<S: Store> Sessions<S> {
                 self.destroy_known(&session).await?;
                 return Ok(None);
             }
-            if self.config.rolling && Duration::from_millis(end - now) < self.config.ttl {
-                self.store
+            if self.inner.config.rolling && Duration::from_millis(end - now) < self.inner.config.ttl
+            {
+                self.inner
+                    .store
                     .expire(&key, Duration::from_millis(end - now))
                     .await?;
             }
         }
-        if self.config.rolling {
+        // The index follows the session's extensions (at most once per touch
+        // interval), keeping it alive as long as any session of the user.
+        if extend {
             self.refresh_index(&session.user_id).await?;
         }
         Ok(Some(session))
@@ -442,7 +529,12 @@ impl<S: Store> Sessions<S> {
     /// Extends the session's lifetime; false when it does not exist.
     async fn touch_inner(&self, id: &SessionId) -> Result<bool> {
         let key = Self::session_key(id);
-        let Some(raw) = self.store.get_and_expire(&key, self.config.ttl).await? else {
+        let Some(raw) = self
+            .inner
+            .store
+            .get_and_expire(&key, self.inner.config.ttl)
+            .await?
+        else {
             return Ok(false);
         };
         if let Some(session) = decode(id, &raw) {
@@ -452,8 +544,11 @@ impl<S: Store> Sessions<S> {
                     self.destroy_known(&session).await?;
                     return Ok(false);
                 }
-                if Duration::from_millis(left) < self.config.ttl {
-                    self.store.expire(&key, Duration::from_millis(left)).await?;
+                if Duration::from_millis(left) < self.inner.config.ttl {
+                    self.inner
+                        .store
+                        .expire(&key, Duration::from_millis(left))
+                        .await?;
                 }
             }
             self.refresh_index(&session.user_id).await?;
@@ -462,13 +557,14 @@ impl<S: Store> Sessions<S> {
     }
 
     async fn refresh_index(&self, user_id: &str) -> Result<()> {
-        if self.refreshed.contains_key(user_id) {
+        if self.inner.refreshed.contains_key(user_id) {
             return Ok(());
         }
-        self.store
+        self.inner
+            .store
             .expire(&Self::index_key(user_id), self.index_ttl())
             .await?;
-        self.refreshed.insert(user_id.to_owned(), ());
+        self.inner.refreshed.insert(user_id.to_owned(), ());
         Ok(())
     }
 
@@ -484,7 +580,7 @@ impl<S: Store> Sessions<S> {
     ) -> Result<Option<Session>> {
         let key = Self::session_key(id);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let Some(raw) = self.store.get(&key).await? else {
+            let Some(raw) = self.inner.store.get(&key).await? else {
                 return Ok(None);
             };
             let Some(mut session) = decode(id, &raw) else {
@@ -498,7 +594,7 @@ impl<S: Store> Sessions<S> {
                 absolute_ms: session.absolute_expiry_ms,
             };
             let encoded = encode(session.version + 1, &stored)?;
-            let ttl = if self.config.rolling {
+            let ttl = if self.inner.config.rolling {
                 ms(self.lifetime(session.absolute_expiry_ms)?)
             } else {
                 0
@@ -509,6 +605,7 @@ impl<S: Store> Sessions<S> {
                 ScriptArg::Int(ttl),
             ];
             match self
+                .inner
                 .store
                 .run_script(&SAVE_IF_VERSION, &[&key], &args)
                 .await?
@@ -530,12 +627,12 @@ impl<S: Store> Sessions<S> {
     /// Ends the session; false when it did not exist.
     async fn destroy_inner(&self, id: &SessionId) -> Result<bool> {
         let key = Self::session_key(id);
-        let Some(raw) = self.store.get(&key).await? else {
+        let Some(raw) = self.inner.store.get(&key).await? else {
             return Ok(false);
         };
         match decode(id, &raw) {
             Some(session) => self.destroy_known(&session).await,
-            None => Ok(self.store.delete(&[&key]).await? > 0),
+            None => Ok(self.inner.store.delete(&[&key]).await? > 0),
         }
     }
 
@@ -548,6 +645,7 @@ impl<S: Store> Sessions<S> {
             session.id.expose().as_bytes(),
         ))];
         let deleted = self
+            .inner
             .store
             .run_script(&DESTROY, &[&keys[0], &keys[1]], &args)
             .await?;
@@ -558,7 +656,7 @@ impl<S: Store> Sessions<S> {
     /// one: call it at login against session fixation. `None` when the
     /// session does not exist.
     async fn cycle_id_inner(&self, id: &SessionId) -> Result<Option<Session>> {
-        let Some(raw) = self.store.get(&Self::session_key(id)).await? else {
+        let Some(raw) = self.inner.store.get(&Self::session_key(id)).await? else {
             return Ok(None);
         };
         let Some(old) = decode(id, &raw) else {
@@ -581,13 +679,13 @@ impl<S: Store> Sessions<S> {
     async fn list_inner(&self, user_id: &str) -> Result<Vec<Session>> {
         validate_user(user_id)?;
         let index = Self::index_key(user_id);
-        let ids = self.store.set_members(&index).await?;
+        let ids = self.inner.store.set_members(&index).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| format!("sess:s:{id}")).collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let values = self.store.get_many(&key_refs).await?;
+        let values = self.inner.store.get_many(&key_refs).await?;
         let mut sessions = Vec::new();
         let mut stale = Vec::new();
         for (raw_id, value) in ids.iter().zip(values) {
@@ -601,7 +699,7 @@ impl<S: Store> Sessions<S> {
             }
         }
         if !stale.is_empty() {
-            self.store.set_remove(&index, &stale).await?;
+            self.inner.store.set_remove(&index, &stale).await?;
         }
         sessions.sort_by_key(|session| session.created_at_ms);
         Ok(sessions)
@@ -612,11 +710,11 @@ impl<S: Store> Sessions<S> {
     async fn destroy_all_inner(&self, user_id: &str) -> Result<u64> {
         validate_user(user_id)?;
         let index = Self::index_key(user_id);
-        let ids = self.store.set_members(&index).await?;
+        let ids = self.inner.store.set_members(&index).await?;
         let mut keys: Vec<String> = ids.iter().map(|id| format!("sess:s:{id}")).collect();
         keys.push(index);
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let deleted = self.store.delete(&key_refs).await?;
+        let deleted = self.inner.store.delete(&key_refs).await?;
         Ok(deleted.saturating_sub(u64::from(!ids.is_empty())))
     }
 }

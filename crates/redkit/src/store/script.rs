@@ -88,7 +88,8 @@ impl ScriptArg {
         }
     }
 
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+    /// The argument as Redis receives it.
+    pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             ScriptArg::Int(value) => value.to_string().into_bytes(),
             ScriptArg::Bytes(bytes) => bytes.to_vec(),

@@ -82,7 +82,9 @@ mod suite {
     pub async fn rolling_and_absolute_expiry<S: Store>(store: S) {
         let rolling = Sessions::new(
             store.clone(),
-            SessionConfig::default().ttl(Duration::from_millis(300)),
+            SessionConfig::default()
+                .ttl(Duration::from_millis(300))
+                .touch_interval(Duration::ZERO),
         )
         .unwrap();
         let kept = rolling.create("u", Map::new()).await.unwrap();
@@ -94,6 +96,21 @@ mod suite {
             );
         }
         assert!(rolling.touch(&kept.id).await.unwrap());
+        // With a touch interval, reads within it do not extend (one GETEX per
+        // interval); an explicit touch always does.
+        let throttled = Sessions::new(
+            store.clone(),
+            SessionConfig::default()
+                .ttl(Duration::from_millis(300))
+                .touch_interval(Duration::from_secs(60)),
+        )
+        .unwrap();
+        let lapsing = throttled.create("u", Map::new()).await.unwrap();
+        assert!(throttled.get(&lapsing.id).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(throttled.get(&lapsing.id).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(throttled.get(&lapsing.id).await.unwrap(), None);
         let fixed = Sessions::new(
             store.clone(),
             SessionConfig::default()
@@ -108,7 +125,9 @@ mod suite {
         assert_eq!(fixed.get(&dropped.id).await.unwrap(), None);
         let capped = Sessions::new(
             store,
-            SessionConfig::default().absolute_max(Duration::from_millis(400)),
+            SessionConfig::default()
+                .absolute_max(Duration::from_millis(400))
+                .touch_interval(Duration::ZERO),
         )
         .unwrap();
         let short = capped.create("u", Map::new()).await.unwrap();

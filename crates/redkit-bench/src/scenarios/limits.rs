@@ -1,0 +1,151 @@
+//! Rate-limit and session scenarios.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redkit::ratelimit::{Policy, RateLimiter, script_invocation};
+use redkit::session::{SessionConfig, SessionId, Sessions};
+
+use super::{progress, ratio_report};
+use crate::env::Env;
+use crate::measure;
+use crate::report::Report;
+
+pub(super) async fn ratelimit_check(env: &Env) -> Report {
+    const NAME: &str = "ratelimit_check";
+    let kit = env.redkit().await;
+    // A limit nobody reaches: every check runs the script and is admitted.
+    let policy = Arc::new(
+        Policy::new("bench", 1_000_000, Duration::from_secs(3600))
+            .unwrap_or_else(|err| panic!("policy: {err}")),
+    );
+    let limiter =
+        RateLimiter::new(kit.store().clone()).unwrap_or_else(|err| panic!("limiter: {err}"));
+    let keys = Arc::new(env.key_names("ip:"));
+    let (script, args) = script_invocation(&policy, 1);
+    let raw_args: Arc<Vec<Vec<u8>>> = Arc::new(args.iter().map(|arg| arg.to_bytes()).collect());
+    let sha = Arc::new(script.sha1().to_owned());
+    let (base, measured) = measure::paired(
+        env.rounds,
+        || {
+            progress(NAME, "raw redis-rs EVALSHA of the same script");
+            let (keys, raw_args, sha) = (keys.clone(), raw_args.clone(), sha.clone());
+            async move {
+                let mut connection = env.raw().await;
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script.lua())
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap_or_else(|err| panic!("SCRIPT LOAD: {err}"));
+                measure::measure(env.load, move |_, i| {
+                    let (mut connection, keys, raw_args, sha) = (
+                        connection.clone(),
+                        keys.clone(),
+                        raw_args.clone(),
+                        sha.clone(),
+                    );
+                    async move {
+                        let mut cmd = redis::cmd("EVALSHA");
+                        cmd.arg(sha.as_str())
+                            .arg(1)
+                            .arg(format!("rl:raw:{}", keys[i as usize % keys.len()]));
+                        for arg in raw_args.iter() {
+                            cmd.arg(arg.as_slice());
+                        }
+                        let reply: Vec<i64> = cmd
+                            .query_async(&mut connection)
+                            .await
+                            .unwrap_or_else(|err| panic!("EVALSHA: {err}"));
+                        assert_eq!(reply.first(), Some(&1));
+                    }
+                })
+                .await
+            }
+        },
+        || {
+            progress(NAME, "RateLimiter::check");
+            let (limiter, policy, keys) = (limiter.clone(), policy.clone(), keys.clone());
+            measure::measure(env.load, move |_, i| {
+                let (limiter, policy, keys) = (limiter.clone(), policy.clone(), keys.clone());
+                async move {
+                    let decision = limiter
+                        .check(&policy, &keys[i as usize % keys.len()], 1)
+                        .await
+                        .unwrap_or_else(|err| panic!("check: {err}"));
+                    assert!(decision.allowed);
+                }
+            })
+        },
+    )
+    .await;
+    ratio_report(
+        NAME,
+        "raw redis-rs EVALSHA (same script)",
+        measured,
+        base,
+        Some(0.90),
+    )
+}
+
+pub(super) async fn session_load(env: &Env) -> Report {
+    const NAME: &str = "session_load";
+    let kit = env.redkit().await;
+    let sessions = Sessions::new(kit.store().clone(), SessionConfig::default())
+        .unwrap_or_else(|err| panic!("sessions: {err}"));
+    progress(NAME, "creating 10k sessions");
+    let mut ids = Vec::with_capacity(env.keys);
+    for i in 0..env.keys {
+        let mut data = serde_json::Map::new();
+        data.insert("theme".to_owned(), serde_json::Value::from("dark"));
+        let session = sessions
+            .create(&format!("user{}", i % 1000), data)
+            .await
+            .unwrap_or_else(|err| panic!("create: {err}"));
+        ids.push(session.id);
+    }
+    let ids: Arc<Vec<SessionId>> = Arc::new(ids);
+    let raw_keys: Arc<Vec<String>> = Arc::new(
+        ids.iter()
+            .map(|id| format!("sess:s:{}", id.expose()))
+            .collect(),
+    );
+    let (base, measured) = measure::paired(
+        env.rounds,
+        || {
+            progress(NAME, "raw redis-rs GET of the session keys");
+            let raw_keys = raw_keys.clone();
+            async move {
+                let connection = env.raw().await;
+                measure::measure(env.load, move |_, i| {
+                    let (mut connection, raw_keys) = (connection.clone(), raw_keys.clone());
+                    async move {
+                        let value: Option<Vec<u8>> = redis::cmd("GET")
+                            .arg(&raw_keys[i as usize % raw_keys.len()])
+                            .query_async(&mut connection)
+                            .await
+                            .unwrap_or_else(|err| panic!("GET: {err}"));
+                        assert!(value.is_some());
+                    }
+                })
+                .await
+            }
+        },
+        || {
+            progress(NAME, "Sessions::get (rolling: GETEX)");
+            let (sessions, ids) = (sessions.clone(), ids.clone());
+            measure::measure(env.load, move |_, i| {
+                let (sessions, ids) = (sessions.clone(), ids.clone());
+                async move {
+                    let session = sessions
+                        .get(&ids[i as usize % ids.len()])
+                        .await
+                        .unwrap_or_else(|err| panic!("get: {err}"));
+                    assert!(session.is_some());
+                }
+            })
+        },
+    )
+    .await;
+    ratio_report(NAME, "raw redis-rs GET", measured, base, Some(0.85))
+}
