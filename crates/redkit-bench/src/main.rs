@@ -3,8 +3,9 @@
 //! Each scenario is measured against a raw baseline in the same run, with the
 //! same concurrency (50 tasks), payload (100 B) and key count (10k), and
 //! reports ops/s, p50, p99 and the ratio. Baseline and scenario alternate for
-//! `--rounds` rounds and the best run of each is kept, so that both get the
-//! same share of this noisy machine. Not a test: run it with
+//! `--rounds` rounds; the median run of each side and the median of the
+//! per-round ratios are reported, so that noise on this 2-core machine hits
+//! both sides alike. Not a test: run it with
 //!
 //! ```sh
 //! cargo run --release -p redkit-bench -- [--redis redis://127.0.0.1:6379] [--scenario NAME] [--json]
@@ -47,8 +48,8 @@ struct Args {
     /// Measured seconds per run.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Baseline/scenario rounds (the best of each is kept).
-    #[arg(long, default_value_t = 2)]
+    /// Baseline/scenario rounds (medians are reported).
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
 }
 

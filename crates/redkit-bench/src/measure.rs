@@ -78,38 +78,49 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|err| panic!("histogram: {err}"))
 }
 
-/// Alternates baseline and scenario `rounds` times and keeps the best run of
-/// each, so that both sides get the same share of the machine's noise.
-pub(crate) async fn paired<B, BF, S, SF>(
-    rounds: usize,
-    baseline: B,
-    scenario: S,
-) -> (Measurement, Measurement)
+/// Baseline and scenario runs of one comparison.
+#[derive(Debug, Clone)]
+pub(crate) struct Paired {
+    pub(crate) baseline: Measurement,
+    pub(crate) scenario: Measurement,
+    /// Median of the per-round ratios: each round measures the baseline and
+    /// then the scenario back to back, so a round's ratio compares runs that
+    /// saw the same machine conditions.
+    pub(crate) ratio: f64,
+}
+
+/// Alternates baseline and scenario `rounds` times; reports the median run of
+/// each side and the median of the per-round ratios.
+pub(crate) async fn paired<B, BF, S, SF>(rounds: usize, baseline: B, scenario: S) -> Paired
 where
     B: Fn() -> BF,
     BF: Future<Output = Measurement>,
     S: Fn() -> SF,
     SF: Future<Output = Measurement>,
 {
-    let mut best_baseline: Option<Measurement> = None;
-    let mut best_scenario: Option<Measurement> = None;
+    let mut baselines = Vec::new();
+    let mut scenarios = Vec::new();
+    let mut ratios = Vec::new();
     for _ in 0..rounds.max(1) {
         let b = baseline().await;
         let s = scenario().await;
-        if best_baseline.is_none_or(|best| b.ops_per_sec > best.ops_per_sec) {
-            best_baseline = Some(b);
-        }
-        if best_scenario.is_none_or(|best| s.ops_per_sec > best.ops_per_sec) {
-            best_scenario = Some(s);
-        }
+        ratios.push(s.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
+        baselines.push(b);
+        scenarios.push(s);
     }
-    let empty = Measurement {
-        ops_per_sec: 0.0,
-        p50_us: 0.0,
-        p99_us: 0.0,
-    };
-    (
-        best_baseline.unwrap_or(empty),
-        best_scenario.unwrap_or(empty),
-    )
+    Paired {
+        baseline: median_run(baselines),
+        scenario: median_run(scenarios),
+        ratio: median(ratios),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn median_run(mut runs: Vec<Measurement>) -> Measurement {
+    runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    runs[runs.len() / 2]
 }

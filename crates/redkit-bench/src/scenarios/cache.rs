@@ -91,7 +91,7 @@ pub(super) async fn connection_get(env: &Env) -> Report {
         .cloned()
         .unwrap_or_else(|| panic!("no redis"));
     let keys = Arc::new(env.key_names("bench:raw:"));
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw redis-rs GET");
@@ -113,7 +113,7 @@ pub(super) async fn connection_get(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw redis-rs GET", measured, base, None)
+    ratio_report(NAME, "raw redis-rs GET", paired, None)
 }
 
 pub(super) async fn store_get(env: &Env) -> Report {
@@ -122,7 +122,7 @@ pub(super) async fn store_get(env: &Env) -> Report {
     let kit = env.redkit().await;
     let store = kit.store().clone();
     let keys = Arc::new(env.key_names("bench:raw:"));
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw redis-rs GET");
@@ -141,14 +141,14 @@ pub(super) async fn store_get(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw redis-rs GET", measured, base, None)
+    ratio_report(NAME, "raw redis-rs GET", paired, None)
 }
 
 pub(super) async fn get_l2_hit(env: &Env) -> Report {
     const NAME: &str = "cache_get_l2_hit";
     progress(NAME, "filling 10k keys");
     let (cache, keys) = filled(env, "bench_l2", false).await;
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw redis-rs GET");
@@ -167,14 +167,14 @@ pub(super) async fn get_l2_hit(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw redis-rs GET", measured, base, Some(0.90))
+    ratio_report(NAME, "raw redis-rs GET", paired, Some(0.90))
 }
 
 pub(super) async fn get_l1_hit(env: &Env) -> Report {
     const NAME: &str = "cache_get_l1_hit";
     progress(NAME, "filling 10k keys");
     let (cache, keys) = filled(env, "bench_l1", true).await;
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw moka get");
@@ -193,7 +193,7 @@ pub(super) async fn get_l1_hit(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw moka get", measured, base, Some(0.50))
+    ratio_report(NAME, "raw moka get", paired, Some(0.50))
 }
 
 pub(super) async fn get_or_set_hit(env: &Env) -> Report {
@@ -201,7 +201,7 @@ pub(super) async fn get_or_set_hit(env: &Env) -> Report {
     progress(NAME, "filling 10k keys");
     let (cache, keys) = filled(env, "bench_gos", true).await;
     let options = Arc::new(cache.options().ttl(Duration::from_secs(3600)));
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw moka get");
@@ -224,7 +224,7 @@ pub(super) async fn get_or_set_hit(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw moka get", measured, base, None)
+    ratio_report(NAME, "raw moka get", paired, None)
 }
 
 pub(super) async fn set(env: &Env) -> Report {
@@ -233,7 +233,7 @@ pub(super) async fn set(env: &Env) -> Report {
     let keys = Arc::new(env.key_names("k"));
     let value = Arc::new(env.value());
     let options = Arc::new(cache.options().ttl(Duration::from_secs(3600)));
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw redis-rs SET PX");
@@ -274,7 +274,7 @@ pub(super) async fn set(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw redis-rs SET PX", measured, base, None)
+    ratio_report(NAME, "raw redis-rs SET PX", paired, None)
 }
 
 /// Which invalidation to measure.

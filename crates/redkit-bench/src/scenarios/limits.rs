@@ -25,7 +25,7 @@ pub(super) async fn ratelimit_check(env: &Env) -> Report {
     let (script, args) = script_invocation(&policy, 1);
     let raw_args: Arc<Vec<Vec<u8>>> = Arc::new(args.iter().map(|arg| arg.to_bytes()).collect());
     let sha = Arc::new(script.sha1().to_owned());
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw redis-rs EVALSHA of the same script");
@@ -82,8 +82,7 @@ pub(super) async fn ratelimit_check(env: &Env) -> Report {
     ratio_report(
         NAME,
         "raw redis-rs EVALSHA (same script)",
-        measured,
-        base,
+        paired,
         Some(0.90),
     )
 }
@@ -110,7 +109,7 @@ pub(super) async fn session_load(env: &Env) -> Report {
             .map(|id| format!("sess:s:{}", id.expose()))
             .collect(),
     );
-    let (base, measured) = measure::paired(
+    let paired = measure::paired(
         env.rounds,
         || {
             progress(NAME, "raw redis-rs GET of the session keys");
@@ -147,5 +146,5 @@ pub(super) async fn session_load(env: &Env) -> Report {
         },
     )
     .await;
-    ratio_report(NAME, "raw redis-rs GET", measured, base, Some(0.85))
+    ratio_report(NAME, "raw redis-rs GET", paired, Some(0.85))
 }

@@ -41,11 +41,10 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
 pub(crate) fn ratio_report(
     scenario: &str,
     baseline: &str,
-    measured: crate::measure::Measurement,
-    base: crate::measure::Measurement,
+    paired: crate::measure::Paired,
     target: Option<f64>,
 ) -> Report {
-    let ratio = measured.ops_per_sec / base.ops_per_sec.max(f64::MIN_POSITIVE);
+    let (measured, base, ratio) = (paired.scenario, paired.baseline, paired.ratio);
     Report {
         scenario: scenario.to_owned(),
         ops_per_sec: measured.ops_per_sec,

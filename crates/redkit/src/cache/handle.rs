@@ -79,6 +79,8 @@ impl<S> Drop for CacheInner<S> {
 pub(super) struct Found<T> {
     pub(super) value: T,
     pub(super) meta: Meta,
+    /// Whether it was fresh when looked up.
+    pub(super) fresh: bool,
 }
 
 impl<S: Store> super::stats::StatsSource for CacheInner<S> {
@@ -174,6 +176,7 @@ impl<S: Store> CacheInner<S> {
                     Some(Found {
                         value: value.clone(),
                         meta: entry.meta.clone(),
+                        fresh: now < entry.meta.fresh_until,
                     }),
                     true,
                 );
@@ -260,7 +263,8 @@ impl<S: Store> CacheInner<S> {
                 }),
             );
         }
-        Some(Found { value, meta })
+        let fresh = now < meta.fresh_until;
+        Some(Found { value, meta, fresh })
     }
 
     /// Encodes and writes entries to L2 (one pipeline) and L1, then tells the
@@ -417,9 +421,10 @@ impl<S: Store> Cache<S> {
         let inner = &self.inner;
         inner.check_key(key)?;
         let (found, from_l1) = inner.lookup::<T>(key, inner.defaults.l1).await;
-        let now = inner.now_ms();
         match found {
-            Some(found) if now < found.meta.fresh_until => {
+            // `lookup` only returns entries kept at its own `now`; freshness
+            // is judged against the same instant.
+            Some(found) if found.fresh => {
                 if from_l1 {
                     inner.counters.l1_hits(1);
                 } else {

@@ -42,6 +42,10 @@ pub(crate) fn validate(
             ),
         ));
     }
+    // Fast path: printable ASCII has no control characters to look for.
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
         return Err(Error::invalid_input(
             what,
@@ -81,7 +85,11 @@ impl Layout {
     }
 
     pub(crate) fn entry(&self, key: &str) -> String {
-        format!("{}:v:{key}", self.namespace)
+        let mut entry = String::with_capacity(self.namespace.len() + 3 + key.len());
+        entry.push_str(&self.namespace);
+        entry.push_str(":v:");
+        entry.push_str(key);
+        entry
     }
 
     pub(crate) fn tag(&self, tag: &str) -> String {
