@@ -145,55 +145,55 @@ pub(super) async fn store_get(env: &Env) -> Report {
 }
 
 pub(super) async fn get_l2_hit(env: &Env) -> Report {
-    const NAME: &str = "cache_get_l2_hit";
-    progress(NAME, "filling 10k keys");
-    let (cache, keys) = filled(env, "bench_l2", false).await;
-    let paired = measure::paired(
-        env.rounds,
-        || {
-            progress(NAME, "raw redis-rs GET");
-            raw_get(env)
-        },
-        || {
-            progress(NAME, "cache.get, L1 off");
-            let (cache, keys) = (cache.clone(), keys.clone());
-            measure::measure(env.load, move |_, i| {
-                let (cache, keys) = (cache.clone(), keys.clone());
-                async move {
-                    let value = cache.get::<String>(&keys[i as usize % keys.len()]).await;
-                    assert!(matches!(value, Ok(Some(_))), "L2 miss: {value:?}");
-                }
-            })
-        },
-    )
-    .await;
-    ratio_report(NAME, "raw redis-rs GET", paired, Some(0.90))
+    cache_get(env, "cache_get_l2_hit", false, Some(0.90)).await
 }
 
 pub(super) async fn get_l1_hit(env: &Env) -> Report {
-    const NAME: &str = "cache_get_l1_hit";
-    progress(NAME, "filling 10k keys");
-    let (cache, keys) = filled(env, "bench_l1", true).await;
+    cache_get(env, "cache_get_l1_hit", true, Some(0.50)).await
+}
+
+/// `cache.get` hits with L1 on (against raw moka) or off (against raw GET).
+async fn cache_get(env: &Env, name: &'static str, l1: bool, target: Option<f64>) -> Report {
+    progress(name, "filling 10k keys");
+    let (cache, keys) = filled(env, name, l1).await;
+    let baseline = if l1 {
+        "raw moka get"
+    } else {
+        "raw redis-rs GET"
+    };
     let paired = measure::paired(
         env.rounds,
         || {
-            progress(NAME, "raw moka get");
-            raw_moka(env)
+            progress(name, baseline);
+            async move {
+                if l1 {
+                    raw_moka(env).await
+                } else {
+                    raw_get(env).await
+                }
+            }
         },
         || {
-            progress(NAME, "cache.get, L1 hit");
+            progress(
+                name,
+                if l1 {
+                    "cache.get, L1 hit"
+                } else {
+                    "cache.get, L1 off"
+                },
+            );
             let (cache, keys) = (cache.clone(), keys.clone());
             measure::measure(env.load, move |_, i| {
                 let (cache, keys) = (cache.clone(), keys.clone());
                 async move {
                     let value = cache.get::<String>(&keys[i as usize % keys.len()]).await;
-                    assert!(matches!(value, Ok(Some(_))), "L1 miss: {value:?}");
+                    assert!(matches!(value, Ok(Some(_))), "miss: {value:?}");
                 }
             })
         },
     )
     .await;
-    ratio_report(NAME, "raw moka get", paired, Some(0.50))
+    ratio_report(name, baseline, paired, target)
 }
 
 pub(super) async fn get_or_set_hit(env: &Env) -> Report {

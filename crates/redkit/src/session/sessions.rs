@@ -321,7 +321,10 @@ impl<S: Store> Sessions<S> {
     }
 
     fn session_key(id: &SessionId) -> String {
-        format!("sess:s:{}", id.expose())
+        let mut key = String::with_capacity(7 + id.expose().len());
+        key.push_str("sess:s:");
+        key.push_str(id.expose());
+        key
     }
 
     fn index_key(user_id: &str) -> String {
