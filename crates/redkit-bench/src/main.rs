@@ -34,8 +34,11 @@ struct Args {
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(scenarios::ALL))]
     scenarios: Vec<String>,
     /// Print a JSON array instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print Markdown tables (for docs/BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
     /// Concurrent tasks.
     #[arg(long, default_value_t = 50)]
     tasks: usize,
@@ -113,6 +116,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    } else if args.markdown {
+        report::print_markdown(&reports);
     } else {
         report::print_table(&reports);
     }

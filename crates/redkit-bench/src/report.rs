@@ -53,3 +53,59 @@ pub(crate) fn print_table(reports: &[Report]) {
         }
     }
 }
+
+/// Markdown tables (ratio scenarios, then invalidation scenarios), as pasted
+/// into docs/BENCHMARKS.md.
+pub(crate) fn print_markdown(reports: &[Report]) {
+    println!(
+        "| scenario | ops/s | p50 µs | p99 µs | baseline | baseline ops/s | ratio | target | met |"
+    );
+    println!("|---|---:|---:|---:|---|---:|---:|---|---|");
+    for report in reports.iter().filter(|r| r.details.is_empty()) {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            report.scenario,
+            report.ops_per_sec,
+            report.p50_us,
+            report.p99_us,
+            report.baseline,
+            report
+                .baseline_ops_per_sec
+                .map(|b| format!("{b:.0}"))
+                .unwrap_or_else(|| "–".to_owned()),
+            report
+                .ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "–".to_owned()),
+            report.target.as_deref().unwrap_or("–"),
+            yes_no(report.met),
+        );
+    }
+    println!();
+    println!(
+        "| scenario | keys | duration ms | worst PING µs | PING p50 / p99 µs | target | met |"
+    );
+    println!("|---|---:|---:|---:|---|---|---|");
+    for report in reports.iter().filter(|r| !r.details.is_empty()) {
+        let detail = |name: &str| report.details.get(name).cloned().unwrap_or_default();
+        println!(
+            "| {} | {} | {:.2} | {} | {:.0} / {:.0} | {} | {} |",
+            report.scenario,
+            detail("keys"),
+            detail("duration_ms").as_f64().unwrap_or_default(),
+            detail("worst_ping_us"),
+            report.p50_us,
+            report.p99_us,
+            report.target.as_deref().unwrap_or("–"),
+            yes_no(report.met),
+        );
+    }
+}
+
+fn yes_no(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "–",
+    }
+}
