@@ -25,6 +25,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct RedisServerBuilder {
     password: Option<String>,
     args: Vec<(String, String)>,
+    tls: Option<TlsFiles>,
+}
+
+/// PEM files for a TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that signed it.
+    pub ca: PathBuf,
 }
 
 impl RedisServerBuilder {
@@ -37,6 +49,13 @@ impl RedisServerBuilder {
     /// Passes `--name value` to redis-server (for example `maxmemory`, `10mb`).
     pub fn arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.args.push((name.into(), value.into()));
+        self
+    }
+
+    /// Also listens with TLS on a second free port (see
+    /// [`RedisServer::tls_url`]); clients are not asked for certificates.
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
         self
     }
 
@@ -58,8 +77,10 @@ impl RedisServerBuilder {
             .prefix("redkit-redis-")
             .tempdir()
             .unwrap_or_else(|err| panic!("cannot create a temp dir for redis-server: {err}"));
+        let tls_port = self.tls.as_ref().map(|_| free_port());
         RedisServer {
             port: free_port(),
+            tls_port,
             dir,
             child: None,
             options: self,
@@ -71,6 +92,7 @@ impl RedisServerBuilder {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
     options: RedisServerBuilder,
@@ -101,6 +123,12 @@ impl RedisServer {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
         }
+    }
+
+    /// `rediss://localhost:<tls port>` when the server was built with TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("rediss://localhost:{port}"))
     }
 
     /// `redis://` URL without credentials.
@@ -146,6 +174,19 @@ impl RedisServer {
             .arg(self.log_path());
         if let Some(password) = &self.options.password {
             command.arg("--requirepass").arg(password);
+        }
+        if let (Some(files), Some(port)) = (&self.options.tls, self.tls_port) {
+            command
+                .arg("--tls-port")
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&files.cert)
+                .arg("--tls-key-file")
+                .arg(&files.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&files.ca)
+                .arg("--tls-auth-clients")
+                .arg("no");
         }
         for (name, value) in &self.options.args {
             command.arg(format!("--{name}")).arg(value);

@@ -11,3 +11,4 @@ mod ratelimit;
 mod session;
 mod store;
 mod support;
+mod tls;
