@@ -70,11 +70,13 @@ pub struct RedisConfig {
 pub struct RetryConfig {
     /// Delay before the first retry. Default: 50 ms.
     pub initial_delay: Duration,
-    /// Upper bound of a retry delay. Default: 2 s.
+    /// Upper bound of a retry delay. Default: 1 s, so a recovered Redis is
+    /// used again within about a second.
     pub max_delay: Duration,
     /// Failed attempts before the state becomes `Degraded`. Default: 10.
     pub max_attempts: u32,
-    /// Interval between probes while degraded. Default: 5 s.
+    /// Interval between probes while degraded. Default: 1 s (one connection
+    /// attempt per second costs nothing and keeps recovery within a second).
     pub degraded_probe_interval: Duration,
 }
 
@@ -82,9 +84,9 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(1),
             max_attempts: 10,
-            degraded_probe_interval: Duration::from_secs(5),
+            degraded_probe_interval: Duration::from_secs(1),
         }
     }
 }

@@ -343,7 +343,7 @@ impl<S: Store> Sessions<S> {
         operation: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         self.ensure_available()?;
-        let result = operation.await;
+        let result = operation.await.map_err(redact);
         self.ensure_available()?;
         result
     }
@@ -719,6 +719,17 @@ impl<S: Store> Sessions<S> {
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let deleted = self.inner.store.delete(&key_refs).await?;
         Ok(deleted.saturating_sub(u64::from(!ids.is_empty())))
+    }
+}
+
+/// Errors that name a key would name a session id (a bearer secret): hide it.
+pub(super) fn redact(error: Error) -> Error {
+    match error {
+        Error::WrongType { expected, .. } => Error::WrongType {
+            key: "<session key>".to_owned(),
+            expected,
+        },
+        other => other,
     }
 }
 

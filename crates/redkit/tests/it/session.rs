@@ -249,13 +249,27 @@ mod suite {
         assert!(error.contains("bytes"), "{error}");
         assert!(SessionId::parse("../../etc/passwd").is_none());
     }
+
+    pub async fn errors_never_show_session_ids<S: Store>(store: S) {
+        let sessions = Sessions::new(store.clone(), SessionConfig::default()).unwrap();
+        let session = sessions.create("u", Map::new()).await.unwrap();
+        let key = format!("sess:s:{}", session.id.expose());
+        store.delete(&[&key]).await.unwrap();
+        store.set_add(&key, &["not a session"]).await.unwrap();
+        let error = sessions.get(&session.id).await.unwrap_err();
+        assert!(!error.to_string().contains(session.id.expose()), "{error}");
+        assert!(
+            !format!("{error:?}").contains(session.id.expose()),
+            "{error:?}"
+        );
+    }
 }
 
 macro_rules! session_suite {
     ($make:path) => {
         session_suite!(@each $make; lifecycle, default_ttl_is_24_hours, rolling_and_absolute_expiry,
             cycle_id_keeps_data_under_a_new_id, destroy_all_and_index_cleanup,
-            concurrent_updates_merge, bad_input_is_refused);
+            concurrent_updates_merge, bad_input_is_refused, errors_never_show_session_ids);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(
