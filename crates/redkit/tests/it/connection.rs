@@ -278,3 +278,36 @@ async fn dedicated_connections_do_not_block_the_shared_one() {
     assert!(started.elapsed() < Duration::from_millis(100));
     let _ = blocking.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_retry_settings_recover_within_a_second_of_redis_returning() {
+    let mut server = RedisServer::new();
+    // Default retry policy; short timeouts only so that the test is quick.
+    let config = redkit::config::RedisConfig::builder()
+        .url(&server.url())
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .command_timeout(Duration::from_millis(500))
+        .health_check_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let connection = RedisConnection::connect(config).unwrap();
+    connection.wait_ready(Duration::from_secs(5)).await.unwrap();
+    server.kill();
+    // Long enough to exhaust the retries: degraded, probing every second.
+    wait_for_state(
+        &connection,
+        ConnectionState::Degraded,
+        Duration::from_secs(15),
+    )
+    .await;
+    server.start();
+    let back = Instant::now();
+    wait_for_state(&connection, ConnectionState::Ready, Duration::from_secs(3)).await;
+    let took = back.elapsed();
+    assert!(
+        took <= Duration::from_millis(1300),
+        "recovered {took:?} after redis returned"
+    );
+    connection.ping().await.unwrap();
+}
