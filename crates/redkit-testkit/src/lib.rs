@@ -12,7 +12,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -129,21 +129,6 @@ impl RedisServer {
     pub fn tls_url(&self) -> Option<String> {
         self.tls_port
             .map(|port| format!("rediss://localhost:{port}"))
-    }
-
-    /// `redis://` URL without credentials.
-    pub fn url_without_password(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// The server's working directory (log file: `redis.log`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Whether the process is running (started and not killed).
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     /// Starts the server on its port if it is not running, and waits until it

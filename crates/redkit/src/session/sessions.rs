@@ -406,7 +406,6 @@ impl<S: Store> Sessions<S> {
         Ok(())
     }
 
-    /// Creates a session for `user_id` with a new random id.
     async fn create_inner(&self, user_id: &str, data: Map<String, Value>) -> Result<Session> {
         validate_user(user_id)?;
         let created = now_ms();
@@ -483,18 +482,26 @@ impl<S: Store> Sessions<S> {
         }
     }
 
-    /// The session, or `None` when it does not exist or has expired. With
-    /// rolling expiry the read extends its lifetime (one `GETEX`).
     async fn get_inner(&self, id: &SessionId) -> Result<Option<Session>> {
-        let key = Self::session_key(id);
         let extend = self.inner.config.rolling && !self.inner.touched.recently(id);
+        self.load(id, extend).await
+    }
+
+    async fn touch_inner(&self, id: &SessionId) -> Result<bool> {
+        Ok(self.load(id, true).await?.is_some())
+    }
+
+    /// Reads the session. With `extend`, resets its lifetime in the same
+    /// command (`GETEX`), capped by its absolute end, and keeps the user's
+    /// index alive as long as the session. A session past its absolute end is
+    /// destroyed; one that does not decode is deleted.
+    async fn load(&self, id: &SessionId, extend: bool) -> Result<Option<Session>> {
+        let key = Self::session_key(id);
+        let store = &self.inner.store;
         let raw = if extend {
-            self.inner
-                .store
-                .get_and_expire(&key, self.inner.config.ttl)
-                .await?
+            store.get_and_expire(&key, self.inner.config.ttl).await?
         } else {
-            self.inner.store.get(&key).await?
+            store.get(&key).await?
         };
         if extend {
             self.inner.touched.mark(id);
@@ -504,59 +511,23 @@ impl<S: Store> Sessions<S> {
         };
         let Some(session) = decode(id, &raw) else {
             tracing::warn!("a stored session does not decode; deleting it");
-            self.inner.store.delete(&[&key]).await?;
+            store.delete(&[&key]).await?;
             return Ok(None);
         };
         if let Some(end) = session.absolute_expiry_ms {
-            let now = now_ms();
-            if now >= end {
+            let left = Duration::from_millis(end.saturating_sub(now_ms()));
+            if left.is_zero() {
                 self.destroy_known(&session).await?;
                 return Ok(None);
             }
-            if self.inner.config.rolling && Duration::from_millis(end - now) < self.inner.config.ttl
-            {
-                self.inner
-                    .store
-                    .expire(&key, Duration::from_millis(end - now))
-                    .await?;
+            if extend && left < self.inner.config.ttl {
+                store.expire(&key, left).await?;
             }
         }
-        // The index follows the session's extensions (at most once per touch
-        // interval), keeping it alive as long as any session of the user.
         if extend {
             self.refresh_index(&session.user_id).await?;
         }
         Ok(Some(session))
-    }
-
-    /// Extends the session's lifetime; false when it does not exist.
-    async fn touch_inner(&self, id: &SessionId) -> Result<bool> {
-        let key = Self::session_key(id);
-        let Some(raw) = self
-            .inner
-            .store
-            .get_and_expire(&key, self.inner.config.ttl)
-            .await?
-        else {
-            return Ok(false);
-        };
-        if let Some(session) = decode(id, &raw) {
-            if let Some(end) = session.absolute_expiry_ms {
-                let left = end.saturating_sub(now_ms());
-                if left == 0 {
-                    self.destroy_known(&session).await?;
-                    return Ok(false);
-                }
-                if Duration::from_millis(left) < self.inner.config.ttl {
-                    self.inner
-                        .store
-                        .expire(&key, Duration::from_millis(left))
-                        .await?;
-                }
-            }
-            self.refresh_index(&session.user_id).await?;
-        }
-        Ok(true)
     }
 
     async fn refresh_index(&self, user_id: &str) -> Result<()> {
@@ -571,11 +542,6 @@ impl<S: Store> Sessions<S> {
         Ok(())
     }
 
-    /// Applies `update` to the session's data and returns the result; `None`
-    /// when the session does not exist. Concurrent updates are merged key by
-    /// key (optimistic concurrency on a version number, retried on
-    /// conflict): keys changed by another writer are kept; for a key both
-    /// change, the last write wins.
     async fn update_inner(
         &self,
         id: &SessionId,
@@ -627,7 +593,6 @@ impl<S: Store> Sessions<S> {
         ))
     }
 
-    /// Ends the session; false when it did not exist.
     async fn destroy_inner(&self, id: &SessionId) -> Result<bool> {
         let key = Self::session_key(id);
         let Some(raw) = self.inner.store.get(&key).await? else {
@@ -655,9 +620,6 @@ impl<S: Store> Sessions<S> {
         Ok(deleted == ScriptValue::Int(1))
     }
 
-    /// Moves the session to a new id (same user and data) and ends the old
-    /// one: call it at login against session fixation. `None` when the
-    /// session does not exist.
     async fn cycle_id_inner(&self, id: &SessionId) -> Result<Option<Session>> {
         let Some(raw) = self.inner.store.get(&Self::session_key(id)).await? else {
             return Ok(None);
@@ -677,8 +639,6 @@ impl<S: Store> Sessions<S> {
         Ok(Some(new))
     }
 
-    /// Every live session of `user_id`, oldest first; index entries of
-    /// expired sessions are removed on the way.
     async fn list_inner(&self, user_id: &str) -> Result<Vec<Session>> {
         validate_user(user_id)?;
         let index = Self::index_key(user_id);
@@ -708,8 +668,6 @@ impl<S: Store> Sessions<S> {
         Ok(sessions)
     }
 
-    /// Ends every session of `user_id`, on every instance sharing the store;
-    /// returns how many there were.
     async fn destroy_all_inner(&self, user_id: &str) -> Result<u64> {
         validate_user(user_id)?;
         let index = Self::index_key(user_id);

@@ -1,9 +1,9 @@
 //! The narrow storage interface every redkit module is built on.
 //!
 //! The cache, sessions and rate limiting need a handful of primitives, not
-//! all of Redis: get/set with TTL, bulk get/set, UNLINK, expire/TTL, counters,
-//! sets (for indexes), an incremental SCAN, pub/sub and atomic server-side
-//! scripts. [`Store`] is exactly that list, with three implementations:
+//! all of Redis: get/set with TTL, get-and-extend (`GETEX`), bulk get/set,
+//! UNLINK, expire/TTL, counters, sets (for indexes), an incremental SCAN,
+//! pub/sub and atomic server-side scripts. [`Store`] is exactly that list, with three implementations:
 //!
 //! | type | guarantees |
 //! |---|---|

@@ -62,12 +62,26 @@ impl RedisStore {
         channels: &[&str],
         sender: mpsc::Sender<PubSubEvent>,
     ) -> tokio::task::AbortHandle {
-        let channels: Vec<String> = channels.iter().map(|c| self.key(c).into_owned()).collect();
+        let channels = self.channel_keys(channels);
         let connected = if self.connection.state() == crate::connection::ConnectionState::Ready {
             subscribed(&self.connection, &channels).await.ok()
         } else {
             None
         };
+        self.spawn_pump(channels, sender, connected)
+    }
+
+    fn channel_keys(&self, channels: &[&str]) -> Vec<String> {
+        channels.iter().map(|c| self.key(c).into_owned()).collect()
+    }
+
+    /// Starts the task that forwards (and resubscribes) for `channels`.
+    fn spawn_pump(
+        &self,
+        channels: Vec<String>,
+        sender: mpsc::Sender<PubSubEvent>,
+        connected: Option<redis::aio::PubSub>,
+    ) -> tokio::task::AbortHandle {
         let pump = Pump {
             store: self.clone(),
             channels,
@@ -255,16 +269,11 @@ impl Store for RedisStore {
     }
 
     async fn subscribe(&self, channels: &[&str]) -> Result<Subscription> {
-        let channels: Vec<String> = channels.iter().map(|c| self.key(c).into_owned()).collect();
+        let channels = self.channel_keys(channels);
         let pubsub = subscribed(&self.connection, &channels).await?;
         let (sender, receiver) = Subscription::channel();
-        let pump = Pump {
-            store: self.clone(),
-            channels,
-            sender,
-        };
-        let handle = tokio::spawn(pump.run(Some(pubsub))).abort_handle();
-        Ok(Subscription::new(receiver, vec![handle]))
+        let pump = self.spawn_pump(channels, sender, Some(pubsub));
+        Ok(Subscription::new(receiver, vec![pump]))
     }
 
     async fn run_script(
