@@ -12,8 +12,9 @@
 //!   cleaned: destroyed sessions leave it at once, expired ones on the next
 //!   listing or write, and the index itself expires shortly after the user's
 //!   last session (see [`Sessions`]);
-//! - concurrent updates merge key by key (optimistic versioning), so one
-//!   writer never silently drops another's keys;
+//! - concurrent updates merge key by key, so one writer never silently
+//!   drops another's keys: writers of one session queue inside an instance,
+//!   and instances race through a version check with jittered retries;
 //! - while Redis is down, sessions keep working from the embedded store, or
 //!   fail closed ([`SessionConfig::fail_closed`]);
 //! - [`SessionStore`] (feature `tower-sessions`) plugs the same storage into

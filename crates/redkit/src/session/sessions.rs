@@ -184,6 +184,11 @@ fn version_prefix(stored: &[u8]) -> Option<&[u8]> {
     (!prefix.is_empty() && prefix.iter().all(u8::is_ascii_digit)).then_some(prefix)
 }
 
+fn conflict_backoff(attempt: usize) -> Duration {
+    let cap_ms = 1u64 << attempt.min(6);
+    Duration::from_micros(fastrand::u64(0..=cap_ms * 500))
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -224,6 +229,33 @@ struct SessionsInner<S> {
     refreshed: moka::sync::Cache<String, ()>,
     /// Sessions this instance extended within the touch interval.
     touched: TouchMemo,
+    /// Serialises this instance's writers of one session, so optimistic
+    /// version checks only ever race against other instances.
+    writers: WriterLocks,
+}
+
+/// Striped async locks keyed by session id: bounded memory, and two
+/// updates of one session in this process never conflict with each other.
+struct WriterLocks {
+    hasher: std::hash::RandomState,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl WriterLocks {
+    const STRIPES: usize = 64;
+
+    fn new() -> Self {
+        WriterLocks {
+            hasher: std::hash::RandomState::new(),
+            stripes: (0..Self::STRIPES).map(|_| Default::default()).collect(),
+        }
+    }
+
+    async fn lock(&self, id: &SessionId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(id.expose());
+        self.stripes[hash as usize % Self::STRIPES].lock().await
+    }
 }
 
 /// Which sessions were extended recently: a sharded map of id hashes to the
@@ -311,6 +343,7 @@ impl<S: Store> Sessions<S> {
                 config,
                 refreshed,
                 touched,
+                writers: WriterLocks::new(),
             }),
         })
     }
@@ -548,7 +581,8 @@ impl<S: Store> Sessions<S> {
         update: &SessionUpdate,
     ) -> Result<Option<Session>> {
         let key = Self::session_key(id);
-        for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let _writer = self.inner.writers.lock(id).await;
+        for attempt in 0..MAX_UPDATE_ATTEMPTS {
             let Some(raw) = self.inner.store.get(&key).await? else {
                 return Ok(None);
             };
@@ -584,7 +618,9 @@ impl<S: Store> Sessions<S> {
                     return Ok(Some(session));
                 }
                 ScriptValue::Int(-1) => return Ok(None),
-                _ => tokio::task::yield_now().await,
+                // Another instance wrote in between: back off a little,
+                // with jitter so the contenders spread out.
+                _ => tokio::time::sleep(conflict_backoff(attempt)).await,
             }
         }
         Err(Error::invalid_input(

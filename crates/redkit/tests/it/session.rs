@@ -214,11 +214,15 @@ mod suite {
     }
 
     pub async fn concurrent_updates_merge<S: Store>(store: S) {
-        let sessions = Sessions::new(store, SessionConfig::default()).unwrap();
+        // Two instances on one store, ten writers each: local writers queue,
+        // the instances race through version checks.
+        let sessions = Sessions::new(store.clone(), SessionConfig::default()).unwrap();
+        let other = Sessions::new(store, SessionConfig::default()).unwrap();
         let session = sessions.create("u", Map::new()).await.unwrap();
         let tasks: Vec<_> = (0..20)
             .map(|i| {
-                let (sessions, id) = (sessions.clone(), session.id.clone());
+                let instance = if i % 2 == 0 { &sessions } else { &other };
+                let (sessions, id) = (instance.clone(), session.id.clone());
                 tokio::spawn(async move {
                     sessions
                         .update(&id, &SessionUpdate::new().set(format!("k{i}"), i))
