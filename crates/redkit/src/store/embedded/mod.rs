@@ -235,7 +235,7 @@ impl Store for EmbeddedStore {
         let now = self.now_ms();
         let expires_at = self.expires_at(ttl, now)?;
         let (index, mut shard) = self.shard(key);
-        shard.set(key, Bytes::copy_from_slice(value), expires_at, now);
+        shard.set(key, Bytes::copy_from_slice(value), expires_at);
         drop(shard);
         self.make_room(index);
         Ok(())
@@ -249,7 +249,7 @@ impl Store for EmbeddedStore {
         if shard.contains(key, now) {
             return Ok(false);
         }
-        shard.set(key, Bytes::copy_from_slice(value), expires_at, now);
+        shard.set(key, Bytes::copy_from_slice(value), expires_at);
         drop(shard);
         self.make_room(index);
         Ok(true)
@@ -275,12 +275,7 @@ impl Store for EmbeddedStore {
         for entry in entries {
             let expires_at = self.expires_at(entry.ttl, now)?;
             let (index, mut shard) = self.shard(entry.key);
-            shard.set(
-                entry.key,
-                Bytes::copy_from_slice(entry.value),
-                expires_at,
-                now,
-            );
+            shard.set(entry.key, Bytes::copy_from_slice(entry.value), expires_at);
             drop(shard);
             self.make_room(index);
         }

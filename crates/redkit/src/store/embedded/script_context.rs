@@ -69,7 +69,7 @@ impl ScriptContext for NativeContext<'_> {
             .map(|ttl| ttl_millis(ttl).map(|ms| now.saturating_add(ms)))
             .transpose()?;
         let (name, shard) = self.slot(key)?;
-        shard.set(name, value, expires_at, now);
+        shard.set(name, value, expires_at);
         Ok(())
     }
 

@@ -34,6 +34,8 @@ pub(super) struct Entry {
     value: Value,
     /// Expiry time, milliseconds since the UNIX epoch.
     expires_at: Option<u64>,
+    /// The shard's access counter at the last read or write: a logical
+    /// clock, so the order is exact even within one millisecond.
     last_access: u64,
     size: usize,
 }
@@ -61,6 +63,7 @@ fn value_size(key: &str, value: &Value) -> usize {
 pub(super) struct Shard {
     map: IndexMap<String, Entry>,
     used: Arc<AtomicUsize>,
+    accesses: u64,
 }
 
 impl Shard {
@@ -68,6 +71,7 @@ impl Shard {
         Shard {
             map: IndexMap::new(),
             used,
+            accesses: 0,
         }
     }
 
@@ -82,8 +86,9 @@ impl Shard {
             self.remove_index(index);
             return None;
         }
+        self.accesses += 1;
         let entry = &mut self.map[index];
-        entry.last_access = now;
+        entry.last_access = self.accesses;
         Some(entry)
     }
 
@@ -93,13 +98,14 @@ impl Shard {
         }
     }
 
-    fn insert(&mut self, key: &str, value: Value, expires_at: Option<u64>, now: u64) {
+    fn insert(&mut self, key: &str, value: Value, expires_at: Option<u64>) {
         let size = value_size(key, &value);
         self.used.fetch_add(size, Ordering::Relaxed);
+        self.accesses += 1;
         let entry = Entry {
             value,
             expires_at,
-            last_access: now,
+            last_access: self.accesses,
             size,
         };
         if let Some(old) = self.map.insert(key.to_owned(), entry) {
@@ -135,8 +141,8 @@ impl Shard {
         self.live(key, now).is_some()
     }
 
-    pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<u64>, now: u64) {
-        self.insert(key, Value::Bytes(value), expires_at, now);
+    pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<u64>) {
+        self.insert(key, Value::Bytes(value), expires_at);
     }
 
     pub(super) fn delete(&mut self, key: &str, now: u64) -> bool {
@@ -187,12 +193,7 @@ impl Shard {
         let next = current
             .checked_add(delta)
             .ok_or_else(|| wrong_type(key, "integer"))?;
-        self.insert(
-            key,
-            Value::Bytes(Bytes::from(next.to_string())),
-            expires_at,
-            now,
-        );
+        self.insert(key, Value::Bytes(Bytes::from(next.to_string())), expires_at);
         Ok(next)
     }
 
@@ -209,7 +210,7 @@ impl Shard {
             None => {
                 let set: BTreeSet<String> = members.iter().map(|m| (*m).to_owned()).collect();
                 let added = set.len();
-                self.insert(key, Value::Set(set), None, now);
+                self.insert(key, Value::Set(set), None);
                 return Ok(added as u64);
             }
         };
