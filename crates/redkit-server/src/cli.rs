@@ -5,8 +5,14 @@
 //! serves the library and the service.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use redkit::ratelimit::{Policy, TrustedProxies};
+use redkit::session::SessionConfig;
+
+use crate::config::ServiceConfig;
 
 const REDIS_HELP: &str = "\
 Redis is configured by environment variables (none set: embedded store, no Redis needed):
@@ -53,6 +59,93 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "REDKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// SQLite database file (created if missing; migrations applied at start).
+    #[arg(long, env = "REDKIT_DB", default_value = "./redkit.db")]
+    pub db: PathBuf,
+    /// Mark the session cookie `Secure` (when clients reach the service over TLS).
+    #[arg(long, env = "REDKIT_COOKIE_SECURE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub cookie_secure: bool,
+    /// Largest accepted request body, in bytes (larger ones get 413).
+    #[arg(long, env = "REDKIT_MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_bytes: u32,
+    /// Limit of /auth/register and /auth/login per client IP: COUNT/WINDOW
+    /// (WINDOW in s, m or h, e.g. 5/5m), or `off`.
+    #[arg(long, env = "REDKIT_AUTH_RATE_LIMIT", default_value = "5/5m", value_parser = parse_limit)]
+    pub auth_rate_limit: Limit,
+    /// Limit of /tasks and /events per client IP: COUNT/WINDOW, or `off`.
+    #[arg(long, env = "REDKIT_API_RATE_LIMIT", default_value = "100/1m", value_parser = parse_limit)]
+    pub api_rate_limit: Limit,
+    /// Proxies whose X-Forwarded-For / Forwarded headers are trusted:
+    /// comma-separated IPs or CIDR ranges (default: none).
+    #[arg(long, env = "REDKIT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Session lifetime without activity (rolling): a number with s, m or h.
+    #[arg(long, env = "REDKIT_SESSION_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+}
+
+/// A rate limit given on the command line: `COUNT/WINDOW` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<(u64, Duration)>);
+
+impl ServeArgs {
+    /// The service configuration these options describe.
+    pub fn service_config(&self) -> Result<ServiceConfig, redkit::Error> {
+        let mut config = ServiceConfig::with_database(&self.db);
+        config.cookie_secure = self.cookie_secure;
+        config.max_body_bytes = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
+        config.auth_policy = match self.auth_rate_limit.0 {
+            Some((count, window)) => Policy::new("auth", count, window)?,
+            // Off: a limit no client reaches.
+            None => Policy::new("auth", u64::from(u32::MAX), Duration::from_secs(1))?,
+        };
+        config.api_policy = self
+            .api_rate_limit
+            .0
+            .map(|(count, window)| Policy::new("api", count, window))
+            .transpose()?;
+        config.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)?;
+        config.sessions = SessionConfig::default().ttl(self.session_ttl);
+        Ok(config)
+    }
+}
+
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Limit(None));
+    }
+    let expected = "expected COUNT/WINDOW such as 100/1m or 5/5m (WINDOW in s, m or h), or `off`";
+    let (count, window) = text.split_once('/').ok_or_else(|| expected.to_owned())?;
+    let count: u64 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|count| *count > 0)
+        .ok_or_else(|| format!("the count must be a positive integer; {expected}"))?;
+    let window = parse_duration(window)?;
+    Ok(Limit(Some((count, window))))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let expected = "expected a positive number followed by s, m or h, such as 30s, 5m or 24h";
+    let text = text.trim();
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = (text.get(..split).unwrap_or(""), text.get(split..).unwrap_or(""));
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(expected.to_owned()),
+    };
+    let number: u64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| expected.to_owned())?;
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("too long; {expected}"))
 }
 
 impl Cli {
@@ -62,5 +155,25 @@ impl Cli {
             Some(Command::Serve(args)) => args,
             None => self.serve,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_durations_parse_or_say_what_is_expected() {
+        assert_eq!(
+            parse_limit("100/1m"),
+            Ok(Limit(Some((100, Duration::from_secs(60)))))
+        );
+        assert_eq!(parse_limit("OFF"), Ok(Limit(None)));
+        for bad in ["", "100", "0/1m", "x/1m", "10/1d", "10/-1m", "10/m"] {
+            let error = parse_limit(bad).unwrap_err();
+            assert!(error.contains("expected"), "{bad}: {error}");
+        }
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 }

@@ -1,17 +1,35 @@
-//! `redkit serve`: the reference service, built on redkit's public API only.
+//! `redkit serve`: the reference service, a real-time task-manager API
+//! built on redkit's public API only.
 //!
-//! This first cut serves the operator endpoints every later feature reports
-//! through: `GET /health` (200 when healthy or degraded, 503 when unhealthy),
-//! `GET /health/redis` (the whole [`redkit::health::HealthReport`]) and
-//! `GET /metrics` (Prometheus text). Configuration is parsed at the edge
-//! (`main.rs`, [`cli`]); everything below takes typed values.
+//! - `POST /auth/register`, `/auth/login`, `/auth/logout`, `/auth/logout-all`,
+//!   `GET /auth/me` ([`auth`]): argon2 passwords, redkit sessions in an
+//!   `HttpOnly` cookie, the AUTH rate-limit policy;
+//! - `GET|POST /tasks`, `GET|PATCH|DELETE /tasks/{id}` (`tasks`): SQLite
+//!   ([`db`]) behind redkit's cache, tagged per user;
+//! - `GET /events` ([`events`]): the user's task changes as Server-Sent
+//!   Events, across instances through pub/sub;
+//! - `GET /health`, `/health/redis`, `/metrics`: operator endpoints.
+//!
+//! Configuration is parsed at the edge (`main.rs`, [`cli`]) into a
+//! [`ServiceConfig`]; everything below takes typed values.
 
+mod api_error;
+pub mod auth;
 pub mod cli;
+mod config;
+pub mod db;
 mod error;
+pub mod events;
+mod json;
 mod metrics;
 mod routes;
 mod server;
+mod shutdown;
+mod tasks;
 
+pub use api_error::ApiError;
+pub use config::ServiceConfig;
 pub use error::ServerError;
 pub use metrics::install_metrics_recorder;
 pub use server::{AppState, RunningServer, bind as server_bind, router, serve};
+pub use shutdown::Shutdown;

@@ -7,7 +7,7 @@ use clap::Parser;
 use redkit::Redkit;
 use redkit::config::RedisConfig;
 use redkit_server::cli::Cli;
-use redkit_server::{AppState, ServerError, install_metrics_recorder};
+use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_recorder};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -19,8 +19,9 @@ fn main() -> ExitCode {
         .init();
     let args = cli.serve_args();
     // Configuration errors stop the program before anything is served.
-    let redis = match RedisConfig::from_env() {
-        Ok(redis) => redis,
+    let configs = RedisConfig::from_env().and_then(|redis| Ok((redis, args.service_config()?)));
+    let (redis, service) = match configs {
+        Ok(configs) => configs,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args.listen, redis)) {
+    match runtime.block_on(run(args.listen, redis, service)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", report(&error));
@@ -42,7 +43,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(listen: std::net::SocketAddr, redis: RedisConfig) -> Result<(), ServerError> {
+async fn run(
+    listen: std::net::SocketAddr,
+    redis: RedisConfig,
+    service: ServiceConfig,
+) -> Result<(), ServerError> {
     let metrics = install_metrics_recorder();
     let kit = Redkit::builder().redis(redis).build()?;
     match kit.connection() {
@@ -55,13 +60,15 @@ async fn run(listen: std::net::SocketAddr, redis: RedisConfig) -> Result<(), Ser
             tracing::info!(backend = %kit.backend(), "using the embedded store (no REDIS_URL / REDIS_HOST)")
         }
     }
+    let database = service.database.display().to_string();
+    let state = AppState::new(kit, metrics, service).await?;
+    tracing::info!(%database, "database ready");
     let listener = redkit_server::server_bind(listen).await?;
     let address = listener.local_addr().map_err(|source| ServerError::Bind {
         address: listen,
         source,
     })?;
     tracing::info!("listening on http://{address}");
-    let state = AppState::new(kit, metrics).await?;
     redkit_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())

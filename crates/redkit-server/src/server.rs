@@ -2,47 +2,133 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redkit::Redkit;
 use redkit::cache::Cache;
+use redkit::ratelimit::{RateLimitLayer, RateLimiter};
+use redkit::session::{SessionId, Sessions};
 use redkit::store::AnyStore;
 use tokio::net::TcpListener;
 
+use crate::api_error::ApiError;
+use crate::config::ServiceConfig;
+use crate::db::Database;
 use crate::error::ServerError;
-use crate::routes;
+use crate::events::TaskEvents;
+use crate::shutdown::Shutdown;
+use crate::{auth, events, routes, tasks};
 
-/// What every handler can reach.
+/// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The redkit handle (store, connection, health).
     pub kit: Redkit,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The service's settings.
+    pub config: Arc<ServiceConfig>,
+    /// The SQLite database.
+    pub db: Database,
     /// The task cache (namespace `tasks`), reported by `/health/redis`.
     pub tasks: Cache<AnyStore>,
+    /// Sessions, shared by every instance on the same store.
+    pub sessions: Sessions<AnyStore>,
+    /// The rate limiter behind the auth and API policies.
+    pub limiter: RateLimiter<AnyStore>,
+    /// Real-time task changes.
+    pub events: TaskEvents,
+    /// Set when the service starts shutting down.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
-    /// Builds the service's caches on `kit`.
-    pub async fn new(kit: Redkit, metrics: PrometheusHandle) -> Result<Self, ServerError> {
+    /// Opens the database and builds the service's redkit parts on `kit`.
+    pub async fn new(
+        kit: Redkit,
+        metrics: PrometheusHandle,
+        config: ServiceConfig,
+    ) -> Result<Self, ServerError> {
+        let db = Database::open(&config.database).await?;
         let tasks = kit.cache("tasks").build().await?;
+        let sessions = Sessions::new(kit.store().clone(), config.sessions.clone())?;
+        let limiter = RateLimiter::new(kit.store().clone())?;
+        let shutdown = Shutdown::default();
+        let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
         Ok(AppState {
             kit,
             metrics,
+            config: Arc::new(config),
+            db,
             tasks,
+            sessions,
+            limiter,
+            events,
+            shutdown,
         })
+    }
+
+    /// The `Set-Cookie` header for session `id`.
+    pub(crate) fn session_cookie(&self, id: &SessionId) -> axum::http::HeaderMap {
+        auth::set_cookie(
+            id,
+            self.sessions.config().ttl.as_secs(),
+            self.config.cookie_secure,
+        )
     }
 }
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let config = &state.config;
+    let ops = Router::new()
         .route("/health", get(routes::health::summary))
         .route("/health/redis", get(routes::health::report))
-        .route("/metrics", get(routes::metrics::render))
+        .route("/metrics", get(routes::metrics::render));
+    let credentials = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .layer(
+            RateLimitLayer::new(state.limiter.clone(), config.auth_policy.clone())
+                .scope("auth")
+                .trusted_proxies(config.trusted_proxies.clone()),
+        );
+    let account = Router::new()
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
+        .route("/auth/me", get(auth::me));
+    let mut api = Router::new()
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route(
+            "/tasks/{id}",
+            get(tasks::get).patch(tasks::update).delete(tasks::delete),
+        )
+        .route("/events", get(events::events));
+    if let Some(policy) = &config.api_policy {
+        api = api.layer(
+            RateLimitLayer::new(state.limiter.clone(), policy.clone())
+                .scope("api")
+                .trusted_proxies(config.trusted_proxies.clone()),
+        );
+    }
+    Router::new()
+        .merge(ops)
+        .merge(credentials)
+        .merge(account)
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
 }
 
@@ -73,7 +159,8 @@ impl RunningServer {
         })
     }
 
-    /// Stops accepting, drains requests, closes Redis.
+    /// Stops accepting, ends event streams, drains requests, closes the
+    /// database and Redis.
     pub async fn stop(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(());
         self.task
@@ -89,18 +176,28 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { address, source })
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish and
-/// closes the Redis connection.
+/// Serves until `shutdown` resolves, then ends event streams, lets
+/// in-flight requests finish and closes the database and Redis.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let kit = state.kit.clone();
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let (kit, db, stopping) = (state.kit.clone(), state.db.clone(), state.shutdown.clone());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.trigger();
+        }
+    };
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
         .await
         .map_err(ServerError::Serve);
+    stopping.trigger();
+    db.close().await;
     kit.shutdown().await;
     result
 }

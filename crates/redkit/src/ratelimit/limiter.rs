@@ -2,6 +2,7 @@
 //! already over their limit, and an insurance limiter while Redis is down.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::EmbeddedConfig;
@@ -60,6 +61,73 @@ pub enum WhenUnavailable {
     FailClosed,
 }
 
+/// Counts of this limiter's decisions since it was built (this instance
+/// only), for dashboards and health pages; the same counts go to the
+/// `metrics` facade as `redkit_ratelimit_decisions_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimiterStats {
+    /// Requests admitted.
+    pub allowed: u64,
+    /// Requests rejected (any source).
+    pub rejected: u64,
+    /// Of the rejected, those answered by the local block without a round trip.
+    pub rejected_locally: u64,
+    /// Decisions taken by the insurance limiter or failing open while the
+    /// store was unavailable.
+    pub degraded: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    allowed: AtomicU64,
+    rejected: AtomicU64,
+    rejected_locally: AtomicU64,
+    degraded: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, decision: &Decision) {
+        let outcome = if decision.allowed {
+            self.allowed.fetch_add(1, Ordering::Relaxed);
+            "allowed"
+        } else {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            "rejected"
+        };
+        let source = match decision.source {
+            DecisionSource::Store => "store",
+            DecisionSource::LocalBlock => {
+                self.rejected_locally.fetch_add(1, Ordering::Relaxed);
+                "local_block"
+            }
+            DecisionSource::Insurance => {
+                self.degraded.fetch_add(1, Ordering::Relaxed);
+                "insurance"
+            }
+            DecisionSource::FailOpen => {
+                self.degraded.fetch_add(1, Ordering::Relaxed);
+                "fail_open"
+            }
+        };
+        metrics::counter!(
+            "redkit_ratelimit_decisions_total",
+            "policy" => decision.policy.clone(),
+            "outcome" => outcome,
+            "source" => source,
+        )
+        .increment(1);
+    }
+
+    fn snapshot(&self) -> RateLimiterStats {
+        RateLimiterStats {
+            allowed: self.allowed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            rejected_locally: self.rejected_locally.load(Ordering::Relaxed),
+            degraded: self.degraded.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A distributed rate limiter; clones share state.
 #[derive(Clone)]
 pub struct RateLimiter<S: Store = AnyStore> {
@@ -72,6 +140,7 @@ struct Inner<S> {
     when_unavailable: WhenUnavailable,
     local_block: bool,
     blocked: moka::sync::Cache<String, Instant>,
+    counters: Counters,
 }
 
 impl<S: Store> std::fmt::Debug for RateLimiter<S> {
@@ -102,13 +171,22 @@ impl<S: Store> RateLimiter<S> {
     /// Counts one request of `cost` for `key` under `policy`.
     pub async fn check(&self, policy: &Policy, key: &str, cost: u64) -> Result<Decision> {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        self.consume(policy, key, cost).await
+        let decision = self.consume(policy, key, cost).await?;
+        self.inner.counters.record(&decision);
+        Ok(decision)
+    }
+
+    /// This instance's decision counts so far (checks only, not penalties
+    /// given through [`RateLimiter::penalize`] or rewards).
+    pub fn stats(&self) -> RateLimiterStats {
+        self.inner.counters.snapshot()
     }
 
     /// Takes `points` more from `key`'s quota (for example after a failed
     /// login), admitted or not.
     pub async fn penalize(&self, policy: &Policy, key: &str, points: u64) -> Result<Decision> {
-        self.check(policy, key, points).await
+        let points = i64::try_from(points).unwrap_or(i64::MAX);
+        self.consume(policy, key, points).await
     }
 
     /// Gives `points` back to `key`'s quota (for example after a successful
@@ -211,6 +289,7 @@ impl<S: Store> RateLimiterBuilder<S> {
                     .max_capacity(100_000)
                     .time_to_live(Duration::from_secs(31 * 24 * 3600))
                     .build(),
+                counters: Counters::default(),
             }),
         })
     }

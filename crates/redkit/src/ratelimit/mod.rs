@@ -26,7 +26,8 @@ mod policy;
 
 pub use client_ip::TrustedProxies;
 pub use limiter::{
-    Decision, DecisionSource, RateLimiter, RateLimiterBuilder, WhenUnavailable, script_invocation,
+    Decision, DecisionSource, RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable,
+    script_invocation,
 };
 pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
 pub use policy::{Algorithm, Policy};

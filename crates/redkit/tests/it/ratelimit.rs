@@ -177,6 +177,10 @@ async fn two_instances_share_one_limit() {
     let blocked = a.check(&policy, "ip:1", 1).await.unwrap();
     assert!(!blocked.allowed);
     assert_eq!(blocked.source, DecisionSource::LocalBlock);
+    let (stats_a, stats_b) = (a.stats(), b.stats());
+    assert_eq!(stats_a.allowed + stats_b.allowed, 10);
+    assert_eq!(stats_a.rejected + stats_b.rejected, 11);
+    assert!(stats_a.rejected_locally >= 1, "{stats_a:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,6 +216,19 @@ async fn insurance_limiter_while_redis_is_killed_then_redis_again() {
     .await;
     let decision = limiter.check(&policy, "k", 1).await.unwrap();
     assert_eq!(decision.source, DecisionSource::Store);
+    // Admitted: 2 before the outage, 5 by insurance, 1 back on Redis (which
+    // had counted only 2 of 5); rejected: 5 by insurance.
+    let stats = limiter.stats();
+    assert_eq!(
+        (
+            stats.allowed,
+            stats.rejected,
+            stats.degraded,
+            stats.rejected_locally
+        ),
+        (8, 5, 10, 0),
+        "{stats:?}"
+    );
 
     // The other behaviours while down.
     server.kill();
@@ -221,6 +238,7 @@ async fn insurance_limiter_while_redis_is_killed_then_redis_again() {
         .unwrap();
     let decision = open.check(&policy, "k", 1).await.unwrap();
     assert!(decision.allowed && decision.source == DecisionSource::FailOpen);
+    assert_eq!(open.stats().degraded, 1);
     let closed = RateLimiter::builder(RedisStore::new(connection.clone()))
         .when_unavailable(WhenUnavailable::FailClosed)
         .build()

@@ -1,0 +1,115 @@
+//! Errors as HTTP clients see them: a status and a small JSON body that
+//! names what was wrong and what is expected, never internals.
+//!
+//! `{"error": {"code": "invalid_field", "message": "title: must not be empty"}}`
+//!
+//! Internal failures (database, Redis) are logged with their causes and
+//! answered with a generic message, as axum's error-handling guide advises.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable, machine-readable code.
+    pub code: &'static str,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request cannot be understood.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401: no valid session.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404: nothing here (also for other users' resources).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 422: a field has an invalid value.
+    pub fn invalid_field(field: &str, problem: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{field}: {problem}"),
+        )
+    }
+
+    /// 500 for a failure the client cannot fix; the cause is logged.
+    pub fn internal(context: &str, cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %chain(cause), "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
+    }
+
+    /// 503 while a dependency is unavailable.
+    pub fn unavailable(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what} is unavailable; retry shortly"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<redkit::Error> for ApiError {
+    fn from(error: redkit::Error) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(error = %chain(&error), "redis unavailable");
+            return ApiError::unavailable("the session and cache store");
+        }
+        ApiError::internal("redkit call failed", &error)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut => ApiError::unavailable("the database"),
+            error => ApiError::internal("database call failed", &error),
+        }
+    }
+}
+
+/// The error and its causes on one line.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,161 @@
+//! The `/auth/*` handlers.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::password;
+use super::session::{self, CurrentUser};
+use crate::api_error::ApiError;
+use crate::db::{NewUserOutcome, User};
+use crate::json::ApiJson;
+use crate::server::AppState;
+
+/// Body of register and login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Credentials {
+    username: String,
+    password: String,
+}
+
+const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
+const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+impl Credentials {
+    fn validate(&self) -> Result<(), ApiError> {
+        let name_len = self.username.chars().count();
+        if !USERNAME_LEN.contains(&name_len) {
+            return Err(ApiError::invalid_field(
+                "username",
+                format!("must be 3 to 32 characters long, got {name_len}"),
+            ));
+        }
+        if !self
+            .username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(ApiError::invalid_field(
+                "username",
+                "may contain only letters, digits, '_', '-' and '.'",
+            ));
+        }
+        let password_len = self.password.chars().count();
+        if !PASSWORD_LEN.contains(&password_len) {
+            return Err(ApiError::invalid_field(
+                "password",
+                format!("must be 8 to 128 characters long, got {password_len}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// POST /auth/register: creates the user and logs them in (201).
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    credentials.validate()?;
+    let hash = password::hash(credentials.password).await?;
+    let user = match state.db.create_user(&credentials.username, &hash).await? {
+        NewUserOutcome::Created(user) => user,
+        NewUserOutcome::Taken => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "username_taken",
+                format!("the username {:?} is already taken", credentials.username),
+            ));
+        }
+    };
+    let cookie = start_session(&state, &headers, &user).await?;
+    Ok((StatusCode::CREATED, cookie, Json(user)))
+}
+
+/// POST /auth/login: checks the password and starts a fresh session.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = state.db.find_user_by_name(&credentials.username).await?;
+    let hash = user.as_ref().map(|user| user.password_hash.clone());
+    let matches = password::verify(credentials.password, hash).await?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => return Err(ApiError::unauthorized("invalid username or password")),
+    };
+    let cookie = start_session(&state, &headers, &user).await?;
+    Ok((cookie, Json(user)))
+}
+
+/// A new authenticated session for `user`; the request's previous session,
+/// if any, is ended (session fixation: the id is always new at login).
+async fn start_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+) -> Result<HeaderMap, ApiError> {
+    let user_id = user.id.to_string();
+    if let Some(previous) = session::session_id(headers) {
+        match state.sessions.get(&previous).await? {
+            // Same user logging in again: keep the data, change the id.
+            Some(existing) if existing.user_id == user_id => {
+                if let Some(cycled) = state.sessions.cycle_id(&previous).await? {
+                    return Ok(state.session_cookie(&cycled.id));
+                }
+            }
+            Some(_) => {
+                state.sessions.destroy(&previous).await?;
+            }
+            None => {}
+        }
+    }
+    let created = state
+        .sessions
+        .create(&user_id, session::session_data(&user.username))
+        .await?;
+    Ok(state.session_cookie(&created.id))
+}
+
+/// POST /auth/logout: ends this session (204).
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<impl IntoResponse, ApiError> {
+    state.sessions.destroy(&user.session_id).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        session::clear_cookie(state.config.cookie_secure),
+    ))
+}
+
+/// POST /auth/logout-all: ends every session of the user, on every instance.
+pub(crate) async fn logout_all(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<impl IntoResponse, ApiError> {
+    let ended = state.sessions.destroy_all(&user.id.to_string()).await?;
+    Ok((
+        session::clear_cookie(state.config.cookie_secure),
+        Json(json!({ "ended": ended })),
+    ))
+}
+
+/// GET /auth/me: the user and how many sessions they have.
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<impl IntoResponse, ApiError> {
+    let sessions = state.sessions.list(&user.id.to_string()).await?.len();
+    Ok(Json(json!({
+        "id": user.id,
+        "username": user.username,
+        "sessions": sessions,
+    })))
+}

@@ -1,0 +1,62 @@
+//! [`ServiceConfig`]: the service's typed settings. The command line
+//! ([`crate::cli`]) builds one; tests build their own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redkit::ratelimit::{Policy, TrustedProxies};
+use redkit::session::SessionConfig;
+
+/// Everything the service needs besides Redis.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ServiceConfig {
+    /// The SQLite file. Default: `./redkit.db`.
+    pub database: PathBuf,
+    /// Mark the session cookie `Secure` (serve behind TLS). Default: false.
+    pub cookie_secure: bool,
+    /// Largest accepted request body, in bytes. Default: 64 KiB.
+    pub max_body_bytes: usize,
+    /// Limit of `/auth/register` and `/auth/login`, per client IP.
+    /// Default: the AUTH preset, 5 per 5 minutes.
+    pub auth_policy: Policy,
+    /// Limit of `/tasks` and `/events`, per client IP; `None` disables it.
+    /// Default: the DEFAULT preset, 100 per minute.
+    pub api_policy: Option<Policy>,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed.
+    /// Default: none.
+    pub trusted_proxies: TrustedProxies,
+    /// Sessions. Default: redkit's (24 h rolling).
+    pub sessions: SessionConfig,
+    /// How long a task list stays cached. Default: 5 minutes (writes
+    /// invalidate it at once).
+    pub tasks_ttl: Duration,
+    /// How often the dashboard samples the service. Default: 2 s.
+    pub dashboard_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            database: PathBuf::from("./redkit.db"),
+            cookie_secure: false,
+            max_body_bytes: 64 * 1024,
+            auth_policy: Policy::auth(),
+            api_policy: Some(Policy::default_preset()),
+            trusted_proxies: TrustedProxies::none(),
+            sessions: SessionConfig::default(),
+            tasks_ttl: Duration::from_secs(300),
+            dashboard_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// The default configuration with the database at `path`.
+    pub fn with_database(path: impl Into<PathBuf>) -> Self {
+        ServiceConfig {
+            database: path.into(),
+            ..ServiceConfig::default()
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Tasks, always scoped by their owner.
+
+use serde::{Deserialize, Serialize};
+
+use super::Database;
+
+/// A task as stored and as returned by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Task {
+    /// Row id.
+    pub id: i64,
+    /// Short title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Whether it is done.
+    pub done: bool,
+    /// Creation time (RFC 3339, UTC).
+    pub created_at: String,
+    /// Last change (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// A validated new task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Done.
+    pub done: bool,
+}
+
+/// A validated partial update; `None` leaves the field unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New state.
+    pub done: Option<bool>,
+}
+
+/// The columns of [`Task`], as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, title, description, done, created_at, updated_at"
+    };
+}
+
+impl Database {
+    /// Every task of `user_id`, oldest first.
+    pub async fn list_tasks(&self, user_id: i64) -> Result<Vec<Task>, sqlx::Error> {
+        sqlx::query_as::<_, Task>(concat!(
+            "SELECT ", columns!(), " FROM tasks WHERE user_id = ? ORDER BY id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Task `id` if it belongs to `user_id`.
+    pub async fn get_task(&self, user_id: i64, id: i64) -> Result<Option<Task>, sqlx::Error> {
+        sqlx::query_as::<_, Task>(concat!(
+            "SELECT ", columns!(), " FROM tasks WHERE user_id = ? AND id = ?"
+        ))
+        .bind(user_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Inserts a task for `user_id`.
+    pub async fn create_task(&self, user_id: i64, task: &NewTask) -> Result<Task, sqlx::Error> {
+        sqlx::query_as::<_, Task>(concat!(
+            "INSERT INTO tasks (user_id, title, description, done) VALUES (?, ?, ?, ?)
+             RETURNING ", columns!(), ""
+        ))
+        .bind(user_id)
+        .bind(&task.title)
+        .bind(&task.description)
+        .bind(task.done)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Applies `patch` to task `id` of `user_id`, in one statement; `None`
+    /// when there is no such task for that user.
+    pub async fn update_task(
+        &self,
+        user_id: i64,
+        id: i64,
+        patch: &TaskPatch,
+    ) -> Result<Option<Task>, sqlx::Error> {
+        sqlx::query_as::<_, Task>(concat!(
+            "UPDATE tasks SET
+                title = COALESCE(?, title),
+                description = COALESCE(?, description),
+                done = COALESCE(?, done),
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE user_id = ? AND id = ?
+             RETURNING ", columns!(), ""
+        ))
+        .bind(&patch.title)
+        .bind(&patch.description)
+        .bind(patch.done)
+        .bind(user_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Deletes task `id` of `user_id`; false when there was none.
+    pub async fn delete_task(&self, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+        let result = sqlx::query("DELETE FROM tasks WHERE user_id = ? AND id = ?")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}

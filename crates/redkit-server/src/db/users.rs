@@ -1,0 +1,61 @@
+//! Users: username and argon2 password hash.
+
+use serde::Serialize;
+
+use super::Database;
+
+/// A registered user.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// Unique (case-insensitively) username.
+    pub username: String,
+    /// The PHC-format argon2 hash; never serialised.
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+/// What inserting a user did.
+#[derive(Debug)]
+pub enum NewUserOutcome {
+    /// The user was created.
+    Created(User),
+    /// The username is taken.
+    Taken,
+}
+
+impl Database {
+    /// Inserts a user; a taken username is an outcome, not an error.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<NewUserOutcome, sqlx::Error> {
+        let inserted = sqlx::query_as::<_, User>(
+            "INSERT INTO users (username, password_hash) VALUES (?, ?)
+             RETURNING id, username, password_hash",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .fetch_one(&self.pool)
+        .await;
+        match inserted {
+            Ok(user) => Ok(NewUserOutcome::Created(user)),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                Ok(NewUserOutcome::Taken)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The user named `username` (case-insensitively).
+    pub async fn find_user_by_name(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as::<_, User>(
+            "SELECT id, username, password_hash FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}

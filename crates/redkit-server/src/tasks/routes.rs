@@ -1,0 +1,129 @@
+//! The `/tasks` handlers.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use redkit::cache::{EntryOptions, Loaded};
+
+use super::validate::{CreateTask, UpdateTask, task_id};
+use crate::api_error::ApiError;
+use crate::auth::CurrentUser;
+use crate::db::Task;
+use crate::events::TaskEvent;
+use crate::json::ApiJson;
+use crate::server::AppState;
+
+/// The tag on every cached entry of `user_id`.
+fn user_tag(user_id: i64) -> String {
+    format!("user:{user_id}")
+}
+
+fn cache_options(state: &AppState, user_id: i64) -> EntryOptions {
+    state
+        .tasks
+        .options()
+        .ttl(state.config.tasks_ttl)
+        .tag(user_tag(user_id))
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::not_found(format!("no task {id}"))
+}
+
+/// GET /tasks: the user's tasks, oldest first (cached).
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<Task>>, ApiError> {
+    let db = state.db.clone();
+    let tasks = state
+        .tasks
+        .get_or_set(
+            &format!("u:{}:list", user.id),
+            &cache_options(&state, user.id),
+            move || async move { db.list_tasks(user.id).await },
+        )
+        .await?;
+    Ok(Json(tasks))
+}
+
+/// GET /tasks/{id}: one task of the user (cached), 404 otherwise.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
+    let id = task_id(&id)?;
+    let db = state.db.clone();
+    let task = state
+        .tasks
+        .get_or_set_with(
+            &format!("u:{}:t:{id}", user.id),
+            &cache_options(&state, user.id),
+            move || async move {
+                let task = db.get_task(user.id, id).await?;
+                // "Not found" is not cached: the task may be created soon.
+                Ok::<_, sqlx::Error>(match task {
+                    Some(task) => Loaded::new(Some(task)),
+                    None => Loaded::new(None).do_not_cache(),
+                })
+            },
+        )
+        .await?;
+    task.map(Json).ok_or_else(|| not_found(id))
+}
+
+/// POST /tasks: creates a task (201).
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<CreateTask>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = body.validate()?;
+    let task = state.db.create_task(user.id, &new).await?;
+    changed(&state, user.id, TaskEvent::Created { task: task.clone() }).await;
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+/// PATCH /tasks/{id}: changes the given fields.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTask>,
+) -> Result<Json<Task>, ApiError> {
+    let id = task_id(&id)?;
+    let patch = body.validate()?;
+    let task = state
+        .db
+        .update_task(user.id, id, &patch)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    changed(&state, user.id, TaskEvent::Updated { task: task.clone() }).await;
+    Ok(Json(task))
+}
+
+/// DELETE /tasks/{id}: removes the task (204).
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = task_id(&id)?;
+    if !state.db.delete_task(user.id, id).await? {
+        return Err(not_found(id));
+    }
+    changed(&state, user.id, TaskEvent::Deleted { id }).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// After a committed write: invalidate the user's cached entries on every
+/// instance, then tell their live clients. Neither failure undoes the
+/// write; both are logged (cached entries then expire with their TTL).
+async fn changed(state: &AppState, user_id: i64, event: TaskEvent) {
+    if let Err(error) = state.tasks.invalidate_tag(&user_tag(user_id)).await {
+        tracing::warn!(%error, user_id, "cannot invalidate the user's cached tasks");
+    }
+    state.events.publish(user_id, event).await;
+}

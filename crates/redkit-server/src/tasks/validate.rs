@@ -1,0 +1,117 @@
+//! Request bodies of the task routes and their validation (422 on a bad
+//! field, naming it and what is expected).
+
+use serde::Deserialize;
+
+use crate::api_error::ApiError;
+use crate::db::{NewTask, TaskPatch};
+
+const TITLE_MAX: usize = 200;
+const DESCRIPTION_MAX: usize = 5000;
+
+/// Body of POST /tasks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTask {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    done: bool,
+}
+
+/// Body of PATCH /tasks/{id}.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateTask {
+    title: Option<String>,
+    description: Option<String>,
+    done: Option<bool>,
+}
+
+impl CreateTask {
+    pub(crate) fn validate(self) -> Result<NewTask, ApiError> {
+        Ok(NewTask {
+            title: title(self.title)?,
+            description: description(self.description)?,
+            done: self.done,
+        })
+    }
+}
+
+impl UpdateTask {
+    pub(crate) fn validate(self) -> Result<TaskPatch, ApiError> {
+        if self.title.is_none() && self.description.is_none() && self.done.is_none() {
+            return Err(ApiError::invalid_field(
+                "body",
+                "expected at least one of `title`, `description`, `done`",
+            ));
+        }
+        Ok(TaskPatch {
+            title: self.title.map(title).transpose()?,
+            description: self.description.map(description).transpose()?,
+            done: self.done,
+        })
+    }
+}
+
+fn title(title: String) -> Result<String, ApiError> {
+    let trimmed = title.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid_field("title", "must not be empty"));
+    }
+    let len = trimmed.chars().count();
+    if len > TITLE_MAX {
+        return Err(ApiError::invalid_field(
+            "title",
+            format!("must be at most {TITLE_MAX} characters, got {len}"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "title",
+            "must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn description(description: String) -> Result<String, ApiError> {
+    let len = description.chars().count();
+    if len > DESCRIPTION_MAX {
+        return Err(ApiError::invalid_field(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters, got {len}"),
+        ));
+    }
+    if description
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::invalid_field(
+            "description",
+            "must not contain control characters other than newlines and tabs",
+        ));
+    }
+    Ok(description)
+}
+
+/// A task id from the path: a positive integer.
+pub(crate) fn task_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "task id must be a positive integer, got {:?}",
+                truncate(raw, 40)
+            ))
+        })
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}
