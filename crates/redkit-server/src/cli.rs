@@ -130,7 +130,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let expected = "expected a positive number followed by s, m or h, such as 30s, 5m or 24h";
     let text = text.trim();
     let split = text.len().saturating_sub(1);
-    let (number, unit) = (text.get(..split).unwrap_or(""), text.get(split..).unwrap_or(""));
+    let (number, unit) = (
+        text.get(..split).unwrap_or(""),
+        text.get(split..).unwrap_or(""),
+    );
     let seconds = match unit {
         "s" => 1,
         "m" => 60,

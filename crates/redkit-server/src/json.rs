@@ -41,11 +41,9 @@ fn rejected(rejection: &JsonRejection) -> ApiError {
             "invalid_field",
             error.body_text(),
         ),
-        JsonRejection::JsonSyntaxError(error) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            error.body_text(),
-        ),
+        JsonRejection::JsonSyntaxError(error) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", error.body_text())
+        }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

@@ -11,5 +11,5 @@ mod routes;
 mod session;
 
 pub(crate) use routes::{login, logout, logout_all, me, register};
-pub use session::{COOKIE_NAME, CurrentUser};
 pub(crate) use session::set_cookie;
+pub use session::{COOKIE_NAME, CurrentUser};

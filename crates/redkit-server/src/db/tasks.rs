@@ -54,7 +54,9 @@ impl Database {
     /// Every task of `user_id`, oldest first.
     pub async fn list_tasks(&self, user_id: i64) -> Result<Vec<Task>, sqlx::Error> {
         sqlx::query_as::<_, Task>(concat!(
-            "SELECT ", columns!(), " FROM tasks WHERE user_id = ? ORDER BY id"
+            "SELECT ",
+            columns!(),
+            " FROM tasks WHERE user_id = ? ORDER BY id"
         ))
         .bind(user_id)
         .fetch_all(&self.pool)
@@ -64,7 +66,9 @@ impl Database {
     /// Task `id` if it belongs to `user_id`.
     pub async fn get_task(&self, user_id: i64, id: i64) -> Result<Option<Task>, sqlx::Error> {
         sqlx::query_as::<_, Task>(concat!(
-            "SELECT ", columns!(), " FROM tasks WHERE user_id = ? AND id = ?"
+            "SELECT ",
+            columns!(),
+            " FROM tasks WHERE user_id = ? AND id = ?"
         ))
         .bind(user_id)
         .bind(id)
@@ -76,7 +80,9 @@ impl Database {
     pub async fn create_task(&self, user_id: i64, task: &NewTask) -> Result<Task, sqlx::Error> {
         sqlx::query_as::<_, Task>(concat!(
             "INSERT INTO tasks (user_id, title, description, done) VALUES (?, ?, ?, ?)
-             RETURNING ", columns!(), ""
+             RETURNING ",
+            columns!(),
+            ""
         ))
         .bind(user_id)
         .bind(&task.title)
@@ -101,7 +107,9 @@ impl Database {
                 done = COALESCE(?, done),
                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE user_id = ? AND id = ?
-             RETURNING ", columns!(), ""
+             RETURNING ",
+            columns!(),
+            ""
         ))
         .bind(&patch.title)
         .bind(&patch.description)

@@ -24,7 +24,8 @@ pub(crate) async fn events(
     user: CurrentUser,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = state.events.receiver();
-    let ready = futures_util::stream::once(async { Ok(Event::default().event("ready").data("{}")) });
+    let ready =
+        futures_util::stream::once(async { Ok(Event::default().event("ready").data("{}")) });
     let changes = futures_util::stream::unfold(
         (receiver, state.shutdown.clone(), user.id),
         |(mut receiver, shutdown, user_id)| async move {

@@ -98,15 +98,12 @@ fn description(description: String) -> Result<String, ApiError> {
 
 /// A task id from the path: a positive integer.
 pub(crate) fn task_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "task id must be a positive integer, got {:?}",
-                truncate(raw, 40)
-            ))
-        })
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "task id must be a positive integer, got {:?}",
+            truncate(raw, 40)
+        ))
+    })
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -102,6 +102,56 @@ fn a_bad_listen_address_is_refused() {
 }
 
 #[test]
+fn bad_service_options_are_named_and_exit_non_zero() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--api-rate-limit", "100"], &[], "--api-rate-limit"),
+        (
+            &[],
+            &[("REDKIT_AUTH_RATE_LIMIT", "5/5d")],
+            "--auth-rate-limit",
+        ),
+        (&["--max-body-bytes", "0"], &[], "--max-body-bytes"),
+        (&["--session-ttl", "forever"], &[], "--session-ttl"),
+        (&["--cookie-secure", "maybe"], &[], "--cookie-secure"),
+    ];
+    for (args, vars, named) in cases {
+        let output = redkit()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(*args)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {vars:?}: {stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+    }
+    let output = redkit()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--trusted-proxies", "10.0.0.0/99"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("10.0.0.0/99"), "{stderr}");
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_stops_the_service_before_it_listens() {
+    let output = redkit()
+        .args(["--listen", "127.0.0.1:0"])
+        .env("REDKIT_DB", "/nonexistent-dir/sub/redkit.db")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot open the database /nonexistent-dir/sub/redkit.db"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+}
+
+#[test]
 fn help_documents_the_options_and_redis_variables() {
     let output = redkit().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
@@ -109,6 +159,15 @@ fn help_documents_the_options_and_redis_variables() {
     for fragment in [
         "--listen",
         "REDKIT_LISTEN",
+        "--db",
+        "REDKIT_DB",
+        "./redkit.db",
+        "--cookie-secure",
+        "--max-body-bytes",
+        "--auth-rate-limit",
+        "--api-rate-limit",
+        "--trusted-proxies",
+        "--session-ttl",
         "REDIS_URL",
         "REDIS_PASSWORD",
         "REDIS_FALLBACK",
@@ -119,8 +178,11 @@ fn help_documents_the_options_and_redis_variables() {
 
 #[test]
 fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
     let mut child = redkit()
         .args(["--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(dir.path().join("redkit.db"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -19,7 +19,7 @@ async fn embedded_mode_is_healthy_without_redis() {
     assert!(report["embedded"]["max_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["caches"][0]["name"], "tasks", "{report}");
     assert!(report["caches"][0]["stats"]["l1_hits"].is_u64(), "{report}");
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +65,7 @@ async fn starts_with_redis_down_and_becomes_healthy_when_it_starts() {
     assert!(info["used_memory"].as_u64().unwrap() > 0);
     assert!(report["redis"]["dbsize"].is_u64());
     assert!(!report.to_string().contains("pw-not-in-output"));
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +79,7 @@ async fn redis_only_mode_answers_503_while_redis_is_down() {
     assert_eq!(body["status"], "unhealthy");
     let (status, _) = get_json(&server, "/health/redis").await;
     assert_eq!(status, 503);
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,9 +114,7 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
         .await
         .unwrap();
 
-    let response = reqwest::get(format!("http://{}/metrics", server.address))
-        .await
-        .unwrap();
+    let response = reqwest::get(server.url("/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -146,5 +144,5 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
         .and_then(|value| value.trim().parse().ok())
         .unwrap();
     assert!(reconnects >= 1.0, "the restart was not counted:\n{text}");
-    server.stop().await.unwrap();
+    server.stop().await;
 }

@@ -1,10 +1,15 @@
-//! Starting in-process servers for tests.
+//! Starting in-process servers for tests, and a small JSON client that
+//! carries its session cookie.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redkit::Redkit;
 use redkit::config::{RedisConfig, RetryConfig};
-use redkit_server::{AppState, RunningServer, install_metrics_recorder};
+use redkit::ratelimit::Policy;
+use redkit_server::{AppState, RunningServer, ServiceConfig, install_metrics_recorder};
+use serde_json::Value;
 
 /// A Redis configuration with short timeouts for `url`.
 pub fn fast_redis(url: &str) -> RedisConfig {
@@ -25,25 +30,218 @@ pub fn fast_redis(url: &str) -> RedisConfig {
         .unwrap()
 }
 
-/// Starts a server on 127.0.0.1:0 with `redis` (or the embedded store).
-pub async fn start(redis: Option<RedisConfig>) -> RunningServer {
+/// A temporary directory holding one SQLite file, shared by the servers of
+/// a test.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        TestDb {
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("redkit.db")
+    }
+}
+
+/// The service's defaults on `db`, with an auth limit tests do not reach
+/// unless they mean to.
+pub fn test_config(db: &Path) -> ServiceConfig {
+    let mut config = ServiceConfig::with_database(db);
+    config.auth_policy = Policy::new("auth", 1000, Duration::from_secs(300)).unwrap();
+    config.api_policy = Some(Policy::new("api", 100_000, Duration::from_secs(60)).unwrap());
+    config
+}
+
+/// A running server and the database it keeps alive.
+#[derive(Debug)]
+pub struct TestServer {
+    pub server: RunningServer,
+    pub db: TestDb,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.address)
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await.unwrap();
+    }
+}
+
+/// Starts a server on 127.0.0.1:0 with `redis` (or the embedded store) and
+/// a fresh database.
+pub async fn start(redis: Option<RedisConfig>) -> TestServer {
+    let db = TestDb::new();
+    let config = test_config(&db.path());
+    start_with(redis, db, config).await
+}
+
+/// Starts a server with `redis` on `db` with `config`.
+pub async fn start_with(
+    redis: Option<RedisConfig>,
+    db: TestDb,
+    config: ServiceConfig,
+) -> TestServer {
     let metrics = install_metrics_recorder();
     let mut builder = Redkit::builder();
     if let Some(redis) = redis {
         builder = builder.redis(redis);
     }
     let kit = builder.build().unwrap();
-    let state = AppState::new(kit, metrics).await.unwrap();
-    RunningServer::start(([127, 0, 0, 1], 0).into(), state)
+    let state = AppState::new(kit, metrics, config).await.unwrap();
+    let server = RunningServer::start(([127, 0, 0, 1], 0).into(), state)
         .await
-        .unwrap()
+        .unwrap();
+    TestServer { server, db }
 }
 
 /// GET `path` and return the status and the body as JSON.
-pub async fn get_json(server: &RunningServer, path: &str) -> (u16, serde_json::Value) {
-    let response = reqwest::get(format!("http://{}{path}", server.address))
-        .await
-        .unwrap();
+pub async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {
+    let response = reqwest::get(server.url(path)).await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
+}
+
+/// A JSON client of one server that keeps the session cookie it is given.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+    pub cookie: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A response: status, headers and body (JSON, or `Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Client {
+    pub fn new(server: &TestServer) -> Self {
+        Client {
+            base: server.url(""),
+            cookie: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The same session, against another server.
+    pub fn on(&self, server: &TestServer) -> Self {
+        Client {
+            base: server.url(""),
+            ..self.clone()
+        }
+    }
+
+    pub async fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        self.reply(response).await
+    }
+
+    /// Sends `raw` as the body with `content_type`.
+    pub async fn send_raw(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        raw: Vec<u8>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(raw);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.reply(response).await
+    }
+
+    async fn reply(&mut self, response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if let Some(set) = headers.get("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            self.cookie = pair
+                .split_once('=')
+                .filter(|(_, v)| !v.is_empty())
+                .map(|_| pair.clone());
+        }
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&mut self, path: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(body)).await
+    }
+
+    pub async fn register(&mut self, username: &str, password: &str) -> Reply {
+        let reply = self
+            .post(
+                "/auth/register",
+                serde_json::json!({ "username": username, "password": password }),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply
+    }
+
+    pub async fn login(&mut self, username: &str, password: &str) -> Reply {
+        self.post(
+            "/auth/login",
+            serde_json::json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+}
+
+/// Retries `check` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
