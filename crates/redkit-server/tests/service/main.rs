@@ -2,6 +2,7 @@
 //! the embedded store and real redis-server processes, and the binary itself.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod api;
 mod binary;
 mod health;
 mod support;

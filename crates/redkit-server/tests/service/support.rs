@@ -114,7 +114,7 @@ pub async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {
 pub struct Client {
     pub base: String,
     pub cookie: Option<String>,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 /// A response: status, headers and body (JSON, or `Null` when empty).
@@ -243,5 +243,68 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A Server-Sent-Events client of `GET /events`.
+pub struct Events {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    /// Opens the stream with `client`'s session and waits for `ready`.
+    pub async fn open(client: &Client) -> Self {
+        let mut request = reqwest::Client::new().get(format!("{}/events", client.base));
+        if let Some(cookie) = &client.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let mut events = Events {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        };
+        let (name, _) = events
+            .next(Duration::from_secs(5))
+            .await
+            .expect("a ready event");
+        assert_eq!(name, "ready");
+        events
+    }
+
+    /// The next event's name and JSON data; `None` at the end of the stream
+    /// or after `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<(String, Value)> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            self.buffer
+                .push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
     }
 }

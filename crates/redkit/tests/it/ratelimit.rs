@@ -310,7 +310,7 @@ async fn the_layer_sends_ietf_headers_and_a_429_with_retry_after() {
         .await
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(body["policy"], "auth");
     assert_eq!(body["retry_after_seconds"], retry);
     // Another client is not affected.

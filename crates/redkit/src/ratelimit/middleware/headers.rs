@@ -52,9 +52,11 @@ pub(super) fn rejected<B: From<String>>(
 ) -> Response<B> {
     let retry = ceil_secs(decision.retry_after).max(1);
     let body = serde_json::json!({
-        "error": "rate_limited",
-        "message": format!("too many requests: the {} limit is {} per {} s; retry in {retry} s",
-            policy.name(), policy.limit(), policy.window().as_secs().max(1)),
+        "error": {
+            "code": "rate_limited",
+            "message": format!("too many requests: the {} limit is {} per {} s; retry in {retry} s",
+                policy.name(), policy.limit(), policy.window().as_secs().max(1)),
+        },
         "policy": policy.name(),
         "retry_after_seconds": retry,
     });
