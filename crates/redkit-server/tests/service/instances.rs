@@ -1,0 +1,115 @@
+//! Two instances of the service on one redis-server and one SQLite file:
+//! what one does, the other sees.
+
+use std::time::Duration;
+
+use redkit::ratelimit::Policy;
+use redkit_testkit::RedisServer;
+use serde_json::json;
+
+use crate::support::{
+    Client, Events, TestDb, TestServer, eventually, fast_redis, start_with, test_config,
+};
+
+/// Servers A and B on `redis` and one database, with `auth_limit` logins
+/// and registrations per client IP across both.
+async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) {
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    config.auth_policy = Policy::new("auth", auth_limit, Duration::from_secs(300)).unwrap();
+    let a = start_with(Some(fast_redis(&redis.url())), db.clone(), config.clone()).await;
+    let b = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b() {
+    let redis = RedisServer::new();
+    let (a, b) = pair(&redis, 1000).await;
+    let mut on_a = Client::new(&a);
+    on_a.register("alice", "alice-password").await;
+    let mut on_b = on_a.on(&b);
+    assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
+    // B caches the empty list (L1 and L2)...
+    assert_eq!(on_b.get("/tasks").await.body, json!([]));
+    assert_eq!(on_b.get("/tasks").await.body, json!([]));
+    // ...and A's write invalidates it on B too.
+    let created = on_a.post("/tasks", json!({"title": "from A"})).await.body;
+    let listed = eventually(Duration::from_secs(2), || {
+        let mut on_b = on_b.clone();
+        let created = created.clone();
+        async move { on_b.get("/tasks").await.body == json!([created]) }
+    })
+    .await;
+    assert!(listed, "B kept serving its stale cached list");
+    let id = created["id"].as_i64().unwrap();
+    on_b.send(
+        "PATCH",
+        &format!("/tasks/{id}"),
+        Some(json!({"done": true})),
+    )
+    .await;
+    let seen = eventually(Duration::from_secs(2), || {
+        let mut on_a = on_a.clone();
+        async move { on_a.get(&format!("/tasks/{id}")).await.body["done"] == true }
+    })
+    .await;
+    assert!(seen, "A kept serving its stale cached task");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_on_a_ends_sessions_on_b() {
+    let redis = RedisServer::new();
+    let (a, b) = pair(&redis, 1000).await;
+    let mut on_a = Client::new(&a);
+    on_a.register("bob", "bob-password").await;
+    let mut on_b = Client::new(&b);
+    assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
+    assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
+    let reply = on_a.post("/auth/logout-all", json!({})).await;
+    assert_eq!(reply.body["ended"], 2);
+    assert_eq!(on_b.get("/auth/me").await.status, 401);
+    assert_eq!(on_b.get("/tasks").await.status, 401);
+    assert_eq!(on_a.on(&b).get("/auth/me").await.status, 401);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_counts_are_shared() {
+    let redis = RedisServer::new();
+    let (a, b) = pair(&redis, 4).await;
+    let mut on_a = Client::new(&a);
+    on_a.register("carol", "carol-password").await; // 1
+    let mut on_b = Client::new(&b);
+    assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
+    assert_eq!(on_a.login("carol", "wrong-password").await.status, 401); // 3
+    assert_eq!(on_b.login("carol", "carol-password").await.status, 200); // 4
+    assert_eq!(on_a.login("carol", "carol-password").await.status, 429);
+    assert_eq!(on_b.login("carol", "carol-password").await.status, 429);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_on_b_receives_changes_made_on_a() {
+    let redis = RedisServer::new();
+    let (a, b) = pair(&redis, 1000).await;
+    let mut on_a = Client::new(&a);
+    on_a.register("dora", "dora-password").await;
+    let mut events_on_b = Events::open(&on_a.on(&b)).await;
+    let created = on_a
+        .post("/tasks", json!({"title": "cross-instance"}))
+        .await
+        .body;
+    let (name, data) = events_on_b
+        .next(Duration::from_secs(5))
+        .await
+        .expect("A's change on B");
+    assert_eq!(name, "task");
+    assert_eq!(data, json!({"type": "created", "task": created}));
+    a.stop().await;
+    b.stop().await;
+}
