@@ -257,7 +257,9 @@ async fn bad_requests_get_clear_json_errors_and_change_nothing(redis: Option<Red
         .unwrap();
     let task_path = format!("/tasks/{id}");
 
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    /// Method, path, content type, body, expected status and error code.
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "/tasks",

@@ -103,7 +103,13 @@ fn a_bad_listen_address_is_refused() {
 
 #[test]
 fn bad_service_options_are_named_and_exit_non_zero() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// Arguments, environment, and the option the error must name.
+    type OptionCase = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: &[OptionCase] = &[
         (&["--api-rate-limit", "100"], &[], "--api-rate-limit"),
         (
             &[],

@@ -62,7 +62,8 @@ pub fn test_config(db: &Path) -> ServiceConfig {
 #[derive(Debug)]
 pub struct TestServer {
     pub server: RunningServer,
-    pub db: TestDb,
+    /// Keeps the database's directory until the server is dropped.
+    _db: TestDb,
 }
 
 impl TestServer {
@@ -99,7 +100,7 @@ pub async fn start_with(
     let server = RunningServer::start(([127, 0, 0, 1], 0).into(), state)
         .await
         .unwrap();
-    TestServer { server, db }
+    TestServer { server, _db: db }
 }
 
 /// GET `path` and return the status and the body as JSON.
