@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use redkit::ratelimit::{Policy, TrustedProxies};
-use redkit::session::SessionConfig;
 
 use crate::config::ServiceConfig;
 
@@ -105,7 +104,7 @@ impl ServeArgs {
             .map(|(count, window)| Policy::new("api", count, window))
             .transpose()?;
         config.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)?;
-        config.sessions = SessionConfig::default().ttl(self.session_ttl);
+        config.sessions = config.sessions.ttl(self.session_ttl);
         Ok(config)
     }
 }

@@ -6,4 +6,5 @@ mod api;
 mod binary;
 mod health;
 mod instances;
+mod outage;
 mod support;
