@@ -102,8 +102,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// The error and its causes on one line.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its causes on one line, for logs and the console.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args.listen, redis, service)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", report(&error));
+            eprintln!("error: {}", redkit_server::error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -95,16 +95,4 @@ async fn shutdown_signal() {
         _ = interrupt => tracing::info!("SIGINT received; shutting down"),
         _ = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
-}
-
-/// The error and its causes on one line.
-fn report(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
