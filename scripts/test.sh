@@ -2,8 +2,9 @@
 # Runs redkit's whole test suite on a Debian/Ubuntu machine.
 #
 # Installs what the tests need from the distribution's packages when it is
-# missing (redis-server first), then runs every test of the workspace. Tests
-# start their own redis-server processes on free ports; nothing needs to be
+# missing (redis-server first; chromium and its driver for the dashboard's
+# browser test), then runs every test of the workspace. Tests start their own
+# redis-server and chromedriver processes on free ports; nothing needs to be
 # running beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,11 @@ need_package() { # need_package <command> <package>
 
 need_package redis-server redis-server
 need_package redis-cli redis-tools
+need_package chromium chromium
+need_package chromedriver chromium-driver
 
 echo "==> redis-server: $(redis-server --version)"
+echo "==> chromium: $(chromium --version 2>/dev/null || echo unknown)"
 echo "==> cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

@@ -8,7 +8,10 @@
 //!   ([`db`]) behind redkit's cache, tagged per user;
 //! - `GET /events` ([`events`]): the user's task changes as Server-Sent
 //!   Events, across instances through pub/sub;
-//! - `GET /health`, `/health/redis`, `/metrics`: operator endpoints.
+//! - `GET /health`, `/health/redis`, `/metrics`: operator endpoints;
+//! - `GET /dashboard` (`dashboard`): a live page of connection state, ping,
+//!   cache hit rates, rate-limit rejections and memory, with a chart of the
+//!   last minutes, sampled in the background; its JSON at `/dashboard/data`.
 //!
 //! Configuration is parsed at the edge (`main.rs`, [`cli`]) into a
 //! [`ServiceConfig`]; everything below takes typed values.
@@ -17,6 +20,7 @@ mod api_error;
 pub mod auth;
 pub mod cli;
 mod config;
+mod dashboard;
 pub mod db;
 mod error;
 pub mod events;
@@ -27,8 +31,9 @@ mod server;
 mod shutdown;
 mod tasks;
 
-pub use api_error::ApiError;
+pub use api_error::{ApiError, chain as error_chain};
 pub use config::ServiceConfig;
+pub use dashboard::Dashboard;
 pub use error::ServerError;
 pub use metrics::install_metrics_recorder;
 pub use server::{AppState, RunningServer, bind as server_bind, router, serve};

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
 use crate::config::ServiceConfig;
+use crate::dashboard::{self, Dashboard};
 use crate::db::Database;
 use crate::error::ServerError;
 use crate::events::TaskEvents;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub limiter: RateLimiter<AnyStore>,
     /// Real-time task changes.
     pub events: TaskEvents,
+    /// The dashboard's sampled history (`/dashboard`).
+    pub dashboard: Dashboard,
     /// Set when the service starts shutting down.
     pub shutdown: Shutdown,
 }
@@ -59,6 +62,13 @@ impl AppState {
         let limiter = RateLimiter::new(kit.store().clone())?;
         let shutdown = Shutdown::default();
         let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
+        let dashboard = Dashboard::start(
+            kit.clone(),
+            tasks.clone(),
+            limiter.clone(),
+            config.dashboard_interval,
+            shutdown.clone(),
+        );
         Ok(AppState {
             kit,
             metrics,
@@ -68,6 +78,7 @@ impl AppState {
             sessions,
             limiter,
             events,
+            dashboard,
             shutdown,
         })
     }
@@ -89,6 +100,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::health::summary))
         .route("/health/redis", get(routes::health::report))
         .route("/metrics", get(routes::metrics::render));
+    let dashboard_routes = Router::new()
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/data", get(dashboard::data));
     let credentials = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
@@ -117,6 +131,7 @@ pub fn router(state: AppState) -> Router {
     }
     Router::new()
         .merge(ops)
+        .merge(dashboard_routes)
         .merge(credentials)
         .merge(account)
         .merge(api)

@@ -9,12 +9,22 @@
 //!
 //! When `redis-server` is missing, starting one panics with a message that
 //! says how to install it: tests that need Redis never skip silently.
+//!
+//! For tests of pages, [`Chromedriver`] starts the distribution's
+//! `chromedriver` (which drives a real headless Chromium, see
+//! [`headless_chrome_capabilities`]) the same way, with the same rule.
+
+mod browser;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub use browser::{
+    Chromedriver, chromedriver_binary, chromium_binary, headless_chrome_capabilities,
+};
 
 /// How long a started server has to answer PING before the test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);

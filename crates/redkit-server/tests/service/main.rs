@@ -4,6 +4,7 @@
 
 mod api;
 mod binary;
+mod dashboard;
 mod health;
 mod instances;
 mod outage;
