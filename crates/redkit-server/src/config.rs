@@ -26,10 +26,9 @@ pub struct ServiceConfig {
     /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed.
     /// Default: none.
     pub trusted_proxies: TrustedProxies,
-    /// Sessions. Default: redkit's (24 h rolling), failing closed: while
-    /// Redis is down, authenticated routes answer 503 and keep the cookie,
-    /// rather than treating every session as unknown (401) or letting a
-    /// session ended elsewhere live on in this instance's memory.
+    /// Sessions. Default: redkit's (24 h rolling). With Redis configured they
+    /// are kept in Redis only (no embedded fallback): while it is down,
+    /// session-bound routes answer 503.
     pub sessions: SessionConfig,
     /// How long a task list stays cached. Default: 5 minutes (writes
     /// invalidate it at once).
@@ -47,7 +46,7 @@ impl Default for ServiceConfig {
             auth_policy: Policy::auth(),
             api_policy: Some(Policy::default_preset()),
             trusted_proxies: TrustedProxies::none(),
-            sessions: SessionConfig::default().fail_closed(true),
+            sessions: SessionConfig::default(),
             tasks_ttl: Duration::from_secs(300),
             dashboard_interval: Duration::from_secs(2),
         }

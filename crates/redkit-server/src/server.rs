@@ -58,7 +58,7 @@ impl AppState {
     ) -> Result<Self, ServerError> {
         let db = Database::open(&config.database).await?;
         let tasks = kit.cache("tasks").build().await?;
-        let sessions = Sessions::new(kit.store().clone(), config.sessions.clone())?;
+        let sessions = Sessions::new(session_store(kit.store()), config.sessions.clone())?;
         let limiter = RateLimiter::new(kit.store().clone())?;
         let shutdown = Shutdown::default();
         let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
@@ -90,6 +90,18 @@ impl AppState {
             self.sessions.config().ttl.as_secs(),
             self.config.cookie_secure,
         )
+    }
+}
+
+/// Where sessions live: Redis only when Redis is configured — never the
+/// embedded fallback, which would not know sessions created before an
+/// outage (every user would look logged out) and could keep alive a session
+/// ended elsewhere. While Redis is down or hung, session-bound routes answer
+/// 503 and clients keep their cookie.
+fn session_store(store: &AnyStore) -> AnyStore {
+    match store.redis_store() {
+        Some(redis) => AnyStore::redis(redis.clone(), store.embedded_store().clone()),
+        None => store.clone(),
     }
 }
 

@@ -152,10 +152,8 @@ async fn the_cookie_is_secure_when_configured() {
 
 async fn tasks_crud_is_scoped_to_their_owner(redis: Option<RedisConfig>) {
     let server = start(redis).await;
-    let mut alice = Client::new(&server);
-    alice.register("alice", "alice-password").await;
-    let mut bob = Client::new(&server);
-    bob.register("bob", "bob-password").await;
+    let mut alice = Client::registered(&server, "alice").await;
+    let mut bob = Client::registered(&server, "bob").await;
 
     let created = alice
         .post(
@@ -250,8 +248,7 @@ async fn bad_requests_get_clear_json_errors_and_change_nothing(redis: Option<Red
     let mut config = test_config(&db.path());
     config.max_body_bytes = 4096;
     let server = start_with(redis, db, config).await;
-    let mut alice = Client::new(&server);
-    alice.register("alice", "alice-password").await;
+    let mut alice = Client::registered(&server, "alice").await;
     let id = alice.post("/tasks", json!({"title": "keep me"})).await.body["id"]
         .as_i64()
         .unwrap();
@@ -508,8 +505,7 @@ async fn cache_counts(client: &mut Client) -> (u64, u64, u64) {
 
 async fn task_lists_are_cached_and_writes_invalidate_them(redis: Option<RedisConfig>) {
     let server = start(redis).await;
-    let mut alice = Client::new(&server);
-    alice.register("alice", "alice-password").await;
+    let mut alice = Client::registered(&server, "alice").await;
     alice.post("/tasks", json!({"title": "one"})).await;
     let (l1, _, misses) = cache_counts(&mut alice).await;
     assert_eq!(alice.get("/tasks").await.body.as_array().unwrap().len(), 1);
@@ -546,10 +542,8 @@ async fn task_lists_are_cached_and_writes_invalidate_them(redis: Option<RedisCon
 
 async fn events_stream_the_users_own_changes(redis: Option<RedisConfig>) {
     let server = start(redis).await;
-    let mut alice = Client::new(&server);
-    alice.register("alice", "alice-password").await;
-    let mut bob = Client::new(&server);
-    bob.register("bob", "bob-password").await;
+    let mut alice = Client::registered(&server, "alice").await;
+    let mut bob = Client::registered(&server, "bob").await;
     let mut alice_events = Events::open(&alice).await;
     let mut bob_events = Events::open(&bob).await;
 
@@ -596,8 +590,7 @@ async fn login_and_register_are_rate_limited_by_the_auth_policy() {
     let mut config = test_config(&db.path());
     config.auth_policy = Policy::new("auth", 3, Duration::from_secs(300)).unwrap();
     let server = start_with(None, db, config).await;
-    let mut client = Client::new(&server);
-    client.register("carol", "carol-password").await;
+    let mut client = Client::registered(&server, "carol").await;
     let first = client.login("carol", "wrong password").await;
     assert_eq!(first.status, 401);
     assert_eq!(
@@ -628,8 +621,7 @@ async fn the_api_policy_limits_task_routes() {
     config.api_policy = Some(Policy::new("api", 5, Duration::from_secs(60)).unwrap());
     let redis = RedisServer::new();
     let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
-    let mut client = Client::new(&server);
-    client.register("dave", "dave-password").await;
+    let mut client = Client::registered(&server, "dave").await;
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();
         for _ in 0..7 {

@@ -26,8 +26,7 @@ async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) 
 async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b() {
     let redis = RedisServer::new();
     let (a, b) = pair(&redis, 1000).await;
-    let mut on_a = Client::new(&a);
-    on_a.register("alice", "alice-password").await;
+    let mut on_a = Client::registered(&a, "alice").await;
     let mut on_b = on_a.on(&b);
     assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
     // B caches the empty list (L1 and L2)...
@@ -63,8 +62,7 @@ async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_o
 async fn logout_all_on_a_ends_sessions_on_b() {
     let redis = RedisServer::new();
     let (a, b) = pair(&redis, 1000).await;
-    let mut on_a = Client::new(&a);
-    on_a.register("bob", "bob-password").await;
+    let mut on_a = Client::registered(&a, "bob").await;
     let mut on_b = Client::new(&b);
     assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
     assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
@@ -81,8 +79,7 @@ async fn logout_all_on_a_ends_sessions_on_b() {
 async fn rate_limit_counts_are_shared() {
     let redis = RedisServer::new();
     let (a, b) = pair(&redis, 4).await;
-    let mut on_a = Client::new(&a);
-    on_a.register("carol", "carol-password").await; // 1
+    let mut on_a = Client::registered(&a, "carol").await; // 1
     let mut on_b = Client::new(&b);
     assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
     assert_eq!(on_a.login("carol", "wrong-password").await.status, 401); // 3
@@ -97,8 +94,7 @@ async fn rate_limit_counts_are_shared() {
 async fn an_event_stream_on_b_receives_changes_made_on_a() {
     let redis = RedisServer::new();
     let (a, b) = pair(&redis, 1000).await;
-    let mut on_a = Client::new(&a);
-    on_a.register("dora", "dora-password").await;
+    let mut on_a = Client::registered(&a, "dora").await;
     let mut events_on_b = Events::open(&on_a.on(&b)).await;
     let created = on_a
         .post("/tasks", json!({"title": "cross-instance"}))

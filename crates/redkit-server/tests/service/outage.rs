@@ -16,10 +16,29 @@ async fn redis_killed_and_restarted_under_the_service() {
         .arg("appendfsync", "always")
         .start();
     let server = start(Some(fast_redis(&redis.url()))).await;
-    let mut alice = Client::new(&server);
-    alice.register("alice", "alice-password").await;
+    let mut alice = Client::registered(&server, "alice").await;
     alice.post("/tasks", json!({"title": "survives"})).await;
     assert_eq!(alice.get("/tasks").await.status, 200);
+
+    // Hung (SIGSTOP): answers within the command timeout, 503, then back.
+    redis.pause();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply = alice.get("/tasks").await;
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    redis.resume();
+    let back = eventually(Duration::from_secs(5), || {
+        let mut alice = alice.clone();
+        async move { alice.get("/tasks").await.status == 200 }
+    })
+    .await;
+    assert!(back, "the session works again once Redis answers");
 
     redis.kill();
     // Every answer comes back quickly: 503 for session-bound routes (the

@@ -135,6 +135,16 @@ impl Client {
         }
     }
 
+    /// A new client of `server`, registered (and so logged in) as `username`
+    /// with the password `<username>-password`.
+    pub async fn registered(server: &TestServer, username: &str) -> Self {
+        let mut client = Client::new(server);
+        client
+            .register(username, &format!("{username}-password"))
+            .await;
+        client
+    }
+
     /// The same session, against another server.
     pub fn on(&self, server: &TestServer) -> Self {
         Client {
