@@ -16,6 +16,8 @@ pub(crate) struct Env {
     pub(crate) keys: usize,
     pub(crate) value_size: usize,
     pub(crate) rounds: usize,
+    /// Keep-alive connections of the HTTP scenarios (one load task each).
+    pub(crate) connections: usize,
     _server: Option<RedisServer>,
 }
 
@@ -26,6 +28,7 @@ impl Env {
         keys: usize,
         value_size: usize,
         rounds: usize,
+        connections: usize,
     ) -> Self {
         let (url, server) = match url {
             Some(url) => (url, None),
@@ -40,6 +43,7 @@ impl Env {
             keys,
             value_size,
             rounds,
+            connections,
             _server: server,
         }
     }

@@ -12,6 +12,11 @@
 //! ```
 //!
 //! Without `--redis` it starts its own redis-server on a free port.
+//!
+//! `http_tasks_cached` runs the reference service (`redkit-server`) in
+//! process and drives `GET /tasks` over `--connections` (100) keep-alive
+//! HTTP/1.1 connections against a trivial axum route driven the same way;
+//! see `scenarios/http.rs` for what makes the comparison fair.
 
 mod env;
 mod measure;
@@ -42,6 +47,9 @@ struct Args {
     /// Concurrent tasks.
     #[arg(long, default_value_t = 50)]
     tasks: usize,
+    /// Keep-alive connections of the HTTP scenarios (`http_tasks_cached`).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
@@ -58,8 +66,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.tasks == 0 || args.keys == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
-        eprintln!("error: --tasks, --keys and --seconds must be greater than zero");
+    if args.tasks == 0
+        || args.connections == 0
+        || args.keys == 0
+        || args.seconds.is_nan()
+        || args.seconds <= 0.0
+    {
+        eprintln!("error: --tasks, --connections, --keys and --seconds must be greater than zero");
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -81,6 +94,7 @@ fn main() -> ExitCode {
             args.keys,
             args.value_size,
             args.rounds,
+            args.connections,
         );
         eprintln!(
             "redkit-bench: {} tasks, {} keys, {} B values, {} s × {} rounds, redis {}{}",

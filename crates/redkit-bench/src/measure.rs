@@ -30,14 +30,36 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    measure_with(load, (0..load.tasks).collect(), move |task, iteration| {
+        let run = op(task, iteration);
+        async move {
+            run.await;
+            task
+        }
+    })
+    .await
+}
+
+/// Like [`measure`], with one task per element of `states` (`load.tasks` is
+/// not used): each task owns its state (a connection, say), passes it to
+/// `op` by value and gets it back, so no task shares or locks it.
+pub(crate) async fn measure_with<St, F, Fut>(load: Load, states: Vec<St>, op: F) -> Measurement
+where
+    St: Send + 'static,
+    F: Fn(St, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = St> + Send,
+{
     let op = Arc::new(op);
     let start = Instant::now() + Duration::from_millis(5);
     let measure_from = start + load.warmup;
     let stop = measure_from + load.duration;
-    let handles: Vec<_> = (0..load.tasks)
-        .map(|task| {
+    let handles: Vec<_> = states
+        .into_iter()
+        .enumerate()
+        .map(|(task, state)| {
             let op = op.clone();
             tokio::spawn(async move {
+                let mut state = state;
                 let mut histogram = new_histogram();
                 let mut count = 0u64;
                 let mut iteration = task as u64 * 7919;
@@ -47,7 +69,7 @@ where
                     if began >= stop {
                         break;
                     }
-                    op(task, iteration).await;
+                    state = op(state, iteration).await;
                     iteration += 1;
                     if began >= measure_from {
                         let micros = began.elapsed().as_nanos() as u64 / 1000;
@@ -87,6 +109,16 @@ pub(crate) struct Paired {
     /// then the scenario back to back, so a round's ratio compares runs that
     /// saw the same machine conditions.
     pub(crate) ratio: f64,
+    /// Every round, in order.
+    pub(crate) rounds: Vec<Round>,
+}
+
+/// One round: the baseline run, then the scenario run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Round {
+    pub(crate) baseline: Measurement,
+    pub(crate) scenario: Measurement,
+    pub(crate) ratio: f64,
 }
 
 /// Alternates baseline and scenario `rounds` times; reports the median run of
@@ -101,17 +133,25 @@ where
     let mut baselines = Vec::new();
     let mut scenarios = Vec::new();
     let mut ratios = Vec::new();
+    let mut all = Vec::new();
     for _ in 0..rounds.max(1) {
         let b = baseline().await;
         let s = scenario().await;
-        ratios.push(s.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
+        let ratio = s.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE);
+        ratios.push(ratio);
         baselines.push(b);
         scenarios.push(s);
+        all.push(Round {
+            baseline: b,
+            scenario: s,
+            ratio,
+        });
     }
     Paired {
         baseline: median_run(baselines),
         scenario: median_run(scenarios),
         ratio: median(ratios),
+        rounds: all,
     }
 }
 

@@ -16,19 +16,20 @@ pub(crate) struct Report {
     pub(crate) target: Option<String>,
     /// Whether the target was met (`None` when there is none).
     pub(crate) met: Option<bool>,
-    /// Scenario-specific figures (durations, worst PING latency).
+    /// Scenario-specific figures (durations, worst PING latency; for the
+    /// HTTP scenarios, errors and every round).
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub(crate) details: serde_json::Map<String, serde_json::Value>,
 }
 
 pub(crate) fn print_table(reports: &[Report]) {
     println!(
-        "{:<34} {:>12} {:>9} {:>9} {:>12} {:>7}  {:<22} met",
+        "{:<34} {:>12} {:>9} {:>9} {:>12} {:>7}  {:<26} met",
         "scenario", "ops/s", "p50 µs", "p99 µs", "baseline/s", "ratio", "target"
     );
     for report in reports {
         println!(
-            "{:<34} {:>12.0} {:>9.0} {:>9.0} {:>12} {:>7}  {:<22} {}",
+            "{:<34} {:>12.0} {:>9.0} {:>9.0} {:>12} {:>7}  {:<26} {}",
             report.scenario,
             report.ops_per_sec,
             report.p50_us,
@@ -54,6 +55,19 @@ pub(crate) fn print_table(reports: &[Report]) {
     }
 }
 
+/// Whether `report` is an invalidation scenario (its own table).
+fn is_invalidation(report: &Report) -> bool {
+    report.details.contains_key("keys")
+}
+
+/// Failed requests of an HTTP scenario, both sides (0 for the others).
+fn errors(report: &Report) -> u64 {
+    ["errors", "baseline_errors"]
+        .iter()
+        .filter_map(|name| report.details.get(*name)?.as_u64())
+        .sum()
+}
+
 /// Markdown tables (ratio scenarios, then invalidation scenarios), as pasted
 /// into docs/BENCHMARKS.md.
 pub(crate) fn print_markdown(reports: &[Report]) {
@@ -61,7 +75,7 @@ pub(crate) fn print_markdown(reports: &[Report]) {
         "| scenario | ops/s | p50 µs | p99 µs | baseline | baseline ops/s | ratio | target | met |"
     );
     println!("|---|---:|---:|---:|---|---:|---:|---|---|");
-    for report in reports.iter().filter(|r| r.details.is_empty()) {
+    for report in reports.iter().filter(|r| !is_invalidation(r)) {
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             report.scenario,
@@ -81,12 +95,20 @@ pub(crate) fn print_markdown(reports: &[Report]) {
             yes_no(report.met),
         );
     }
+    for report in reports.iter().filter(|r| errors(r) > 0) {
+        println!();
+        println!(
+            "**{}: {} failed requests** (details in `--json`).",
+            report.scenario,
+            errors(report)
+        );
+    }
     println!();
     println!(
         "| scenario | keys | duration ms | worst PING µs | PING p50 / p99 µs | target | met |"
     );
     println!("|---|---:|---:|---:|---|---|---|");
-    for report in reports.iter().filter(|r| !r.details.is_empty()) {
+    for report in reports.iter().filter(|r| is_invalidation(r)) {
         let detail = |name: &str| report.details.get(name).cloned().unwrap_or_default();
         println!(
             "| {} | {} | {:.2} | {} | {:.0} / {:.0} | {} | {} |",

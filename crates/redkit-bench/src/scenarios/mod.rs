@@ -1,6 +1,7 @@
 //! The scenarios, by name.
 
 mod cache;
+mod http;
 mod limits;
 
 use crate::env::Env;
@@ -18,6 +19,9 @@ pub(crate) const ALL: &[&str] = &[
     "cache_invalidate_prefix",
     "ratelimit_check",
     "session_load",
+    // Last: they install the service's metrics recorder for the process.
+    "http_tasks_cached",
+    "http_tasks_cached_embedded",
 ];
 
 /// Runs one scenario (some report several sizes).
@@ -33,6 +37,10 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
         "cache_invalidate_prefix" => cache::invalidate(env, cache::Invalidation::Prefix).await,
         "ratelimit_check" => vec![limits::ratelimit_check(env).await],
         "session_load" => vec![limits::session_load(env).await],
+        "http_tasks_cached" => vec![http::tasks_cached(env, http::Backend::Redis).await],
+        "http_tasks_cached_embedded" => {
+            vec![http::tasks_cached(env, http::Backend::Embedded).await]
+        }
         other => panic!("unknown scenario {other}"),
     }
 }

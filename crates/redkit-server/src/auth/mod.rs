@@ -1,7 +1,7 @@
 //! Users and sessions: register, login, logout, logout-all, me.
 //!
-//! Passwords are hashed with argon2id ([`password`]); sessions are redkit
-//! sessions behind an `HttpOnly` cookie ([`session`]). Login cycles the
+//! Passwords are hashed with argon2id (`password`); sessions are redkit
+//! sessions behind an `HttpOnly` cookie (`session`). Login cycles the
 //! session id (a session id known before login is never the one that is
 //! authenticated after it), and logout-all ends every session of the user
 //! on every instance through redkit's per-user session index.
