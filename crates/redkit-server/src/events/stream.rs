@@ -3,10 +3,14 @@
 //! The stream starts with a `ready` event (the subscription is live from
 //! then on), then sends one `task` event per change as JSON
 //! (`{"type": "created", "task": {...}}`, `updated`, `deleted` with `id`, or
-//! `resync`). It ends cleanly when the service shuts down.
+//! `resync`). It ends cleanly when the service shuts down, and when the
+//! session it was opened with has ended (logout, logout-all on any
+//! instance, expiry): the session is checked before each event is sent and
+//! every [`SESSION_CHECK`] while the stream is quiet.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,22 +22,64 @@ use crate::auth::CurrentUser;
 use crate::server::AppState;
 use crate::shutdown::Shutdown;
 
+/// How often a quiet stream checks that its session still exists.
+pub(crate) const SESSION_CHECK: Duration = Duration::from_secs(15);
+
+/// One client's stream: its receiver and whose it is.
+struct Client {
+    receiver: broadcast::Receiver<Arc<Delivery>>,
+    state: AppState,
+    user: CurrentUser,
+}
+
 /// GET /events.
 pub(crate) async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let receiver = state.events.receiver();
+    let client = Client {
+        receiver: state.events.receiver(),
+        state,
+        user,
+    };
     let ready =
         futures_util::stream::once(async { Ok(Event::default().event("ready").data("{}")) });
-    let changes = futures_util::stream::unfold(
-        (receiver, state.shutdown.clone(), user.id),
-        |(mut receiver, shutdown, user_id)| async move {
-            let event = next_for(&mut receiver, &shutdown, user_id).await?;
-            Some((Ok(task_event(&event)), (receiver, shutdown, user_id)))
-        },
-    );
+    let changes = futures_util::stream::unfold(client, |mut client| async move {
+        let event = client.next().await?;
+        Some((Ok(task_event(&event)), client))
+    });
     Sse::new(futures_util::StreamExt::chain(ready, changes)).keep_alive(KeepAlive::default())
+}
+
+impl Client {
+    /// The next event to send; `None` ends the stream (shutdown, or the
+    /// session is gone).
+    async fn next(&mut self) -> Option<TaskEvent> {
+        loop {
+            let event = tokio::select! {
+                event = next_for(&mut self.receiver, &self.state.shutdown, self.user.id) => event?,
+                () = tokio::time::sleep(SESSION_CHECK) => {
+                    if !self.session_alive().await {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            return self.session_alive().await.then_some(event);
+        }
+    }
+
+    /// Whether the stream's session still exists. While the session store
+    /// is unavailable the stream stays open (it cannot tell).
+    async fn session_alive(&self) -> bool {
+        match self.state.sessions.get(&self.user.session_id).await {
+            Ok(session) => session.is_some(),
+            Err(error) => {
+                tracing::debug!(%error, "cannot check an event stream's session");
+                true
+            }
+        }
+    }
 }
 
 /// The next event for `user_id`; `None` at shutdown.

@@ -578,10 +578,27 @@ async fn events_stream_the_users_own_changes(redis: Option<RedisConfig>) {
     assert_eq!(data["task"]["title"], "bob's");
     assert!(bob_events.next(Duration::from_millis(200)).await.is_none());
 
+    // A stream ends with its session: after logout, a change made from a
+    // new session is not sent to the old stream, which closes.
+    let mut alice_again = Client::new(&server);
+    assert_eq!(
+        alice_again.login("alice", "alice-password").await.status,
+        200
+    );
+    let mut fresh_events = Events::open(&alice_again).await;
+    assert_eq!(alice.post("/auth/logout", json!({})).await.status, 204);
+    alice_again
+        .post("/tasks", json!({"title": "after logout"}))
+        .await;
+    assert!(alice_events.ends_within(Duration::from_secs(5)).await);
+    let (_, data) = fresh_events.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(data["task"]["title"], "after logout");
+
     // Shutdown ends the streams cleanly and is not held up by them.
     let stopped = tokio::time::timeout(Duration::from_secs(10), server.stop()).await;
     assert!(stopped.is_ok(), "shutdown waited on open event streams");
-    assert!(alice_events.next(Duration::from_secs(5)).await.is_none());
+    assert!(fresh_events.ends_within(Duration::from_secs(5)).await);
+    assert!(bob_events.ends_within(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -289,6 +289,27 @@ impl Events {
         events
     }
 
+    /// Whether the server ends the stream within `within` without sending
+    /// another event.
+    pub async fn ends_within(&mut self, within: Duration) -> bool {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.buffer.contains("data:") {
+                return false;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(chunk)) => match chunk {
+                    Ok(chunk) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                    // The connection closed under the read: ended too.
+                    Err(_) => return true,
+                },
+            }
+        }
+    }
+
     /// The next event's name and JSON data; `None` at the end of the stream
     /// or after `within`.
     pub async fn next(&mut self, within: Duration) -> Option<(String, Value)> {
