@@ -1,11 +1,20 @@
-//! The Prometheus recorder behind `GET /metrics`.
+//! The Prometheus recorder behind `GET /metrics`, and the service's own
+//! per-request metrics.
 //!
 //! redkit records through the `metrics` facade; the service installs the
 //! Prometheus exporter once per process, before building the redkit handle
-//! (handles registered earlier would record nowhere).
+//! (handles registered earlier would record nowhere). [`record_request`]
+//! adds `redkit_http_requests_total{method, route, status}` and
+//! `redkit_http_request_duration_seconds{method, route}`, labelled by the
+//! route template (`/tasks/{id}`, or `unmatched`), never the raw path, so
+//! label sets stay bounded whatever clients send.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -42,4 +51,30 @@ pub fn install_metrics_recorder() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Middleware recording every request's count and duration.
+pub(crate) async fn record_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(
+        "redkit_http_request_duration_seconds",
+        "method" => method.clone(),
+        "route" => route.clone(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "redkit_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status" => status,
+    )
+    .increment(1);
+    response
 }

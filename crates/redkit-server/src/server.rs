@@ -156,6 +156,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::metrics::record_request))
         .with_state(state)
 }
 

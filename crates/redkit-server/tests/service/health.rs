@@ -146,3 +146,34 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
     assert!(reconnects >= 1.0, "the restart was not counted:\n{text}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
+    let server = start(None).await;
+    let mut client = crate::support::Client::registered(&server, "metrics").await;
+    assert_eq!(client.get("/tasks").await.status, 200);
+    assert_eq!(client.get("/tasks/7").await.status, 404);
+    assert_eq!(client.get("/no/such/path/12345").await.status, 404);
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        r#"redkit_http_requests_total{method="GET",route="/tasks",status="200"}"#,
+        r#"redkit_http_requests_total{method="GET",route="/tasks/{id}",status="404"}"#,
+        r#"redkit_http_requests_total{method="POST",route="/auth/register",status="201"}"#,
+        r#"redkit_http_requests_total{method="GET",route="unmatched",status="404"}"#,
+        r#"redkit_http_request_duration_seconds_bucket{method="GET",route="/tasks""#,
+        r#"redkit_ratelimit_decisions_total{policy="api",outcome="allowed",source="store"}"#,
+    ] {
+        assert!(text.contains(metric), "/metrics lacks {metric}:\n{text}");
+    }
+    assert!(
+        !text.contains("/tasks/7"),
+        "raw paths must not become labels"
+    );
+    assert!(!text.contains("12345"), "raw paths must not become labels");
+    server.stop().await;
+}
