@@ -9,6 +9,7 @@
 //! route template (`/tasks/{id}`, or `unmatched`), never the raw path, so
 //! label sets stay bounded whatever clients send.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -56,17 +57,17 @@ pub fn install_metrics_recorder() -> PrometheusHandle {
 /// Middleware recording every request's count and duration.
 pub(crate) async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        .map_or("unmatched", |path| intern(path.as_str()));
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = intern(response.status().as_str());
     metrics::histogram!(
         "redkit_http_request_duration_seconds",
-        "method" => method.clone(),
-        "route" => route.clone(),
+        "method" => method,
+        "route" => route,
     )
     .record(started.elapsed().as_secs_f64());
     metrics::counter!(
@@ -77,4 +78,48 @@ pub(crate) async fn record_request(request: Request, next: Next) -> Response {
     )
     .increment(1);
     response
+}
+
+/// The method's label: the standard ones by name, any other `other` (a
+/// client must not be able to grow the label set).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(standard, _)| standard == method)
+        .map_or("other", |(_, name)| name)
+}
+
+/// Label values live for the whole process: a request then costs no
+/// allocation for its labels. The set is bounded — route templates of the
+/// router, status codes, and methods — because only those reach here
+/// (`unmatched` stands for every unknown path).
+fn intern(value: &str) -> &'static str {
+    static INTERNED: OnceLock<parking_lot::RwLock<HashSet<&'static str>>> = OnceLock::new();
+    const MAX: usize = 4096;
+    let set = INTERNED.get_or_init(Default::default);
+    if let Some(found) = set.read().get(value) {
+        return found;
+    }
+    let mut set = set.write();
+    if let Some(found) = set.get(value) {
+        return found;
+    }
+    if set.len() >= MAX {
+        return "other";
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
 }

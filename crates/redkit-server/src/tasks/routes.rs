@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use redkit::cache::{EntryOptions, Loaded};
 
+use super::rendered::Rendered;
 use super::validate::{CreateTask, UpdateTask, task_id};
 use crate::api_error::ApiError;
 use crate::auth::CurrentUser;
@@ -31,47 +32,53 @@ fn not_found(id: i64) -> ApiError {
     ApiError::not_found(format!("no task {id}"))
 }
 
-/// GET /tasks: the user's tasks, oldest first (cached).
+/// Why a loader failed: the database, or (never in practice) encoding.
+type LoadError = Box<dyn std::error::Error + Send + Sync>;
+
+/// GET /tasks: the user's tasks, oldest first (cached as rendered JSON).
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Json<Vec<Task>>, ApiError> {
+) -> Result<Rendered, ApiError> {
     let db = state.db.clone();
-    let tasks = state
+    let body = state
         .tasks
         .get_or_set(
             &format!("u:{}:list", user.id),
             &cache_options(&state, user.id),
-            move || async move { db.list_tasks(user.id).await },
+            move || async move {
+                let tasks = db.list_tasks(user.id).await?;
+                Ok::<_, LoadError>(Rendered::of(&tasks)?)
+            },
         )
         .await?;
-    Ok(Json(tasks))
+    Ok(body)
 }
 
-/// GET /tasks/{id}: one task of the user (cached), 404 otherwise.
+/// GET /tasks/{id}: one task of the user (cached as rendered JSON), 404
+/// otherwise.
 pub(crate) async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<Rendered, ApiError> {
     let id = task_id(&id)?;
     let db = state.db.clone();
-    let task = state
+    let body = state
         .tasks
         .get_or_set_with(
             &format!("u:{}:t:{id}", user.id),
             &cache_options(&state, user.id),
             move || async move {
-                let task = db.get_task(user.id, id).await?;
-                // "Not found" is not cached: the task may be created soon.
-                Ok::<_, sqlx::Error>(match task {
-                    Some(task) => Loaded::new(Some(task)),
+                Ok::<_, LoadError>(match db.get_task(user.id, id).await? {
+                    Some(task) => Loaded::new(Some(Rendered::of(&task)?)),
+                    // "Not found" is not cached: the task may be created soon.
                     None => Loaded::new(None).do_not_cache(),
                 })
             },
         )
         .await?;
-    task.map(Json).ok_or_else(|| not_found(id))
+    body.ok_or_else(|| not_found(id))
 }
 
 /// POST /tasks: creates a task (201).

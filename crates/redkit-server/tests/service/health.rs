@@ -154,6 +154,7 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
     assert_eq!(client.get("/tasks").await.status, 200);
     assert_eq!(client.get("/tasks/7").await.status, 404);
     assert_eq!(client.get("/no/such/path/12345").await.status, 404);
+    assert_eq!(client.send("BREW", "/tasks", None).await.status, 405);
     let text = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
@@ -165,6 +166,7 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
         r#"redkit_http_requests_total{method="GET",route="/tasks/{id}",status="404"}"#,
         r#"redkit_http_requests_total{method="POST",route="/auth/register",status="201"}"#,
         r#"redkit_http_requests_total{method="GET",route="unmatched",status="404"}"#,
+        r#"redkit_http_requests_total{method="other",route="/tasks",status="405"}"#,
         r#"redkit_http_request_duration_seconds_bucket{method="GET",route="/tasks""#,
         r#"redkit_ratelimit_decisions_total{policy="api",outcome="allowed",source="store"}"#,
     ] {
@@ -175,5 +177,9 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
         "raw paths must not become labels"
     );
     assert!(!text.contains("12345"), "raw paths must not become labels");
+    assert!(
+        !text.contains("BREW"),
+        "unknown methods must not become labels"
+    );
     server.stop().await;
 }
