@@ -66,9 +66,17 @@ async fn logout_all_on_a_ends_sessions_on_b() {
     let mut on_b = Client::new(&b);
     assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
     assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
+    // B has both sessions in its local cache now.
+    assert_eq!(on_a.on(&b).get("/auth/me").await.status, 200);
     let reply = on_a.post("/auth/logout-all", json!({})).await;
     assert_eq!(reply.body["ended"], 2);
-    assert_eq!(on_b.get("/auth/me").await.status, 401);
+    // The end reaches B through pub/sub within milliseconds.
+    let ended = eventually(Duration::from_millis(500), || {
+        let mut on_b = on_b.clone();
+        async move { on_b.get("/auth/me").await.status == 401 }
+    })
+    .await;
+    assert!(ended, "B still accepts a session ended on A");
     assert_eq!(on_b.get("/tasks").await.status, 401);
     assert_eq!(on_a.on(&b).get("/auth/me").await.status, 401);
     a.stop().await;

@@ -20,8 +20,18 @@ async fn redis_killed_and_restarted_under_the_service() {
     alice.post("/tasks", json!({"title": "survives"})).await;
     assert_eq!(alice.get("/tasks").await.status, 200);
 
-    // Hung (SIGSTOP): answers within the command timeout, 503, then back.
+    // Hung (SIGSTOP): once the session's local entry (2 s) is gone,
+    // answers come within the command timeout, 503; then back.
     redis.pause();
+    let hung = eventually(Duration::from_secs(5), || {
+        let mut alice = alice.clone();
+        async move { alice.get("/tasks").await.status == 503 }
+    })
+    .await;
+    assert!(
+        hung,
+        "authenticated routes should fail closed while Redis hangs"
+    );
     for _ in 0..3 {
         let started = Instant::now();
         let reply = alice.get("/tasks").await;

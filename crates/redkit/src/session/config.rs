@@ -27,6 +27,16 @@ pub struct SessionConfig {
     /// much earlier than "`ttl` after the last read". Zero extends on every
     /// read. Default: 60 s.
     pub touch_interval: Duration,
+    /// Keep sessions read from the store in process for up to this long, so
+    /// most reads cost no round trip. Coherent across instances: every
+    /// update, destroy, id cycle and destroy-all is announced on a pub/sub
+    /// channel and evicts the entry everywhere within milliseconds; after a
+    /// lost subscription everything local is dropped. What remains is the
+    /// window of pub/sub delivery (a session ended on another instance may
+    /// still be accepted here for that long) and, if a message is lost
+    /// without the subscription noticing, this duration — keep it short.
+    /// Zero turns the local cache off. Default: off.
+    pub local_cache: Duration,
 }
 
 impl Default for SessionConfig {
@@ -38,6 +48,7 @@ impl Default for SessionConfig {
             fail_closed: false,
             index_refresh: Duration::from_secs(60),
             touch_interval: Duration::from_secs(60),
+            local_cache: Duration::ZERO,
         }
     }
 }
@@ -75,6 +86,13 @@ impl SessionConfig {
     #[must_use]
     pub fn touch_interval(mut self, interval: Duration) -> Self {
         self.touch_interval = interval;
+        self
+    }
+
+    /// Sets how long sessions stay in the in-process cache (zero: off).
+    #[must_use]
+    pub fn local_cache(mut self, duration: Duration) -> Self {
+        self.local_cache = duration;
         self
     }
 

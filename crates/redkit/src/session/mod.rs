@@ -15,6 +15,9 @@
 //! - concurrent updates merge key by key, so one writer never silently
 //!   drops another's keys: writers of one session queue inside an instance,
 //!   and instances race through a version check with jittered retries;
+//! - optionally, reads are served from an in-process cache kept coherent
+//!   across instances by pub/sub ([`SessionConfig::local_cache`]), saving
+//!   the round trip most requests would spend on their session;
 //! - while Redis is down, sessions keep working from the embedded store, or
 //!   fail closed ([`SessionConfig::fail_closed`]);
 //! - [`SessionStore`] (feature `tower-sessions`) plugs the same storage into
@@ -22,6 +25,7 @@
 
 mod config;
 mod id;
+mod local;
 mod sessions;
 #[cfg(feature = "tower-sessions")]
 mod tower_store;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::local::{self, Change, LocalSessions};
 use super::{SessionConfig, SessionId};
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
@@ -232,6 +233,8 @@ struct SessionsInner<S> {
     /// Serialises this instance's writers of one session, so optimistic
     /// version checks only ever race against other instances.
     writers: WriterLocks,
+    /// The in-process cache, when [`SessionConfig::local_cache`] is set.
+    local: Option<Arc<LocalSessions>>,
 }
 
 /// Striped async locks keyed by session id: bounded memory, and two
@@ -337,6 +340,18 @@ impl<S: Store> Sessions<S> {
             .time_to_live(config.index_refresh)
             .build();
         let touched = TouchMemo::new(config.touch_interval);
+        let local = if config.local_cache.is_zero() {
+            None
+        } else {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(Error::invalid_config(
+                    "session local_cache",
+                    "set outside a Tokio runtime",
+                    "Sessions built inside a Tokio runtime, or a zero local_cache",
+                ));
+            }
+            Some(LocalSessions::start(store.clone(), config.local_cache))
+        };
         Ok(Sessions {
             inner: Arc::new(SessionsInner {
                 store,
@@ -344,6 +359,7 @@ impl<S: Store> Sessions<S> {
                 refreshed,
                 touched,
                 writers: WriterLocks::new(),
+                local,
             }),
         })
     }
@@ -517,7 +533,30 @@ impl<S: Store> Sessions<S> {
 
     async fn get_inner(&self, id: &SessionId) -> Result<Option<Session>> {
         let extend = self.inner.config.rolling && !self.inner.touched.recently(id);
-        self.load(id, extend).await
+        let Some(local) = &self.inner.local else {
+            return self.load(id, extend).await;
+        };
+        // A due extension goes to the store, so rolling expiry still works.
+        if !extend
+            && let Some(session) = local.get(id)
+            && session.absolute_expiry_ms.is_none_or(|end| end > now_ms())
+        {
+            return Ok(Some(session));
+        }
+        let epoch = local.epoch();
+        let loaded = self.load(id, extend).await?;
+        if let Some(session) = &loaded {
+            local.put(session, epoch);
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets `change` in this instance's cache and announces it to the
+    /// others (no-op without a local cache).
+    async fn announce(&self, change: Change) {
+        if let Some(cache) = &self.inner.local {
+            local::announce(cache, &self.inner.store, change).await;
+        }
     }
 
     async fn touch_inner(&self, id: &SessionId) -> Result<bool> {
@@ -615,6 +654,7 @@ impl<S: Store> Sessions<S> {
             {
                 ScriptValue::Int(1) => {
                     session.version += 1;
+                    self.announce(Change::Session(local::digest(id))).await;
                     return Ok(Some(session));
                 }
                 ScriptValue::Int(-1) => return Ok(None),
@@ -653,6 +693,8 @@ impl<S: Store> Sessions<S> {
             .store
             .run_script(&DESTROY, &[&keys[0], &keys[1]], &args)
             .await?;
+        self.announce(Change::Session(local::digest(&session.id)))
+            .await;
         Ok(deleted == ScriptValue::Int(1))
     }
 
@@ -712,6 +754,7 @@ impl<S: Store> Sessions<S> {
         keys.push(index);
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let deleted = self.inner.store.delete(&key_refs).await?;
+        self.announce(Change::User(user_id.to_owned())).await;
         Ok(deleted.saturating_sub(u64::from(!ids.is_empty())))
     }
 }

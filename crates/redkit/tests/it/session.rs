@@ -267,13 +267,93 @@ mod suite {
             "{error:?}"
         );
     }
+
+    /// Waits up to a second for `check` to hold.
+    async fn within_a_second<F, Fut>(mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..100 {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    pub async fn local_cache_serves_reads_and_stays_coherent<S: Store>(store: S) {
+        let config = SessionConfig::default().local_cache(Duration::from_millis(800));
+        let a = Sessions::new(store.clone(), config.clone()).unwrap();
+        let b = Sessions::new(store.clone(), config).unwrap();
+        // Let both subscriptions become active.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = a.create("u", Map::new()).await.unwrap();
+        let second = a.create("u", Map::new()).await.unwrap();
+        for session in [&first, &second] {
+            assert!(b.get(&session.id).await.unwrap().is_some());
+        }
+
+        // A read on B is served locally: the key removed behind redkit's
+        // back is still seen, until the local entry's time is up.
+        let key = format!("sess:s:{}", first.id.expose());
+        let raw = store.get(&key).await.unwrap().unwrap();
+        store.delete(&[&key]).await.unwrap();
+        assert!(
+            b.get(&first.id).await.unwrap().is_some(),
+            "not served locally"
+        );
+        assert!(
+            within_a_second(|| async { b.get(&first.id).await.unwrap().is_none() }).await,
+            "a local entry outlived local_cache"
+        );
+        store.set(&key, &raw, None).await.unwrap();
+        assert!(b.get(&first.id).await.unwrap().is_some());
+
+        // An update on A reaches B's cached copy.
+        a.update(&first.id, &SessionUpdate::new().set("theme", "dark"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            within_a_second(|| async {
+                b.get(&first.id).await.unwrap().unwrap().data.get("theme")
+                    == Some(&Value::from("dark"))
+            })
+            .await,
+            "B kept a stale session after A's update"
+        );
+        // A destroy on A, and a destroy-all on B, reach the other's cache.
+        assert!(a.destroy(&first.id).await.unwrap());
+        assert!(
+            within_a_second(|| async { b.get(&first.id).await.unwrap().is_none() }).await,
+            "B kept a destroyed session"
+        );
+        assert!(a.get(&second.id).await.unwrap().is_some());
+        assert_eq!(b.destroy_all("u").await.unwrap(), 1);
+        assert!(
+            within_a_second(|| async { a.get(&second.id).await.unwrap().is_none() }).await,
+            "A kept a session ended by destroy-all on B"
+        );
+        // Cycling on B ends the old id on A.
+        let third = a.create("u", Map::new()).await.unwrap();
+        assert!(a.get(&third.id).await.unwrap().is_some());
+        let cycled = b.cycle_id(&third.id).await.unwrap().unwrap();
+        assert!(
+            within_a_second(|| async { a.get(&third.id).await.unwrap().is_none() }).await,
+            "A kept the id B cycled"
+        );
+        assert!(a.get(&cycled.id).await.unwrap().is_some());
+    }
 }
 
 macro_rules! session_suite {
     ($make:path) => {
         session_suite!(@each $make; lifecycle, default_ttl_is_24_hours, rolling_and_absolute_expiry,
             cycle_id_keeps_data_under_a_new_id, destroy_all_and_index_cleanup,
-            concurrent_updates_merge, bad_input_is_refused, errors_never_show_session_ids);
+            concurrent_updates_merge, bad_input_is_refused, errors_never_show_session_ids,
+            local_cache_serves_reads_and_stays_coherent);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(
@@ -502,4 +582,12 @@ mod tower_sessions_routes {
         let server = RedisServer::new();
         routes(RedisStore::new(connected(&server).await)).await;
     }
+}
+
+#[test]
+fn a_local_cache_needs_a_tokio_runtime() {
+    let store = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
+    let config = SessionConfig::default().local_cache(Duration::from_secs(1));
+    let error = Sessions::new(store, config).unwrap_err();
+    assert!(error.to_string().contains("local_cache"), "{error}");
 }

@@ -1,0 +1,195 @@
+//! The optional in-process session cache ([`SessionConfig::local_cache`]),
+//! kept coherent across instances by pub/sub.
+//!
+//! Why: with a shared store, every authenticated request costs a round trip
+//! just to learn that its session still exists. Sessions are read far more
+//! often than they change, so each instance keeps the sessions it read for
+//! a short while and every change is announced: `{"s": <digest>}` for one
+//! session (updated, destroyed, id cycled) or `{"u": <user id>}` for all of
+//! a user's (destroy-all). Receivers evict; they never learn data from a
+//! message. Session ids are bearer secrets, so messages carry a 64-bit
+//! digest (FNV-1a) instead, and entries keep the full id to compare on a
+//! hit: a digest collision is a miss or an extra eviction, never another
+//! user's session.
+//!
+//! Until the subscription is active, and after it is lost, nothing is
+//! served locally. A load that raced with an announcement is not cached
+//! (an epoch counter detects it), so a stale read cannot be kept.
+//!
+//! [`SessionConfig::local_cache`]: super::SessionConfig::local_cache
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::AbortHandle;
+
+use super::{Session, SessionId};
+use crate::store::{PubSubEvent, Store};
+
+/// The channel of session changes (under the store's key prefix).
+pub(super) const CHANNEL: &str = "redkit:sessions";
+
+/// Entries kept at most.
+const MAX_ENTRIES: u64 = 100_000;
+
+/// A change every instance must forget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) enum Change {
+    /// One session, by digest.
+    #[serde(rename = "s")]
+    Session(u64),
+    /// Every session of a user.
+    #[serde(rename = "u")]
+    User(String),
+}
+
+/// Sessions this instance read recently.
+pub(super) struct LocalSessions {
+    entries: moka::sync::Cache<u64, Arc<Session>>,
+    /// The subscription is active: entries are kept coherent.
+    coherent: AtomicBool,
+    /// Bumped by every eviction, to refuse caching a load that raced one.
+    epoch: AtomicU64,
+    pump: parking_lot::Mutex<Option<AbortHandle>>,
+}
+
+impl std::fmt::Debug for LocalSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSessions")
+            .field("entries", &self.entries.entry_count())
+            .field("coherent", &self.coherent.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl LocalSessions {
+    /// A cache keeping entries for `ttl`, and the task that keeps it
+    /// coherent through `store`'s pub/sub. Needs a Tokio runtime.
+    pub(super) fn start<S: Store>(store: S, ttl: Duration) -> Arc<Self> {
+        let local = Arc::new(LocalSessions {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+            coherent: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            pump: parking_lot::Mutex::new(None),
+        });
+        let task = tokio::spawn(pump(store, Arc::downgrade(&local)));
+        *local.pump.lock() = Some(task.abort_handle());
+        local
+    }
+
+    /// The cached session `id`, if coherent and present.
+    pub(super) fn get(&self, id: &SessionId) -> Option<Session> {
+        if !self.coherent.load(Ordering::Acquire) {
+            return None;
+        }
+        let entry = self.entries.get(&digest(id))?;
+        (entry.id == *id).then(|| Session::clone(&entry))
+    }
+
+    /// The epoch to pass to [`LocalSessions::put`] after a load.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Caches `session`, loaded when the epoch was `epoch`, unless an
+    /// eviction happened since.
+    pub(super) fn put(&self, session: &Session, epoch: u64) {
+        if self.coherent.load(Ordering::Acquire) && self.epoch() == epoch {
+            self.entries
+                .insert(digest(&session.id), Arc::new(session.clone()));
+        }
+    }
+
+    /// Forgets `change` here.
+    pub(super) fn forget(&self, change: &Change) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Change::Session(digest) => self.entries.invalidate(digest),
+            Change::User(user) => {
+                let user = user.clone();
+                // Only fails without `support_invalidation_closures`, set above.
+                let _ = self
+                    .entries
+                    .invalidate_entries_if(move |_, session| session.user_id == user);
+            }
+        }
+    }
+
+    fn forget_everything(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+}
+
+impl Drop for LocalSessions {
+    fn drop(&mut self) {
+        if let Some(pump) = self.pump.lock().take() {
+            pump.abort();
+        }
+    }
+}
+
+/// Forgets `change` here and announces it to every instance. A failed
+/// announcement is logged: the other instances' entries then expire on
+/// their own, within the local cache duration.
+pub(super) async fn announce<S: Store>(local: &LocalSessions, store: &S, change: Change) {
+    local.forget(&change);
+    match serde_json::to_vec(&change) {
+        Ok(payload) => {
+            if let Err(error) = store.publish(CHANNEL, &payload).await {
+                tracing::warn!(%error, "cannot announce a session change to other instances");
+            }
+        }
+        Err(error) => tracing::error!(%error, "cannot encode a session change"),
+    }
+}
+
+/// The digest announced for `id`: FNV-1a, the same in every process.
+pub(super) fn digest(id: &SessionId) -> u64 {
+    id.expose()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// Subscribes and applies changes until the cache is dropped; while not
+/// subscribed, nothing is served locally.
+async fn pump<S: Store>(store: S, local: Weak<LocalSessions>) {
+    loop {
+        match store.subscribe(&[CHANNEL]).await {
+            Ok(mut subscription) => {
+                let Some(cache) = local.upgrade() else { return };
+                cache.coherent.store(true, Ordering::Release);
+                drop(cache);
+                while let Some(event) = subscription.next().await {
+                    let Some(cache) = local.upgrade() else { return };
+                    match event {
+                        PubSubEvent::Message(message) => {
+                            match serde_json::from_slice::<Change>(&message.payload) {
+                                Ok(change) => cache.forget(&change),
+                                Err(error) => {
+                                    tracing::warn!(%error, "ignoring a malformed session change");
+                                }
+                            }
+                        }
+                        // Changes may have been missed meanwhile.
+                        PubSubEvent::Resubscribed => cache.forget_everything(),
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot subscribe to session changes; retrying"),
+        }
+        let Some(cache) = local.upgrade() else { return };
+        cache.coherent.store(false, Ordering::Release);
+        cache.forget_everything();
+        drop(cache);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
