@@ -23,6 +23,13 @@ pub struct ServiceConfig {
     /// Limit of `/tasks` and `/events`, per client IP; `None` disables it.
     /// Default: the DEFAULT preset, 100 per minute.
     pub api_policy: Option<Policy>,
+    /// Local leases of the rate limiter (interval, share of the remaining
+    /// quota): requests far from their limit are admitted without a round
+    /// trip, never more than the limit (see
+    /// `redkit::ratelimit::RateLimiterBuilder::local_leases`); near the
+    /// limit every request is counted in Redis. `None` counts every request
+    /// in Redis. Default: 100 ms, 10 %.
+    pub rate_limit_leases: Option<(Duration, f64)>,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed.
     /// Default: none.
     pub trusted_proxies: TrustedProxies,
@@ -48,6 +55,7 @@ impl Default for ServiceConfig {
             max_body_bytes: 64 * 1024,
             auth_policy: Policy::auth(),
             api_policy: Some(Policy::default_preset()),
+            rate_limit_leases: Some((Duration::from_millis(100), 0.1)),
             trusted_proxies: TrustedProxies::none(),
             sessions: SessionConfig::default().local_cache(Duration::from_secs(2)),
             tasks_ttl: Duration::from_secs(300),

@@ -59,7 +59,11 @@ impl AppState {
         let db = Database::open(&config.database).await?;
         let tasks = kit.cache("tasks").build().await?;
         let sessions = Sessions::new(session_store(kit.store()), config.sessions.clone())?;
-        let limiter = RateLimiter::new(kit.store().clone())?;
+        let mut limiter = RateLimiter::builder(kit.store().clone());
+        if let Some((interval, share)) = config.rate_limit_leases {
+            limiter = limiter.local_leases(interval, share);
+        }
+        let limiter = limiter.build()?;
         let shutdown = Shutdown::default();
         let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
         let dashboard = Dashboard::start(

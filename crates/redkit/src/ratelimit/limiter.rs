@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::store::{AnyStore, EmbeddedStore, Script, ScriptArg, ScriptValue, Store};
 
 use super::algorithm::{GCRA, SLIDING_WINDOW};
+use super::lease::{Leases, Plan};
 use super::policy::{Algorithm, Policy};
 
 /// Longest accepted rate-limit key, in bytes.
@@ -46,6 +47,9 @@ pub enum DecisionSource {
     /// Admitted without counting: the store is unavailable and the limiter
     /// fails open.
     FailOpen,
+    /// Admitted locally from units this instance leased from the store
+    /// beforehand (see [`RateLimiterBuilder::local_leases`]).
+    Lease,
 }
 
 /// What to do while the store is unavailable.
@@ -75,6 +79,9 @@ pub struct RateLimiterStats {
     /// Decisions taken by the insurance limiter or failing open while the
     /// store was unavailable.
     pub degraded: u64,
+    /// Of the admitted, those admitted from a local lease without a round
+    /// trip.
+    pub leased: u64,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +90,7 @@ struct Counters {
     rejected: AtomicU64,
     rejected_locally: AtomicU64,
     degraded: AtomicU64,
+    leased: AtomicU64,
 }
 
 impl Counters {
@@ -108,6 +116,10 @@ impl Counters {
                 self.degraded.fetch_add(1, Ordering::Relaxed);
                 "fail_open"
             }
+            DecisionSource::Lease => {
+                self.leased.fetch_add(1, Ordering::Relaxed);
+                "lease"
+            }
         };
         metrics::counter!(
             "redkit_ratelimit_decisions_total",
@@ -124,6 +136,7 @@ impl Counters {
             rejected: self.rejected.load(Ordering::Relaxed),
             rejected_locally: self.rejected_locally.load(Ordering::Relaxed),
             degraded: self.degraded.load(Ordering::Relaxed),
+            leased: self.leased.load(Ordering::Relaxed),
         }
     }
 }
@@ -141,6 +154,7 @@ struct Inner<S> {
     local_block: bool,
     blocked: moka::sync::Cache<String, Instant>,
     counters: Counters,
+    leases: Option<Leases>,
 }
 
 impl<S: Store> std::fmt::Debug for RateLimiter<S> {
@@ -165,6 +179,7 @@ impl<S: Store> RateLimiter<S> {
             store,
             when_unavailable: WhenUnavailable::default(),
             local_block: true,
+            local_leases: None,
         }
     }
 
@@ -220,16 +235,61 @@ impl<S: Store> RateLimiter<S> {
             }
             inner.blocked.invalidate(&local);
         }
+        let plan = match &inner.leases {
+            Some(leases) if cost > 0 => leases.plan(policy, &local, cost.unsigned_abs()),
+            _ => Plan::Store { extra: 0 },
+        };
+        let extra = match plan {
+            Plan::Local(decision) => return Ok(decision),
+            Plan::Store { extra } => extra,
+        };
         let store_key = format!("rl:{}:{key}", policy.name());
-        let decision = match run(&inner.store, policy, &store_key, cost).await {
-            Ok(decision) => decision,
+        let asked = cost.saturating_add(i64::try_from(extra).unwrap_or(i64::MAX));
+        let mut result = self.decide(policy, &store_key, asked).await;
+        let mut granted = extra;
+        if extra > 0 && result.as_ref().is_ok_and(|decision| !decision.allowed) {
+            // The lease did not fit (near the limit): ask for the request alone.
+            granted = 0;
+            result = self.decide(policy, &store_key, cost).await;
+        }
+        if let Some(leases) = &inner.leases
+            && cost > 0
+        {
+            let decided = result.as_ref().ok();
+            let granted = if decided.is_some_and(|d| d.allowed && d.source == DecisionSource::Store)
+            {
+                granted
+            } else {
+                0
+            };
+            leases.settle(&local, decided, extra, granted);
+        }
+        let mut decision = result?;
+        if decision.allowed && decision.source == DecisionSource::Store {
+            // Leased units are still this caller's to use.
+            decision.remaining = decision.remaining.saturating_add(granted);
+        }
+        if inner.local_block && !decision.allowed && !decision.retry_after.is_zero() {
+            inner
+                .blocked
+                .insert(local, Instant::now() + decision.retry_after);
+        }
+        Ok(decision)
+    }
+
+    /// One decision from the store, or from the outage behaviour while it
+    /// is unavailable.
+    async fn decide(&self, policy: &Policy, store_key: &str, cost: i64) -> Result<Decision> {
+        let inner = &self.inner;
+        match run(&inner.store, policy, store_key, cost).await {
+            Ok(decision) => Ok(decision),
             Err(error) if error.is_unavailable() => match inner.when_unavailable {
                 WhenUnavailable::Insurance => {
-                    let mut decision = run(&inner.insurance, policy, &store_key, cost).await?;
+                    let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
                     decision.source = DecisionSource::Insurance;
-                    decision
+                    Ok(decision)
                 }
-                WhenUnavailable::FailOpen => Decision {
+                WhenUnavailable::FailOpen => Ok(Decision {
                     allowed: true,
                     policy: policy.name().to_owned(),
                     limit: policy.limit(),
@@ -237,17 +297,11 @@ impl<S: Store> RateLimiter<S> {
                     retry_after: Duration::ZERO,
                     reset_after: Duration::ZERO,
                     source: DecisionSource::FailOpen,
-                },
-                WhenUnavailable::FailClosed => return Err(error),
+                }),
+                WhenUnavailable::FailClosed => Err(error),
             },
-            Err(error) => return Err(error),
-        };
-        if inner.local_block && !decision.allowed && !decision.retry_after.is_zero() {
-            inner
-                .blocked
-                .insert(local, Instant::now() + decision.retry_after);
+            Err(error) => Err(error),
         }
-        Ok(decision)
     }
 }
 
@@ -258,6 +312,7 @@ pub struct RateLimiterBuilder<S> {
     store: S,
     when_unavailable: WhenUnavailable,
     local_block: bool,
+    local_leases: Option<(Duration, f64)>,
 }
 
 impl<S: Store> RateLimiterBuilder<S> {
@@ -275,8 +330,34 @@ impl<S: Store> RateLimiterBuilder<S> {
         self
     }
 
+    /// Admit requests far from their limit locally, from units leased from
+    /// the store together with an earlier request: a lease is at most
+    /// `share` (0 < share ≤ 1) of the remaining quota and is used for at most
+    /// `interval`. Never admits more than the limit across instances (the
+    /// store counts leases when it grants them); near the limit (remaining
+    /// below `1 / share`) every request goes to the store, so counts stay
+    /// exact there. Unused leased units count as used (stricter by at most
+    /// one lease per key and instance). Default: off.
+    pub fn local_leases(mut self, interval: Duration, share: f64) -> Self {
+        self.local_leases = Some((interval, share));
+        self
+    }
+
     /// Builds the limiter.
     pub fn build(self) -> Result<RateLimiter<S>> {
+        let leases = match self.local_leases {
+            None => None,
+            Some((interval, share)) => {
+                if interval.is_zero() || !(share > 0.0 && share <= 1.0) {
+                    return Err(Error::invalid_config(
+                        "rate-limit local_leases",
+                        format!("interval {interval:?}, share {share}"),
+                        "an interval above zero and a share in (0, 1]",
+                    ));
+                }
+                Some(Leases::new(interval, share))
+            }
+        };
         let insurance =
             EmbeddedStore::new(EmbeddedConfig::default().max_memory_bytes(16 * 1024 * 1024))?;
         Ok(RateLimiter {
@@ -290,6 +371,7 @@ impl<S: Store> RateLimiterBuilder<S> {
                     .time_to_live(Duration::from_secs(31 * 24 * 3600))
                     .build(),
                 counters: Counters::default(),
+                leases,
             }),
         })
     }

@@ -10,6 +10,10 @@
 //!   sliding window, a cost per request, penalties and rewards;
 //! - keys already over their limit are rejected in process until their retry
 //!   time, without a round trip;
+//! - optionally, keys far from their limit are admitted in process from
+//!   units leased with an earlier check ([`RateLimiterBuilder::local_leases`]):
+//!   the store counts a lease when it grants it, so no instance can push a
+//!   key past its limit, and near the limit every check is exact;
 //! - while the store is unavailable an insurance limiter (embedded, per
 //!   instance) counts instead — or the limiter fails open or closed, as
 //!   configured ([`WhenUnavailable`]);
@@ -20,6 +24,7 @@
 
 mod algorithm;
 mod client_ip;
+mod lease;
 mod limiter;
 mod middleware;
 mod policy;

@@ -434,3 +434,90 @@ async fn keys_by_header_or_custom_function_and_scope() {
         429
     );
 }
+
+/// `EVALSHA` calls Redis has served so far.
+async fn evalsha_calls(connection: &redkit::connection::RedisConnection) -> u64 {
+    let info: String = connection
+        .query(::redis::cmd("INFO").arg("commandstats"))
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_leases_save_round_trips_and_never_over_admit_across_instances() {
+    let server = RedisServer::new();
+    let connection = connected(&server).await;
+    let leasing = |connection| {
+        RateLimiter::builder(RedisStore::new(connection))
+            .local_leases(Duration::from_millis(100), 0.5)
+            .build()
+            .unwrap()
+    };
+    let a = leasing(connected(&server).await);
+    let b = leasing(connected(&server).await);
+    let policy = Policy::new("leased", 1000, Duration::from_secs(3600)).unwrap();
+    let before = evalsha_calls(&connection).await;
+    let mut tasks = Vec::new();
+    for limiter in [&a, &b, &a, &b, &a, &b] {
+        let (limiter, policy) = (limiter.clone(), policy.clone());
+        tasks.push(tokio::spawn(async move {
+            admitted(&limiter, &policy, "hot", 500).await
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let calls = evalsha_calls(&connection).await - before;
+    assert!(total <= 1000, "over-admitted: {total}");
+    assert!(
+        total >= 900,
+        "leases wasted too much: {total} admitted of 1000"
+    );
+    assert!(calls < 1000, "{calls} round trips for 3000 checks");
+    let leased = a.stats().leased + b.stats().leased;
+    assert!(leased > 500, "{leased} admitted locally");
+    assert_eq!(a.stats().allowed + b.stats().allowed, total as u64);
+}
+
+#[tokio::test]
+async fn local_leases_are_exact_near_the_limit_and_waste_nothing_on_quiet_keys() {
+    let store = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
+    let leasing = RateLimiter::builder(store.clone())
+        .local_leases(Duration::from_millis(50), 0.5)
+        .build()
+        .unwrap();
+    let plain = RateLimiter::builder(store)
+        .local_block(false)
+        .build()
+        .unwrap();
+    // A small limit: leases shrink to nothing as the quota runs out.
+    let small = Policy::new("small", 10, Duration::from_secs(3600)).unwrap();
+    assert_eq!(admitted(&leasing, &small, "k", 20).await, 10);
+    assert!(leasing.stats().leased > 0, "{:?}", leasing.stats());
+    assert!(!plain.check(&small, "k", 1).await.unwrap().allowed);
+    // A key seen once in a while leases nothing: each check counts one.
+    let quiet = Policy::new("quiet", 100, Duration::from_secs(3600)).unwrap();
+    for _ in 0..5 {
+        assert!(leasing.check(&quiet, "q", 1).await.unwrap().allowed);
+        tokio::time::sleep(Duration::from_millis(70)).await;
+    }
+    assert_eq!(plain.check(&quiet, "q", 1).await.unwrap().remaining, 94);
+    // Bad settings are refused.
+    for (interval, share) in [
+        (Duration::ZERO, 0.5),
+        (Duration::from_secs(1), 0.0),
+        (Duration::from_secs(1), 1.5),
+    ] {
+        let store = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
+        let error = RateLimiter::builder(store)
+            .local_leases(interval, share)
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("local_leases"), "{error}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Local leases: admitting requests far from their limit without a round
+//! trip, never admitting more than the limit.
+//!
+//! Why: an exact distributed limit costs one round trip per request, often
+//! the largest cost of a cached API request. Like Gubernator's batching,
+//! but conservative: instead of counting hits locally and sending them
+//! later (which over-admits when instances race), an instance asks the
+//! store for its request *plus a lease* of extra units in the same script
+//! call. The store counts the lease at once, so the sum of everything
+//! admitted anywhere never exceeds the limit; the instance then admits up
+//! to the leased units locally for a short interval.
+//!
+//! A lease is at most `share` of the remaining quota, so near the limit
+//! (remaining below `1 / share`) every request goes to the store and the
+//! counts are exact. Lease sizes follow demand: they double while used up
+//! within the interval, and shrink to what was used when not. Units leased
+//! but not used by the end of the interval are dropped — they count as used
+//! (the limiter errs on the strict side, by at most one lease per key and
+//! instance). One lease request per key is in flight per instance; others
+//! meanwhile go to the store for themselves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::limiter::{Decision, DecisionSource};
+use super::policy::Policy;
+
+/// Keys tracked at most.
+const MAX_KEYS: u64 = 100_000;
+
+/// What to do with one request.
+#[derive(Debug)]
+pub(super) enum Plan {
+    /// Admitted from the lease.
+    Local(Decision),
+    /// Ask the store for the request plus `extra` leased units.
+    Store {
+        /// Units to lease on top of the request.
+        extra: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Lease {
+    /// Units left to admit locally.
+    tokens: u64,
+    /// When the current lease was granted.
+    granted_at: Option<Instant>,
+    /// Its size.
+    granted: u64,
+    /// Units admitted from it.
+    used: u64,
+    /// The store's remaining quota after the lease was counted.
+    store_remaining: u64,
+    /// The store's reset time when the lease was granted.
+    reset_after: Duration,
+    /// A lease request is on its way to the store.
+    in_flight: bool,
+    /// Decisions came from the store at least once.
+    seen: bool,
+}
+
+/// Per-key leases of one limiter.
+#[derive(Debug)]
+pub(super) struct Leases {
+    interval: Duration,
+    share: f64,
+    entries: moka::sync::Cache<String, Arc<parking_lot::Mutex<Lease>>>,
+}
+
+impl Leases {
+    pub(super) fn new(interval: Duration, share: f64) -> Self {
+        Leases {
+            interval,
+            share,
+            entries: moka::sync::Cache::builder()
+                .max_capacity(MAX_KEYS)
+                .time_to_idle(interval.saturating_mul(20).max(Duration::from_secs(1)))
+                .build(),
+        }
+    }
+
+    fn entry(&self, key: &str) -> Arc<parking_lot::Mutex<Lease>> {
+        if let Some(entry) = self.entries.get(key) {
+            return entry;
+        }
+        self.entries.get_with(key.to_owned(), Default::default)
+    }
+
+    /// Admits `cost` from the lease of `key`, or says what to ask the store.
+    pub(super) fn plan(&self, policy: &Policy, key: &str, cost: u64) -> Plan {
+        let entry = self.entry(key);
+        let mut lease = entry.lock();
+        if let Some(at) = lease.granted_at {
+            let age = at.elapsed();
+            if age < self.interval && lease.tokens >= cost {
+                lease.tokens -= cost;
+                lease.used += cost;
+                return Plan::Local(Decision {
+                    allowed: true,
+                    policy: policy.name().to_owned(),
+                    limit: policy.limit(),
+                    remaining: lease.store_remaining.saturating_add(lease.tokens),
+                    retry_after: Duration::ZERO,
+                    reset_after: lease.reset_after.saturating_sub(age),
+                    source: DecisionSource::Lease,
+                });
+            }
+        }
+        if lease.in_flight || !lease.seen {
+            return Plan::Store { extra: 0 };
+        }
+        let demand = match lease.granted_at {
+            // Used up within the interval: demand is higher.
+            Some(at) if at.elapsed() < self.interval => lease.granted.max(1).saturating_mul(2),
+            // Expired: as much as was used during it (nothing for a key
+            // seen once in a while, so quiet keys waste nothing).
+            Some(_) => lease.used,
+            None => 0,
+        };
+        // Precision loss is fine: this is a share of a count.
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        #[allow(clippy::cast_sign_loss)]
+        let cap = (lease.store_remaining as f64 * self.share).floor() as u64;
+        let extra = demand.min(cap);
+        lease.tokens = 0;
+        lease.granted_at = None;
+        lease.in_flight = extra > 0;
+        Plan::Store { extra }
+    }
+
+    /// Records the store's answer to a request that asked for `extra`
+    /// (`granted` of them were leased); `None` when the store failed.
+    pub(super) fn settle(&self, key: &str, decision: Option<&Decision>, extra: u64, granted: u64) {
+        let entry = self.entry(key);
+        let mut lease = entry.lock();
+        if extra > 0 {
+            lease.in_flight = false;
+        }
+        let Some(decision) = decision.filter(|d| d.source == DecisionSource::Store) else {
+            return;
+        };
+        lease.seen = true;
+        lease.store_remaining = decision.remaining;
+        lease.reset_after = decision.reset_after;
+        if granted > 0 {
+            lease.tokens = granted;
+            lease.granted = granted;
+            lease.used = 0;
+            lease.granted_at = Some(Instant::now());
+        } else if extra > 0 || lease.granted_at.is_none() {
+            // A plain answer: the next request may ask for a lease.
+            lease.granted = 0;
+            lease.used = 0;
+            lease.granted_at = Some(Instant::now());
+        }
+    }
+}
