@@ -71,11 +71,9 @@ async fn logout_all_on_a_ends_sessions_on_b() {
     let reply = on_a.post("/auth/logout-all", json!({})).await;
     assert_eq!(reply.body["ended"], 2);
     // The end reaches B through pub/sub within milliseconds.
-    let ended = eventually(Duration::from_millis(500), || {
-        let mut on_b = on_b.clone();
-        async move { on_b.get("/auth/me").await.status == 401 }
-    })
-    .await;
+    let ended = on_b
+        .answers_within("/auth/me", 401, Duration::from_millis(500))
+        .await;
     assert!(ended, "B still accepts a session ended on A");
     assert_eq!(on_b.get("/tasks").await.status, 401);
     assert_eq!(on_a.on(&b).get("/auth/me").await.status, 401);

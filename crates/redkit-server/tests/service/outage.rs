@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
-use crate::support::{Client, eventually, fast_redis, get_json, start};
+use crate::support::{Client, fast_redis, get_json, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_under_the_service() {
@@ -23,11 +23,9 @@ async fn redis_killed_and_restarted_under_the_service() {
     // Hung (SIGSTOP): once the session's local entry (2 s) is gone,
     // answers come within the command timeout, 503; then back.
     redis.pause();
-    let hung = eventually(Duration::from_secs(5), || {
-        let mut alice = alice.clone();
-        async move { alice.get("/tasks").await.status == 503 }
-    })
-    .await;
+    let hung = alice
+        .answers_within("/tasks", 503, Duration::from_secs(5))
+        .await;
     assert!(
         hung,
         "authenticated routes should fail closed while Redis hangs"
@@ -43,21 +41,17 @@ async fn redis_killed_and_restarted_under_the_service() {
         );
     }
     redis.resume();
-    let back = eventually(Duration::from_secs(5), || {
-        let mut alice = alice.clone();
-        async move { alice.get("/tasks").await.status == 200 }
-    })
-    .await;
+    let back = alice
+        .answers_within("/tasks", 200, Duration::from_secs(5))
+        .await;
     assert!(back, "the session works again once Redis answers");
 
     redis.kill();
     // Every answer comes back quickly: 503 for session-bound routes (the
     // cookie is kept), health degraded, never a hang.
-    let down = eventually(Duration::from_secs(5), || {
-        let mut alice = alice.clone();
-        async move { alice.get("/tasks").await.status == 503 }
-    })
-    .await;
+    let down = alice
+        .answers_within("/tasks", 503, Duration::from_secs(5))
+        .await;
     assert!(
         down,
         "authenticated routes should fail closed while Redis is down"
@@ -88,11 +82,9 @@ async fn redis_killed_and_restarted_under_the_service() {
     assert!(login.headers.contains_key("ratelimit-policy"), "{login:?}");
 
     redis.start();
-    let recovered = eventually(Duration::from_secs(5), || {
-        let mut alice = alice.clone();
-        async move { alice.get("/tasks").await.status == 200 }
-    })
-    .await;
+    let recovered = alice
+        .answers_within("/tasks", 200, Duration::from_secs(5))
+        .await;
     assert!(recovered, "the same session works again once Redis is back");
     assert_eq!(alice.get("/tasks").await.body[0]["title"], "survives");
     assert_eq!(alice.get("/auth/me").await.body["username"], "alice");

@@ -219,6 +219,15 @@ impl Client {
         self.send("POST", path, Some(body)).await
     }
 
+    /// Whether `GET path` answers `status` within `within` (polling).
+    pub async fn answers_within(&self, path: &str, status: u16, within: Duration) -> bool {
+        eventually(within, || {
+            let mut client = self.clone();
+            async move { client.get(path).await.status == status }
+        })
+        .await
+    }
+
     pub async fn register(&mut self, username: &str, password: &str) -> Reply {
         let reply = self
             .post(
