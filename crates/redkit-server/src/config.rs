@@ -35,10 +35,11 @@ pub struct ServiceConfig {
     pub trusted_proxies: TrustedProxies,
     /// Sessions. Default: redkit's (24 h rolling) with a 2 s local cache
     /// (most requests then read their session without a round trip; ends
-    /// and changes reach every instance through pub/sub). With Redis
-    /// configured they are kept in Redis only (no embedded fallback): while
-    /// it is down, session-bound routes answer 503 once the local entry
-    /// (at most 2 s old) is gone.
+    /// and changes reach every instance through pub/sub) and a 5 min local
+    /// fail-safe. With Redis configured they are kept in Redis only (no
+    /// embedded fallback): while it is down, a session this instance read
+    /// in the last 5 minutes keeps working; others get 503, as do login and
+    /// logout (nothing can be created or ended meanwhile).
     pub sessions: SessionConfig,
     /// How long a task list stays cached. Default: 5 minutes (writes
     /// invalidate it at once).
@@ -57,7 +58,9 @@ impl Default for ServiceConfig {
             api_policy: Some(Policy::default_preset()),
             rate_limit_leases: Some((Duration::from_millis(100), 0.1)),
             trusted_proxies: TrustedProxies::none(),
-            sessions: SessionConfig::default().local_cache(Duration::from_secs(2)),
+            sessions: SessionConfig::default()
+                .local_cache(Duration::from_secs(2))
+                .local_fail_safe(Duration::from_secs(300)),
             tasks_ttl: Duration::from_secs(300),
             dashboard_interval: Duration::from_secs(2),
         }

@@ -147,12 +147,17 @@ pub(crate) async fn logout_all(
     ))
 }
 
-/// GET /auth/me: the user and how many sessions they have.
+/// GET /auth/me: the user and how many sessions they have (`null` while
+/// the session store cannot be asked).
 pub(crate) async fn me(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<impl IntoResponse, ApiError> {
-    let sessions = state.sessions.list(&user.id.to_string()).await?.len();
+    let sessions = match state.sessions.list(&user.id.to_string()).await {
+        Ok(sessions) => Some(sessions.len()),
+        Err(error) if error.is_unavailable() => None,
+        Err(error) => return Err(error.into()),
+    };
     Ok(Json(json!({
         "id": user.id,
         "username": user.username,

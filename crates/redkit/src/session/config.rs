@@ -37,6 +37,14 @@ pub struct SessionConfig {
     /// without the subscription noticing, this duration — keep it short.
     /// Zero turns the local cache off. Default: off.
     pub local_cache: Duration,
+    /// With a local cache, while the store is unavailable (down, hung,
+    /// timing out), a session this instance read within this duration is
+    /// still accepted — fail-safe, as FusionCache does for cached values —
+    /// so logged-in users keep reading through a short outage. Nothing can
+    /// end a session in the store meanwhile, and entries are dropped once
+    /// the store is back (changes may have been missed). Zero: fail with
+    /// the store's error. Needs `local_cache`. Default: zero.
+    pub local_fail_safe: Duration,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +57,7 @@ impl Default for SessionConfig {
             index_refresh: Duration::from_secs(60),
             touch_interval: Duration::from_secs(60),
             local_cache: Duration::ZERO,
+            local_fail_safe: Duration::ZERO,
         }
     }
 }
@@ -93,6 +102,14 @@ impl SessionConfig {
     #[must_use]
     pub fn local_cache(mut self, duration: Duration) -> Self {
         self.local_cache = duration;
+        self
+    }
+
+    /// Sets how long a locally cached session is still accepted while the
+    /// store is unavailable (zero: off).
+    #[must_use]
+    pub fn local_fail_safe(mut self, duration: Duration) -> Self {
+        self.local_fail_safe = duration;
         self
     }
 

@@ -12,8 +12,9 @@
 //! hit: a digest collision is a miss or an extra eviction, never another
 //! user's session.
 //!
-//! Until the subscription is active, and after it is lost, nothing is
-//! served locally. A load that raced with an announcement is not cached
+//! Until the subscription is active, and after it is lost or re-established
+//! (messages may have been missed), nothing is served locally. While the
+//! store is unavailable, entries within the fail-safe duration stand in. A load that raced with an announcement is not cached
 //! (an epoch counter detects it), so a stale read cannot be kept.
 //!
 //! [`SessionConfig::local_cache`]: super::SessionConfig::local_cache
@@ -45,9 +46,19 @@ pub(super) enum Change {
     User(String),
 }
 
+/// A session as read from the store, and when.
+struct Entry {
+    session: Session,
+    read_at: std::time::Instant,
+}
+
 /// Sessions this instance read recently.
 pub(super) struct LocalSessions {
-    entries: moka::sync::Cache<u64, Arc<Session>>,
+    entries: moka::sync::Cache<u64, Arc<Entry>>,
+    /// How long an entry is served as fresh.
+    fresh_for: Duration,
+    /// How long an entry may stand in while the store is unavailable.
+    fail_safe: Duration,
     /// The subscription is active: entries are kept coherent.
     coherent: AtomicBool,
     /// Bumped by every eviction, to refuse caching a load that raced one.
@@ -65,15 +76,18 @@ impl std::fmt::Debug for LocalSessions {
 }
 
 impl LocalSessions {
-    /// A cache keeping entries for `ttl`, and the task that keeps it
-    /// coherent through `store`'s pub/sub. Needs a Tokio runtime.
-    pub(super) fn start<S: Store>(store: S, ttl: Duration) -> Arc<Self> {
+    /// A cache serving entries for `fresh_for` (and up to `fail_safe`
+    /// while the store is unavailable), and the task that keeps it coherent
+    /// through `store`'s pub/sub. Needs a Tokio runtime.
+    pub(super) fn start<S: Store>(store: S, fresh_for: Duration, fail_safe: Duration) -> Arc<Self> {
         let local = Arc::new(LocalSessions {
             entries: moka::sync::Cache::builder()
                 .max_capacity(MAX_ENTRIES)
-                .time_to_live(ttl)
+                .time_to_live(fresh_for.max(fail_safe))
                 .support_invalidation_closures()
                 .build(),
+            fresh_for,
+            fail_safe,
             coherent: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             pump: parking_lot::Mutex::new(None),
@@ -83,13 +97,24 @@ impl LocalSessions {
         local
     }
 
-    /// The cached session `id`, if coherent and present.
+    /// The cached session `id`, if coherent, present and fresh.
     pub(super) fn get(&self, id: &SessionId) -> Option<Session> {
+        self.read(id, self.fresh_for)
+    }
+
+    /// The cached session `id` within the fail-safe duration, for when the
+    /// store is unavailable.
+    pub(super) fn get_fail_safe(&self, id: &SessionId) -> Option<Session> {
+        self.read(id, self.fail_safe)
+    }
+
+    fn read(&self, id: &SessionId, max_age: Duration) -> Option<Session> {
         if !self.coherent.load(Ordering::Acquire) {
             return None;
         }
         let entry = self.entries.get(&digest(id))?;
-        (entry.id == *id).then(|| Session::clone(&entry))
+        (entry.session.id == *id && entry.read_at.elapsed() < max_age)
+            .then(|| entry.session.clone())
     }
 
     /// The epoch to pass to [`LocalSessions::put`] after a load.
@@ -101,8 +126,11 @@ impl LocalSessions {
     /// eviction happened since.
     pub(super) fn put(&self, session: &Session, epoch: u64) {
         if self.coherent.load(Ordering::Acquire) && self.epoch() == epoch {
-            self.entries
-                .insert(digest(&session.id), Arc::new(session.clone()));
+            let entry = Entry {
+                session: session.clone(),
+                read_at: std::time::Instant::now(),
+            };
+            self.entries.insert(digest(&session.id), Arc::new(entry));
         }
     }
 
@@ -116,7 +144,7 @@ impl LocalSessions {
                 // Only fails without `support_invalidation_closures`, set above.
                 let _ = self
                     .entries
-                    .invalidate_entries_if(move |_, session| session.user_id == user);
+                    .invalidate_entries_if(move |_, entry| entry.session.user_id == user);
             }
         }
     }

@@ -340,6 +340,13 @@ impl<S: Store> Sessions<S> {
             .time_to_live(config.index_refresh)
             .build();
         let touched = TouchMemo::new(config.touch_interval);
+        if config.local_cache.is_zero() && !config.local_fail_safe.is_zero() {
+            return Err(Error::invalid_config(
+                "session local_fail_safe",
+                "set without a local_cache",
+                "a non-zero local_cache with it",
+            ));
+        }
         let local = if config.local_cache.is_zero() {
             None
         } else {
@@ -350,7 +357,11 @@ impl<S: Store> Sessions<S> {
                     "Sessions built inside a Tokio runtime, or a zero local_cache",
                 ));
             }
-            Some(LocalSessions::start(store.clone(), config.local_cache))
+            Some(LocalSessions::start(
+                store.clone(),
+                config.local_cache,
+                config.local_fail_safe,
+            ))
         };
         Ok(Sessions {
             inner: Arc::new(SessionsInner {
@@ -544,7 +555,21 @@ impl<S: Store> Sessions<S> {
             return Ok(Some(session));
         }
         let epoch = local.epoch();
-        let loaded = self.load(id, extend).await?;
+        let loaded = match self.load(id, extend).await {
+            Ok(loaded) => loaded,
+            Err(error) if error.is_unavailable() => {
+                return match local.get_fail_safe(id) {
+                    Some(session) => {
+                        tracing::debug!(
+                            "session store unavailable; serving a session read earlier"
+                        );
+                        Ok(Some(session))
+                    }
+                    None => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
         if let Some(session) = &loaded {
             local.put(session, epoch);
         }

@@ -591,3 +591,37 @@ fn a_local_cache_needs_a_tokio_runtime() {
     let error = Sessions::new(store, config).unwrap_err();
     assert!(error.to_string().contains("local_cache"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_read_earlier_stand_in_while_redis_hangs() {
+    let server = RedisServer::new();
+    let config = SessionConfig::default()
+        .local_cache(Duration::from_millis(100))
+        .local_fail_safe(Duration::from_secs(30));
+    let sessions = Sessions::new(RedisStore::new(connected(&server).await), config).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let read = sessions.create("u", Map::new()).await.unwrap();
+    let unread = sessions.create("u", Map::new()).await.unwrap();
+    assert!(sessions.get(&read.id).await.unwrap().is_some());
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(150)).await; // past local_cache
+    let started = std::time::Instant::now();
+    let session = sessions.get(&read.id).await.unwrap();
+    assert_eq!(session.map(|s| s.id), Some(read.id.clone()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A session this instance never read cannot be vouched for.
+    let error = sessions.get(&unread.id).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    server.resume();
+
+    let error = Sessions::new(
+        EmbeddedStore::new(EmbeddedConfig::default()).unwrap(),
+        SessionConfig::default().local_fail_safe(Duration::from_secs(1)),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("local_fail_safe"), "{error}");
+}
