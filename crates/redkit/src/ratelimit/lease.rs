@@ -17,7 +17,8 @@
 //! but not used by the end of the interval are dropped — they count as used
 //! (the limiter errs on the strict side, by at most one lease per key and
 //! instance). One lease request per key is in flight per instance; others
-//! meanwhile go to the store for themselves.
+//! meanwhile go to the store for themselves (a request dropped before its
+//! answer frees the slot after one interval).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,8 +55,10 @@ struct Lease {
     store_remaining: u64,
     /// The store's reset time when the lease was granted.
     reset_after: Duration,
-    /// A lease request is on its way to the store.
-    in_flight: bool,
+    /// Since when a lease request is on its way to the store. Older than
+    /// the interval counts as lost (a caller dropped mid-request never
+    /// settles).
+    in_flight: Option<Instant>,
     /// Decisions came from the store at least once.
     seen: bool,
 }
@@ -107,7 +110,10 @@ impl Leases {
                 });
             }
         }
-        if lease.in_flight || !lease.seen {
+        let in_flight = lease
+            .in_flight
+            .is_some_and(|since| since.elapsed() < self.interval);
+        if in_flight || !lease.seen {
             return Plan::Store { extra: 0 };
         }
         let demand = match lease.granted_at {
@@ -125,7 +131,7 @@ impl Leases {
         let extra = demand.min(cap);
         lease.tokens = 0;
         lease.granted_at = None;
-        lease.in_flight = extra > 0;
+        lease.in_flight = (extra > 0).then(Instant::now);
         Plan::Store { extra }
     }
 
@@ -135,7 +141,7 @@ impl Leases {
         let entry = self.entry(key);
         let mut lease = entry.lock();
         if extra > 0 {
-            lease.in_flight = false;
+            lease.in_flight = None;
         }
         let Some(decision) = decision.filter(|d| d.source == DecisionSource::Store) else {
             return;

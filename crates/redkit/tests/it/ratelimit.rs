@@ -521,3 +521,22 @@ async fn local_leases_are_exact_near_the_limit_and_waste_nothing_on_quiet_keys()
         assert!(error.to_string().contains("local_leases"), "{error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_request_dropped_mid_flight_does_not_stop_leasing() {
+    let server = RedisServer::new();
+    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
+        .local_leases(Duration::from_millis(50), 0.5)
+        .build()
+        .unwrap();
+    let policy = Policy::new("dropped", 1000, Duration::from_secs(3600)).unwrap();
+    assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+    // The next check asks for a lease; its caller gives up while Redis hangs.
+    server.pause();
+    let dropped = tokio::time::timeout(Duration::from_millis(20), limiter.check(&policy, "k", 1));
+    assert!(dropped.await.is_err(), "the check should still be waiting");
+    server.resume();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(admitted(&limiter, &policy, "k", 10).await, 10);
+    assert!(limiter.stats().leased > 0, "{:?}", limiter.stats());
+}
