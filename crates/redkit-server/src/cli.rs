@@ -81,11 +81,26 @@ pub struct ServeArgs {
     /// Session lifetime without activity (rolling): a number with s, m or h.
     #[arg(long, env = "REDKIT_SESSION_TTL", default_value = "24h", value_parser = parse_duration)]
     pub session_ttl: Duration,
+    /// Keep sessions read in process this long (s, m or h; changes reach
+    /// every instance through pub/sub), or `off` to read every session from
+    /// Redis. With it, a session read in the last 5 minutes keeps working
+    /// while Redis is down.
+    #[arg(long, env = "REDKIT_SESSION_CACHE", default_value = "2s", value_parser = parse_optional_duration)]
+    pub session_cache: Toggle<Duration>,
+    /// Admit requests far from their limit from units leased from Redis
+    /// (10 % of the remaining quota, for 100 ms; never past the limit).
+    /// `false` counts every request in Redis.
+    #[arg(long, env = "REDKIT_RATE_LIMIT_LEASES", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub rate_limit_leases: bool,
 }
 
-/// A rate limit given on the command line: `COUNT/WINDOW` or `off`.
+/// A value that may be `off` on the command line (a newtype, because clap
+/// gives `Option` fields a meaning of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit(pub Option<(u64, Duration)>);
+pub struct Toggle<T>(pub Option<T>);
+
+/// A rate limit given on the command line: `COUNT/WINDOW` or `off`.
+pub type Limit = Toggle<(u64, Duration)>;
 
 impl ServeArgs {
     /// The service configuration these options describe.
@@ -105,13 +120,24 @@ impl ServeArgs {
             .transpose()?;
         config.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         config.sessions = config.sessions.ttl(self.session_ttl);
+        if let Toggle(Some(duration)) = self.session_cache {
+            config.sessions = config.sessions.local_cache(duration);
+        } else {
+            config.sessions = config
+                .sessions
+                .local_cache(Duration::ZERO)
+                .local_fail_safe(Duration::ZERO);
+        }
+        if !self.rate_limit_leases {
+            config.rate_limit_leases = None;
+        }
         Ok(config)
     }
 }
 
 fn parse_limit(text: &str) -> Result<Limit, String> {
     if text.eq_ignore_ascii_case("off") {
-        return Ok(Limit(None));
+        return Ok(Toggle(None));
     }
     let expected = "expected COUNT/WINDOW such as 100/1m or 5/5m (WINDOW in s, m or h), or `off`";
     let (count, window) = text.split_once('/').ok_or_else(|| expected.to_owned())?;
@@ -122,7 +148,16 @@ fn parse_limit(text: &str) -> Result<Limit, String> {
         .filter(|count| *count > 0)
         .ok_or_else(|| format!("the count must be a positive integer; {expected}"))?;
     let window = parse_duration(window)?;
-    Ok(Limit(Some((count, window))))
+    Ok(Toggle(Some((count, window))))
+}
+
+fn parse_optional_duration(text: &str) -> Result<Toggle<Duration>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Toggle(None));
+    }
+    parse_duration(text)
+        .map(|duration| Toggle(Some(duration)))
+        .map_err(|error| format!("{error}, or `off`"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -169,14 +204,47 @@ mod tests {
     fn limits_and_durations_parse_or_say_what_is_expected() {
         assert_eq!(
             parse_limit("100/1m"),
-            Ok(Limit(Some((100, Duration::from_secs(60)))))
+            Ok(Toggle(Some((100, Duration::from_secs(60)))))
         );
-        assert_eq!(parse_limit("OFF"), Ok(Limit(None)));
+        assert_eq!(parse_limit("OFF"), Ok(Toggle(None)));
         for bad in ["", "100", "0/1m", "x/1m", "10/1d", "10/-1m", "10/m"] {
             let error = parse_limit(bad).unwrap_err();
             assert!(error.contains("expected"), "{bad}: {error}");
         }
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_optional_duration("off"), Ok(Toggle(None)));
+        assert_eq!(
+            parse_optional_duration("2s"),
+            Ok(Toggle(Some(Duration::from_secs(2))))
+        );
+        assert!(parse_optional_duration("2").unwrap_err().contains("`off`"));
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn the_local_layers_follow_their_flags() {
+        let defaults = Cli::try_parse_from(["redkit", "serve"])
+            .unwrap()
+            .serve_args()
+            .service_config()
+            .unwrap();
+        assert_eq!(defaults.sessions.local_cache, Duration::from_secs(2));
+        assert_eq!(defaults.sessions.local_fail_safe, Duration::from_secs(300));
+        assert!(defaults.rate_limit_leases.is_some());
+        let exact = Cli::try_parse_from([
+            "redkit",
+            "serve",
+            "--session-cache",
+            "off",
+            "--rate-limit-leases",
+            "false",
+        ])
+        .unwrap()
+        .serve_args()
+        .service_config()
+        .unwrap();
+        assert_eq!(exact.sessions.local_cache, Duration::ZERO);
+        assert_eq!(exact.sessions.local_fail_safe, Duration::ZERO);
+        assert!(exact.rate_limit_leases.is_none());
     }
 }

@@ -119,6 +119,12 @@ fn bad_service_options_are_named_and_exit_non_zero() {
         (&["--max-body-bytes", "0"], &[], "--max-body-bytes"),
         (&["--session-ttl", "forever"], &[], "--session-ttl"),
         (&["--cookie-secure", "maybe"], &[], "--cookie-secure"),
+        (&[], &[("REDKIT_SESSION_CACHE", "soon")], "--session-cache"),
+        (
+            &["--rate-limit-leases", "sometimes"],
+            &[],
+            "--rate-limit-leases",
+        ),
     ];
     for (args, vars, named) in cases {
         let output = redkit()
@@ -174,6 +180,8 @@ fn help_documents_the_options_and_redis_variables() {
         "--api-rate-limit",
         "--trusted-proxies",
         "--session-ttl",
+        "--session-cache",
+        "--rate-limit-leases",
         "REDIS_URL",
         "REDIS_PASSWORD",
         "REDIS_FALLBACK",
