@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use redkit::config::RedisConfig;
-use redkit::ratelimit::Policy;
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
@@ -605,7 +604,7 @@ async fn events_stream_the_users_own_changes(redis: Option<RedisConfig>) {
 async fn login_and_register_are_rate_limited_by_the_auth_policy() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.auth_policy = Policy::new("auth", 3, Duration::from_secs(300)).unwrap();
+    config.auth_policy = crate::support::exact_policy("auth", 3, Duration::from_secs(300));
     let server = start_with(None, db, config).await;
     let mut client = Client::registered(&server, "carol").await;
     let first = client.login("carol", "wrong password").await;
@@ -635,7 +634,11 @@ async fn login_and_register_are_rate_limited_by_the_auth_policy() {
 async fn the_api_policy_limits_task_routes() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.api_policy = Some(Policy::new("api", 5, Duration::from_secs(60)).unwrap());
+    config.api_policy = Some(crate::support::exact_policy(
+        "api",
+        5,
+        Duration::from_secs(60),
+    ));
     let redis = RedisServer::new();
     let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
     let mut client = Client::registered(&server, "dave").await;

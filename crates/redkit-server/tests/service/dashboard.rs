@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use redkit::ratelimit::Policy;
 use redkit_testkit::{Chromedriver, RedisServer, headless_chrome_capabilities};
 use serde_json::{Map, Value};
 
@@ -138,7 +137,7 @@ async fn start_server(redis: Option<redkit::config::RedisConfig>) -> TestServer 
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.dashboard_interval = Duration::from_millis(200);
-    config.auth_policy = Policy::new("auth", 2, Duration::from_secs(300)).unwrap();
+    config.auth_policy = crate::support::exact_policy("auth", 2, Duration::from_secs(300));
     start_with(redis, db, config).await
 }
 
