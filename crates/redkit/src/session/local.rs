@@ -108,13 +108,18 @@ impl LocalSessions {
         self.read(id, self.fail_safe)
     }
 
+    /// The entry for `id` if it is at most `max_age` old and its session
+    /// has not reached its absolute end.
     fn read(&self, id: &SessionId, max_age: Duration) -> Option<Session> {
         if !self.coherent.load(Ordering::Acquire) {
             return None;
         }
         let entry = self.entries.get(&digest(id))?;
-        (entry.session.id == *id && entry.read_at.elapsed() < max_age)
-            .then(|| entry.session.clone())
+        let session = &entry.session;
+        let alive = session
+            .absolute_expiry_ms
+            .is_none_or(|end| end > super::sessions::now_ms());
+        (session.id == *id && alive && entry.read_at.elapsed() < max_age).then(|| session.clone())
     }
 
     /// The epoch to pass to [`LocalSessions::put`] after a load.

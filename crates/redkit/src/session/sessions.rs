@@ -190,7 +190,7 @@ fn conflict_backoff(attempt: usize) -> Duration {
     Duration::from_micros(fastrand::u64(0..=cap_ms * 500))
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -548,10 +548,7 @@ impl<S: Store> Sessions<S> {
             return self.load(id, extend).await;
         };
         // A due extension goes to the store, so rolling expiry still works.
-        if !extend
-            && let Some(session) = local.get(id)
-            && session.absolute_expiry_ms.is_none_or(|end| end > now_ms())
-        {
+        if !extend && let Some(session) = local.get(id) {
             return Ok(Some(session));
         }
         let epoch = local.epoch();

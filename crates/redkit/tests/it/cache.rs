@@ -12,7 +12,7 @@ use redkit::store::{EmbeddedStore, KeyTtl, RedisStore, Store};
 use redkit_testkit::RedisServer;
 use serde::{Deserialize, Serialize};
 
-use crate::support::connected;
+use crate::support::{connected, eventually};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Task {
@@ -488,24 +488,6 @@ mod redis {
     }
 
     every_check!(make);
-}
-
-/// Polls `probe` until it returns true, for at most `within`.
-async fn eventually<F, Fut>(within: Duration, mut probe: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if probe().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

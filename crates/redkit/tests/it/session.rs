@@ -268,21 +268,6 @@ mod suite {
         );
     }
 
-    /// Waits up to a second for `check` to hold.
-    async fn within_a_second<F, Fut>(mut check: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        for _ in 0..100 {
-            if check().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    }
-
     pub async fn local_cache_serves_reads_and_stays_coherent<S: Store>(store: S) {
         let config = SessionConfig::default().local_cache(Duration::from_millis(800));
         let a = Sessions::new(store.clone(), config.clone()).unwrap();
@@ -305,7 +290,10 @@ mod suite {
             "not served locally"
         );
         assert!(
-            within_a_second(|| async { b.get(&first.id).await.unwrap().is_none() }).await,
+            crate::support::eventually(Duration::from_secs(1), || async {
+                b.get(&first.id).await.unwrap().is_none()
+            })
+            .await,
             "a local entry outlived local_cache"
         );
         store.set(&key, &raw, None).await.unwrap();
@@ -317,7 +305,7 @@ mod suite {
             .unwrap()
             .unwrap();
         assert!(
-            within_a_second(|| async {
+            crate::support::eventually(Duration::from_secs(1), || async {
                 b.get(&first.id).await.unwrap().unwrap().data.get("theme")
                     == Some(&Value::from("dark"))
             })
@@ -327,13 +315,19 @@ mod suite {
         // A destroy on A, and a destroy-all on B, reach the other's cache.
         assert!(a.destroy(&first.id).await.unwrap());
         assert!(
-            within_a_second(|| async { b.get(&first.id).await.unwrap().is_none() }).await,
+            crate::support::eventually(Duration::from_secs(1), || async {
+                b.get(&first.id).await.unwrap().is_none()
+            })
+            .await,
             "B kept a destroyed session"
         );
         assert!(a.get(&second.id).await.unwrap().is_some());
         assert_eq!(b.destroy_all("u").await.unwrap(), 1);
         assert!(
-            within_a_second(|| async { a.get(&second.id).await.unwrap().is_none() }).await,
+            crate::support::eventually(Duration::from_secs(1), || async {
+                a.get(&second.id).await.unwrap().is_none()
+            })
+            .await,
             "A kept a session ended by destroy-all on B"
         );
         // Cycling on B ends the old id on A.
@@ -341,7 +335,10 @@ mod suite {
         assert!(a.get(&third.id).await.unwrap().is_some());
         let cycled = b.cycle_id(&third.id).await.unwrap().unwrap();
         assert!(
-            within_a_second(|| async { a.get(&third.id).await.unwrap().is_none() }).await,
+            crate::support::eventually(Duration::from_secs(1), || async {
+                a.get(&third.id).await.unwrap().is_none()
+            })
+            .await,
             "A kept the id B cycled"
         );
         assert!(a.get(&cycled.id).await.unwrap().is_some());
@@ -624,4 +621,28 @@ async fn sessions_read_earlier_stand_in_while_redis_hangs() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("local_fail_safe"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fail_safe_never_outlives_a_sessions_absolute_end() {
+    let server = RedisServer::new();
+    let config = SessionConfig::default()
+        .absolute_max(Duration::from_millis(1500))
+        .local_cache(Duration::from_millis(50))
+        .local_fail_safe(Duration::from_secs(30));
+    let sessions = Sessions::new(RedisStore::new(connected(&server).await), config).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let session = sessions.create("u", Map::new()).await.unwrap();
+    assert!(sessions.get(&session.id).await.unwrap().is_some());
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // At most 100 ms + the command timeout (500 ms) after creation.
+    assert!(
+        sessions.get(&session.id).await.unwrap().is_some(),
+        "fail-safe"
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await; // past the absolute end
+    let error = sessions.get(&session.id).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    server.resume();
 }

@@ -53,3 +53,21 @@ pub async fn wait_for_state(
         connection.state()
     );
 }
+
+/// Polls `probe` until it returns true, for at most `within`.
+pub async fn eventually<F, Fut>(within: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if probe().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
