@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use redkit::config::Secret;
 use redkit::ratelimit::{Policy, TrustedProxies};
 
 use crate::config::ServiceConfig;
@@ -92,6 +93,15 @@ pub struct ServeArgs {
     /// `false` counts every request in Redis.
     #[arg(long, env = "REDKIT_RATE_LIMIT_LEASES", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub rate_limit_leases: bool,
+    /// Serve the operator routes (/metrics, /health/redis, /dashboard,
+    /// /dashboard/data) on this address only, not on --listen. /health,
+    /// /health/live and /health/ready stay on --listen.
+    #[arg(long, env = "REDKIT_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on the operator routes (at
+    /// least 16 characters; prefer the variable, which stays out of `ps`).
+    #[arg(long, env = "REDKIT_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+    pub admin_token: Option<Secret>,
 }
 
 /// A value that may be `off` on the command line (a newtype, because clap
@@ -131,8 +141,20 @@ impl ServeArgs {
         if !self.rate_limit_leases {
             config.rate_limit_leases = None;
         }
+        config.admin_listen = self.admin_listen;
+        config.admin_token = self.admin_token.clone();
         Ok(config)
     }
+}
+
+fn parse_admin_token(text: &str) -> Result<Secret, String> {
+    if text.chars().count() < 16 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // The value itself is never echoed.
+        return Err(
+            "expected at least 16 characters without spaces or control characters".to_owned(),
+        );
+    }
+    Ok(Secret::new(text))
 }
 
 fn parse_limit(text: &str) -> Result<Limit, String> {

@@ -1,9 +1,11 @@
 //! [`ServiceConfig`]: the service's typed settings. The command line
 //! ([`crate::cli`]) builds one; tests build their own.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use redkit::config::Secret;
 use redkit::ratelimit::{Policy, TrustedProxies};
 use redkit::session::SessionConfig;
 
@@ -44,8 +46,17 @@ pub struct ServiceConfig {
     /// How long a task list stays cached. Default: 5 minutes (writes
     /// invalidate it at once).
     pub tasks_ttl: Duration,
-    /// How often the dashboard samples the service. Default: 2 s.
-    pub dashboard_interval: Duration,
+    /// How often the background probe takes the health report that
+    /// `/health`, `/health/ready`, `/health/redis` and the dashboard answer
+    /// from. Default: 1 s.
+    pub probe_interval: Duration,
+    /// A separate listener for the operator routes (`/metrics`,
+    /// `/health/redis`, `/dashboard`, `/dashboard/data`), which then leave
+    /// the public one. Default: none (they share the public listener).
+    pub admin_listen: Option<SocketAddr>,
+    /// When set, the operator routes require `Authorization: Bearer
+    /// <token>` (compared in constant time; never logged). Default: none.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for ServiceConfig {
@@ -62,7 +73,9 @@ impl Default for ServiceConfig {
                 .local_cache(Duration::from_secs(2))
                 .local_fail_safe(Duration::from_secs(300)),
             tasks_ttl: Duration::from_secs(300),
-            dashboard_interval: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(1),
+            admin_listen: None,
+            admin_token: None,
         }
     }
 }

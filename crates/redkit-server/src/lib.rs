@@ -8,7 +8,11 @@
 //!   ([`db`]) behind redkit's cache, tagged per user;
 //! - `GET /events` ([`events`]): the user's task changes as Server-Sent
 //!   Events, across instances through pub/sub;
-//! - `GET /health`, `/health/redis`, `/metrics`: operator endpoints;
+//! - `GET /health/live`, `/health/ready`, `/health`: probes answered without
+//!   Redis round trips (from a background probe);
+//! - `GET /health/redis`, `/metrics`, `/dashboard`: operator routes, on their
+//!   own listener with `admin_listen` and behind a bearer token with
+//!   `admin_token`;
 //! - `GET /dashboard` (`dashboard`): a live page of connection state, ping,
 //!   cache hit rates, rate-limit rejections and memory, with a chart of the
 //!   last minutes, sampled in the background; its JSON at `/dashboard/data`.
@@ -36,5 +40,8 @@ pub use config::ServiceConfig;
 pub use dashboard::Dashboard;
 pub use error::ServerError;
 pub use metrics::install_metrics_recorder;
-pub use server::{AppState, RunningServer, bind as server_bind, router, serve};
+pub use server::{
+    AppState, RunningServer, admin_router, bind as server_bind, local_address, router, serve,
+    serve_with_admin,
+};
 pub use shutdown::Shutdown;

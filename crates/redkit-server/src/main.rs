@@ -61,15 +61,25 @@ async fn run(
         }
     }
     let database = service.database.display().to_string();
+    let (admin_listen, admin_token) = (service.admin_listen, service.admin_token.is_some());
     let state = AppState::new(kit, metrics, service).await?;
     tracing::info!(%database, "database ready");
     let listener = redkit_server::server_bind(listen).await?;
-    let address = listener.local_addr().map_err(|source| ServerError::Bind {
-        address: listen,
-        source,
-    })?;
+    let address = redkit_server::local_address(&listener, listen)?;
     tracing::info!("listening on http://{address}");
-    redkit_server::serve(listener, state, shutdown_signal()).await?;
+    let admin = match admin_listen {
+        Some(admin_listen) => {
+            let admin = redkit_server::server_bind(admin_listen).await?;
+            let address = redkit_server::local_address(&admin, admin_listen)?;
+            tracing::info!(
+                token = if admin_token { "required" } else { "none" },
+                "operator routes (/metrics, /health/redis, /dashboard) on http://{address}"
+            );
+            Some(admin)
+        }
+        None => None,
+    };
+    redkit_server::serve_with_admin(listener, admin, state, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

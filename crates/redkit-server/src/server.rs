@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redkit::Redkit;
 use redkit::cache::Cache;
 use redkit::ratelimit::{RateLimitLayer, RateLimiter};
-use redkit::session::{SessionId, Sessions};
+use redkit::session::{CookieSessions, SessionCookie, SessionId, Sessions};
 use redkit::store::AnyStore;
 use tokio::net::TcpListener;
 
@@ -39,6 +39,8 @@ pub struct AppState {
     pub tasks: Cache<AnyStore>,
     /// Sessions, shared by every instance on the same store.
     pub sessions: Sessions<AnyStore>,
+    /// The same sessions behind their cookie, for redkit's extractors.
+    pub cookie_sessions: CookieSessions,
     /// The rate limiter behind the auth and API policies.
     pub limiter: RateLimiter<AnyStore>,
     /// Real-time task changes.
@@ -59,6 +61,8 @@ impl AppState {
         let db = Database::open(&config.database).await?;
         let tasks = kit.cache("tasks").build().await?;
         let sessions = Sessions::new(session_store(kit.store()), config.sessions.clone())?;
+        let cookie = SessionCookie::new(auth::COOKIE_NAME)?.secure(config.cookie_secure);
+        let cookie_sessions = CookieSessions::new(sessions.clone(), cookie);
         let mut limiter = RateLimiter::builder(kit.store().clone());
         if let Some((interval, share)) = config.rate_limit_leases {
             limiter = limiter.local_leases(interval, share);
@@ -70,9 +74,10 @@ impl AppState {
             kit.clone(),
             tasks.clone(),
             limiter.clone(),
-            config.dashboard_interval,
+            config.probe_interval,
             shutdown.clone(),
-        );
+        )
+        .await;
         Ok(AppState {
             kit,
             metrics,
@@ -80,6 +85,7 @@ impl AppState {
             db,
             tasks,
             sessions,
+            cookie_sessions,
             limiter,
             events,
             dashboard,
@@ -89,11 +95,15 @@ impl AppState {
 
     /// The `Set-Cookie` header for session `id`.
     pub(crate) fn session_cookie(&self, id: &SessionId) -> axum::http::HeaderMap {
-        auth::set_cookie(
-            id,
-            self.sessions.config().ttl.as_secs(),
-            self.config.cookie_secure,
-        )
+        self.cookie_sessions
+            .cookie()
+            .set_headers(id, self.sessions.config().ttl)
+    }
+}
+
+impl FromRef<AppState> for CookieSessions {
+    fn from_ref(state: &AppState) -> Self {
+        state.cookie_sessions.clone()
     }
 }
 
@@ -109,16 +119,42 @@ fn session_store(store: &AnyStore) -> AnyStore {
     }
 }
 
-/// The service's routes.
-pub fn router(state: AppState) -> Router {
-    let config = &state.config;
-    let ops = Router::new()
-        .route("/health", get(routes::health::summary))
+/// The operator routes: metrics, the full health report, the dashboard —
+/// behind the admin token when one is configured.
+fn operator_routes(state: &AppState) -> Router<AppState> {
+    let routes = Router::new()
         .route("/health/redis", get(routes::health::report))
-        .route("/metrics", get(routes::metrics::render));
-    let dashboard_routes = Router::new()
+        .route("/metrics", get(routes::metrics::render))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/data", get(dashboard::data));
+    match &state.config.admin_token {
+        Some(token) => routes.layer(axum::middleware::from_fn_with_state(
+            token.clone(),
+            routes::admin::require_token,
+        )),
+        None => routes,
+    }
+}
+
+/// The admin listener's routes (`--admin-listen`): the operator routes only.
+pub fn admin_router(state: AppState) -> Router {
+    operator_routes(&state)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn(crate::metrics::record_request))
+        .with_state(state)
+}
+
+/// The service's public routes; the operator routes too unless they have
+/// their own listener (`admin_listen`).
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    let mut ops = Router::new()
+        .route("/health", get(routes::health::summary))
+        .route("/health/live", get(routes::health::live))
+        .route("/health/ready", get(routes::health::ready));
+    if config.admin_listen.is_none() {
+        ops = ops.merge(operator_routes(&state));
+    }
     let credentials = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
@@ -147,7 +183,6 @@ pub fn router(state: AppState) -> Router {
     }
     Router::new()
         .merge(ops)
-        .merge(dashboard_routes)
         .merge(credentials)
         .merge(account)
         .merge(api)
@@ -169,6 +204,8 @@ pub fn router(state: AppState) -> Router {
 pub struct RunningServer {
     /// The bound address (useful with port 0).
     pub address: SocketAddr,
+    /// The admin listener's bound address, when `admin_listen` is set.
+    pub admin_address: Option<SocketAddr>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -180,12 +217,21 @@ impl RunningServer {
         let address = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { address, source })?;
+        let admin = match state.config.admin_listen {
+            Some(admin) => Some(bind(admin).await?),
+            None => None,
+        };
+        let admin_address = admin
+            .as_ref()
+            .map(|listener| local_address(listener, address))
+            .transpose()?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve(listener, state, async {
+        let task = tokio::spawn(serve_with_admin(listener, admin, state, async {
             let _ = stopped.await;
         }));
         Ok(RunningServer {
             address,
+            admin_address,
             shutdown,
             task,
         })
@@ -208,10 +254,31 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { address, source })
 }
 
+/// The address `listener` is bound to.
+pub fn local_address(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            address: asked,
+            source,
+        })
+}
+
 /// Serves until `shutdown` resolves, then ends event streams, lets
 /// in-flight requests finish and closes the database and Redis.
 pub async fn serve(
     listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    serve_with_admin(listener, None, state, shutdown).await
+}
+
+/// [`serve`], with the operator routes on `admin` when it is given (bind it
+/// from `admin_listen`).
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -223,12 +290,29 @@ pub async fn serve(
             stopping.trigger();
         }
     };
+    let admin_task = admin.map(|admin| {
+        let app = admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            axum::serve(admin, app)
+                .with_graceful_shutdown(async move { stopping.wait().await })
+                .await
+        })
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
+    let mut result = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await
         .map_err(ServerError::Serve);
     stopping.trigger();
+    if let Some(admin_task) = admin_task {
+        let admin_result = admin_task
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join)));
+        if result.is_ok() {
+            result = admin_result.map_err(ServerError::Serve);
+        }
+    }
     db.close().await;
     kit.shutdown().await;
     result

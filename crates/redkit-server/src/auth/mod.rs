@@ -11,5 +11,4 @@ mod routes;
 mod session;
 
 pub(crate) use routes::{login, logout, logout_all, me, register};
-pub(crate) use session::set_cookie;
 pub use session::{COOKIE_NAME, CurrentUser};

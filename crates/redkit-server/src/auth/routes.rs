@@ -102,7 +102,7 @@ async fn start_session(
     user: &User,
 ) -> Result<HeaderMap, ApiError> {
     let user_id = user.id.to_string();
-    if let Some(previous) = session::session_id(headers) {
+    if let Some(previous) = state.cookie_sessions.cookie().session_id(headers) {
         match state.sessions.get(&previous).await? {
             // Same user logging in again: keep the data, change the id.
             Some(existing) if existing.user_id == user_id => {
@@ -131,7 +131,7 @@ pub(crate) async fn logout(
     state.sessions.destroy(&user.session_id).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        session::clear_cookie(state.config.cookie_secure),
+        state.cookie_sessions.cookie().clear_headers(),
     ))
 }
 
@@ -142,7 +142,7 @@ pub(crate) async fn logout_all(
 ) -> Result<impl IntoResponse, ApiError> {
     let ended = state.sessions.destroy_all(&user.id.to_string()).await?;
     Ok((
-        session::clear_cookie(state.config.cookie_secure),
+        state.cookie_sessions.cookie().clear_headers(),
         Json(json!({ "ended": ended })),
     ))
 }

@@ -10,7 +10,7 @@
 //! place.
 //!
 //! Redis is only touched by the background sampler (`sampler.rs`), once per
-//! `dashboard_interval`, however many browsers are open: the data endpoint
+//! `probe_interval`, however many browsers are open: the data endpoint
 //! reads the sampler's last health report and its bounded history (about
 //! five minutes), plus in-process counters (cache, rate limiter, SSE
 //! clients, embedded store) that cost no round trip.
@@ -25,6 +25,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use redkit::Redkit;
 use redkit::cache::Cache;
+use redkit::health::HealthReport;
 use redkit::ratelimit::RateLimiter;
 use redkit::store::AnyStore;
 
@@ -41,7 +42,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inl
      script-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// The dashboard's sampled history; cheap to clone.
+/// The service's background health probe and the dashboard's sampled
+/// history; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     shared: Arc<Mutex<Shared>>,
@@ -52,7 +54,7 @@ impl Dashboard {
     /// Starts the sampler: one sample every `interval` from `kit`'s health
     /// report and the counters of `tasks` and `limiter`, until `shutdown`
     /// or until every clone of the dashboard is dropped.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         kit: Redkit,
         tasks: Cache<AnyStore>,
         limiter: RateLimiter<AnyStore>,
@@ -66,13 +68,32 @@ impl Dashboard {
             tasks,
             limiter,
         };
+        // The first probe before serving: health endpoints always have a
+        // report to answer from.
+        let counters = sampler::Counters::read(&sources);
+        let counters = sampler::probe(&sources, &shared, counters).await;
         tokio::spawn(sampler::run(
             sources,
             Arc::downgrade(&shared),
             interval,
             shutdown,
+            counters,
         ));
         Dashboard { shared, interval }
+    }
+
+    /// The probe interval actually used.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Applies `read` to the last health report and its age; `None` before
+    /// the first probe (never, once `start` returned).
+    pub(crate) fn with_latest<R>(&self, read: impl FnOnce(&HealthReport, Duration) -> R) -> Option<R> {
+        let shared = sampler::lock(&self.shared);
+        let (taken_ms, report) = shared.latest()?;
+        let age = Duration::from_millis(sampler::unix_ms().saturating_sub(*taken_ms));
+        Some(read(report, age))
     }
 }
 

@@ -1,8 +1,11 @@
 //! The background sampler and the bounded history it fills.
 //!
-//! Every `dashboard_interval` the sampler asks redkit for its health report
-//! (one PING, INFO and DBSIZE when Redis is configured) and reads the `tasks`
-//! cache's and the rate limiter's counters. It keeps the report for the
+//! Every `probe_interval` (1 s by default) the sampler asks redkit for its
+//! health report (one PING, INFO and DBSIZE when Redis is configured) and
+//! reads the `tasks` cache's and the rate limiter's counters. It is the
+//! service's one health probe: `/health`, `/health/ready` and
+//! `/health/redis` answer from its last report, so no request makes Redis
+//! work. It keeps the report for the
 //! current values and appends one [`Sample`] to a ring buffer of about the
 //! last [`HISTORY`]; older samples fall off, so memory stays bounded.
 
@@ -140,14 +143,14 @@ pub(crate) struct Sources {
 
 /// Counter values at one sample, to difference with the next.
 #[derive(Debug, Clone, Copy)]
-struct Counters {
+pub(crate) struct Counters {
     cache: CacheStats,
     allowed: u64,
     rejected: u64,
 }
 
 impl Counters {
-    fn read(sources: &Sources) -> Self {
+    pub(crate) fn read(sources: &Sources) -> Self {
         let limiter = sources.limiter.stats();
         Counters {
             cache: sources.tasks.stats(),
@@ -185,36 +188,43 @@ fn sample(t: u64, report: &HealthReport, before: Counters, now: Counters) -> Sam
     }
 }
 
+/// Takes one health report and sample into `shared`; returns the counters
+/// it read, for the next sample's rates.
+pub(crate) async fn probe(sources: &Sources, shared: &Mutex<Shared>, before: Counters) -> Counters {
+    let report = sources.kit.health().await;
+    let now = Counters::read(sources);
+    let sample = sample(unix_ms(), &report, before, now);
+    lock(shared).record(sample, report);
+    now
+}
+
 /// Samples every `interval` into `shared` until `shutdown`, or until the
-/// dashboard is dropped.
+/// dashboard is dropped. The first tick comes one interval after start
+/// (the caller took the first sample).
 pub(crate) async fn run(
     sources: Sources,
     shared: Weak<Mutex<Shared>>,
     interval: Duration,
     shutdown: Shutdown,
+    mut before: Counters,
 ) {
     let mut stopping = pin!(shutdown.wait());
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     // A slow health check (Redis timing out) delays the next sample rather
     // than bunching several up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut before = Counters::read(&sources);
     loop {
         tokio::select! {
             () = &mut stopping => return,
             _ = ticker.tick() => {}
         }
-        let report = tokio::select! {
-            () = &mut stopping => return,
-            report = sources.kit.health() => report,
-        };
-        let now = Counters::read(&sources);
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let sample = sample(unix_ms(), &report, before, now);
-        lock(&shared).record(sample, report);
-        before = now;
+        before = tokio::select! {
+            () = &mut stopping => return,
+            now = probe(&sources, &shared, before) => now,
+        };
     }
 }
 

@@ -84,7 +84,8 @@ impl<S: Store> CacheBuilder<S> {
     }
 
     /// Values whose encoding is larger than this many bytes are compressed
-    /// with LZ4. Default: 4096.
+    /// with LZ4. Default: 4096. Needs the `lz4` feature (on by default);
+    /// without it values are stored uncompressed whatever this says.
     pub fn compress_above(mut self, bytes: usize) -> Self {
         self.compress_above = bytes;
         self

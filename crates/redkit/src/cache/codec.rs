@@ -18,7 +18,9 @@ pub enum Codec {
     #[default]
     Json,
     /// MessagePack (`rmp-serde`), with field names so that struct changes
-    /// stay readable.
+    /// stay readable. Needs the `msgpack` feature; without it, entries
+    /// written as MessagePack by another instance read as misses.
+    #[cfg(feature = "msgpack")]
     MessagePack,
 }
 
@@ -26,6 +28,7 @@ impl Codec {
     pub(crate) fn id(self) -> u8 {
         match self {
             Codec::Json => 0,
+            #[cfg(feature = "msgpack")]
             Codec::MessagePack => 1,
         }
     }
@@ -33,6 +36,7 @@ impl Codec {
     pub(crate) fn from_id(id: u8) -> Option<Self> {
         match id {
             0 => Some(Codec::Json),
+            #[cfg(feature = "msgpack")]
             1 => Some(Codec::MessagePack),
             _ => None,
         }
@@ -41,6 +45,7 @@ impl Codec {
     pub(crate) fn encode<T: Serialize>(self, value: &T) -> Result<Vec<u8>, BoxError> {
         match self {
             Codec::Json => Ok(serde_json::to_vec(value)?),
+            #[cfg(feature = "msgpack")]
             Codec::MessagePack => Ok(rmp_serde::to_vec_named(value)?),
         }
     }
@@ -48,6 +53,7 @@ impl Codec {
     pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, BoxError> {
         match self {
             Codec::Json => Ok(serde_json::from_slice(bytes)?),
+            #[cfg(feature = "msgpack")]
             Codec::MessagePack => Ok(rmp_serde::from_slice(bytes)?),
         }
     }

@@ -46,9 +46,9 @@ pub(crate) enum Corrupt {
 }
 
 pub(crate) fn encode(meta: &Meta, codec: Codec, payload: &[u8], compress_above: usize) -> Bytes {
-    let compressed = payload.len() > compress_above;
+    let compressed = cfg!(feature = "lz4") && payload.len() > compress_above;
     let body: std::borrow::Cow<'_, [u8]> = if compressed {
-        lz4_flex::compress_prepend_size(payload).into()
+        compress(payload).into()
     } else {
         payload.into()
     };
@@ -96,7 +96,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, Corrupt> {
         if declared > body.len().saturating_mul(255) {
             return Err(Corrupt::Compression);
         }
-        Bytes::from(lz4_flex::decompress_size_prepended(&body).map_err(|_| Corrupt::Compression)?)
+        Bytes::from(decompress(&body)?)
     } else {
         body
     };
@@ -109,6 +109,30 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, Corrupt> {
         codec,
         payload,
     })
+}
+
+/// LZ4 with the size prepended (feature `lz4`).
+#[cfg(feature = "lz4")]
+fn compress(payload: &[u8]) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(payload)
+}
+
+/// Without the `lz4` feature nothing is compressed (`encode` checks first).
+#[cfg(not(feature = "lz4"))]
+fn compress(payload: &[u8]) -> Vec<u8> {
+    payload.to_vec()
+}
+
+#[cfg(feature = "lz4")]
+fn decompress(body: &[u8]) -> Result<Vec<u8>, Corrupt> {
+    lz4_flex::decompress_size_prepended(body).map_err(|_| Corrupt::Compression)
+}
+
+/// Without the `lz4` feature a compressed entry (written by an instance
+/// with it) cannot be read: it counts as corrupt, so the cache misses.
+#[cfg(not(feature = "lz4"))]
+fn decompress(_body: &[u8]) -> Result<Vec<u8>, Corrupt> {
+    Err(Corrupt::Compression)
 }
 
 struct Reader<'a> {

@@ -19,6 +19,17 @@
 //! - **Observable**: [`RedisConnection::state`], a stream of changes
 //!   ([`RedisConnection::state_changes`]), a `tracing` event per transition
 //!   (host, port, db — never the password) and `metrics` counters.
+//!
+//! # Low-level access: the `redis` crate's types
+//!
+//! This module is the one corner of redkit's public API that shows types of
+//! the [`redis`] crate, whose major versions move faster than redkit's:
+//! [`RedisConnection::query`] and [`RedisConnection::query_pipeline`] take a
+//! `redis::Cmd` / `redis::Pipeline`, [`RedisConnection::dedicated`] and
+//! [`RedisConnection::pubsub`] hand out `redis` connections. Use them for
+//! commands redkit has no API for, through the re-export [`redis`] so the
+//! versions always match. Everything else in redkit (stores, cache,
+//! sessions, rate limits, health) speaks only redkit's own types.
 
 mod backoff;
 mod client;
@@ -26,6 +37,10 @@ mod handle;
 mod metrics;
 mod state;
 mod supervisor;
+
+/// The `redis` crate redkit is built on, for the low-level methods of
+/// [`RedisConnection`] (see the module docs).
+pub use ::redis;
 
 pub use backoff::Backoff;
 pub use handle::{RedisConnection, StateChanges};

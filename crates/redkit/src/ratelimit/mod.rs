@@ -17,7 +17,7 @@
 //! - while the store is unavailable an insurance limiter (embedded, per
 //!   instance) counts instead — or the limiter fails open or closed, as
 //!   configured ([`WhenUnavailable`]);
-//! - [`RateLimitLayer`] puts it in front of any tower service: client IP that
+//! - [`RateLimitLayer`] (feature `axum`) puts it in front of any tower service: client IP that
 //!   ignores forwarding headers unless the peer is a [`TrustedProxies`] entry,
 //!   429 with `Retry-After` and a JSON body, IETF `RateLimit-Policy` /
 //!   `RateLimit` headers on every response.
@@ -26,6 +26,7 @@ mod algorithm;
 mod client_ip;
 mod lease;
 mod limiter;
+#[cfg(feature = "axum")]
 mod middleware;
 mod policy;
 
@@ -34,5 +35,6 @@ pub use limiter::{
     Decision, DecisionSource, RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable,
     script_invocation,
 };
+#[cfg(feature = "axum")]
 pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
 pub use policy::{Algorithm, Policy};

@@ -21,9 +21,14 @@
 //! - while Redis is down, sessions keep working from the embedded store, or
 //!   fail closed ([`SessionConfig::fail_closed`]);
 //! - [`SessionStore`] (feature `tower-sessions`) plugs the same storage into
-//!   the standard axum session stack.
+//!   the standard axum session stack;
+//! - [`RequiredSession`] / [`OptionalSession`] (feature `axum`) give an axum
+//!   handler the request's session with one argument, reading the id from a
+//!   [`SessionCookie`] through [`CookieSessions`].
 
 mod config;
+#[cfg(feature = "axum")]
+mod extract;
 mod id;
 mod local;
 mod sessions;
@@ -31,6 +36,10 @@ mod sessions;
 mod tower_store;
 
 pub use config::SessionConfig;
+#[cfg(feature = "axum")]
+pub use extract::{
+    CookieSessions, OptionalSession, RequiredSession, SessionCookie, SessionRejection,
+};
 pub use id::SessionId;
 pub use sessions::{Session, SessionUpdate, Sessions};
 #[cfg(feature = "tower-sessions")]
