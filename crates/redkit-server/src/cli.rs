@@ -51,6 +51,24 @@ pub enum Command {
     /// Run the reference service (the default).
     #[command(after_help = REDIS_HELP)]
     Serve(ServeArgs),
+    /// Audit the configured Redis (the same REDIS_* variables as serve):
+    /// version and commands, ACL permissions, a round trip of every store
+    /// operation on a scratch prefix (removed afterwards), security, memory
+    /// and eviction, persistence, replication, latency and the slow log.
+    /// Exit code 0 when all pass, 1 with warnings, 2 with failures.
+    #[command(after_help = REDIS_HELP)]
+    Doctor(DoctorArgs),
+}
+
+/// Options of `redkit doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// PINGs in the latency sample.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub pings: u32,
 }
 
 /// Options of `redkit serve`.
@@ -208,11 +226,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
-    /// The options of `serve`, whether it was named or not.
-    pub fn serve_args(self) -> ServeArgs {
+    /// The options of `serve`, whether it was named or not (`None` for
+    /// another subcommand).
+    pub fn serve_args(self) -> Option<ServeArgs> {
         match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(Command::Serve(args)) => Some(args),
+            None => Some(self.serve),
+            Some(_) => None,
         }
     }
 }
@@ -248,6 +268,7 @@ mod tests {
         let defaults = Cli::try_parse_from(["redkit", "serve"])
             .unwrap()
             .serve_args()
+            .unwrap()
             .service_config()
             .unwrap();
         assert_eq!(defaults.sessions.local_cache, Duration::from_secs(2));
@@ -263,6 +284,7 @@ mod tests {
         ])
         .unwrap()
         .serve_args()
+        .unwrap()
         .service_config()
         .unwrap();
         assert_eq!(exact.sessions.local_cache, Duration::ZERO);

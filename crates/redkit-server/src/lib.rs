@@ -17,6 +17,8 @@
 //!   cache hit rates, rate-limit rejections and memory, with a chart of the
 //!   last minutes, sampled in the background; its JSON at `/dashboard/data`.
 //!
+//! - `redkit doctor` ([`doctor`]): audits the configured Redis.
+//!
 //! Configuration is parsed at the edge (`main.rs`, [`cli`]) into a
 //! [`ServiceConfig`]; everything below takes typed values.
 
@@ -26,6 +28,7 @@ pub mod cli;
 mod config;
 mod dashboard;
 pub mod db;
+pub mod doctor;
 mod error;
 pub mod events;
 mod json;

@@ -6,18 +6,25 @@ use std::process::ExitCode;
 use clap::Parser;
 use redkit::Redkit;
 use redkit::config::RedisConfig;
-use redkit_server::cli::Cli;
+use redkit_server::cli::{Cli, Command, DoctorArgs};
+use redkit_server::doctor::{self, DoctorOptions};
 use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_recorder};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before logging starts: the doctor's output is its report alone.
+    if let Some(Command::Doctor(args)) = &cli.command {
+        return doctor(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let args = cli.serve_args();
+    let Some(args) = cli.serve_args() else {
+        return ExitCode::FAILURE;
+    };
     // Configuration errors stop the program before anything is served.
     let configs = RedisConfig::from_env().and_then(|redis| Ok((redis, args.service_config()?)));
     let (redis, service) = match configs {
@@ -41,6 +48,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `redkit doctor`: exit 0 all pass, 1 warnings, 2 failures (and 2 for a
+/// configuration that cannot be parsed).
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let redis = match RedisConfig::from_env() {
+        Ok(redis) => redis,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = DoctorOptions { pings: args.pings };
+    let report = runtime.block_on(doctor::audit(redis, &options));
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    ExitCode::from(report.exit_code())
 }
 
 async fn run(

@@ -35,6 +35,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct RedisServerBuilder {
     password: Option<String>,
     args: Vec<(String, String)>,
+    config_lines: Vec<String>,
     tls: Option<TlsFiles>,
 }
 
@@ -59,6 +60,14 @@ impl RedisServerBuilder {
     /// Passes `--name value` to redis-server (for example `maxmemory`, `10mb`).
     pub fn arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.args.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a line to a configuration file the server starts from, for
+    /// settings whose value has spaces, such as an ACL user:
+    /// `user app on >secret ~* &* +@all -@scripting`.
+    pub fn config_line(mut self, line: impl Into<String>) -> Self {
+        self.config_lines.push(line.into());
         self
     }
 
@@ -152,6 +161,15 @@ impl RedisServer {
         }
         let binary = redis_server_binary();
         let mut command = Command::new(&binary);
+        if !self.options.config_lines.is_empty() {
+            // The file must come first; flags after it override it.
+            let path = self.dir.path().join("redkit-test.conf");
+            let mut text = self.options.config_lines.join("\n");
+            text.push('\n');
+            std::fs::write(&path, text)
+                .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+            command.arg(path);
+        }
         command
             .arg("--port")
             .arg(self.port.to_string())

@@ -100,17 +100,29 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
         .await
         .unwrap();
     redis.restart();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Health answers from the background probe, so wait for the supervisor
+    // to count the reconnect rather than for /health.
     let reconnected = async {
         loop {
+            let text = reqwest::get(server.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let reconnects: f64 = text
+                .lines()
+                .find_map(|line| line.strip_prefix("redkit_redis_reconnects_total "))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0.0);
             let (_, body) = get_json(&server, "/health").await;
-            if body["status"] == "healthy" {
+            if reconnects >= 1.0 && body["status"] == "healthy" {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), reconnected)
+    tokio::time::timeout(Duration::from_secs(10), reconnected)
         .await
         .unwrap();
 

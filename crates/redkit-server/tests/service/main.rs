@@ -5,7 +5,9 @@
 mod api;
 mod binary;
 mod dashboard;
+mod doctor;
 mod health;
 mod instances;
+mod ops;
 mod outage;
 mod support;
