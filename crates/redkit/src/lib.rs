@@ -20,6 +20,27 @@
 //! kit.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! The parts: [`cache`] (multi-tier cache-aside with tags, stale-while-
+//! revalidate and fail-safe), [`session`] (sessions with a per-user index,
+//! axum extractors, a tower-sessions store), [`ratelimit`] (GCRA and sliding
+//! window, a tower layer), [`health`], [`config`] (every setting with its
+//! default; `REDIS_*` variables), [`connection`] (the shared connection, and
+//! the one low-level corner that shows the `redis` crate's types).
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | `ratelimit::RateLimitLayer` and the session extractors (`session::RequiredSession`, `session::OptionalSession`); pulls in axum and tower |
+//! | `tower-sessions` | yes | `session::SessionStore` for `tower_sessions` |
+//! | `lz4` | yes | LZ4 compression of large cached values; without it values are stored uncompressed (compressed entries written elsewhere read as misses) |
+//! | `msgpack` | no | `cache::Codec::MessagePack` |
+//!
+//! With `default-features = false` the core — connection, stores, cache,
+//! sessions, rate limiter, health — builds on tokio, redis, moka and serde
+//! alone.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
 pub mod clock;
@@ -33,4 +54,14 @@ pub mod session;
 pub mod store;
 
 pub use error::{BoxError, Error, Result};
+
+/// The code of the crate's README, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadme;
+
+/// The code of the workspace README, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct WorkspaceReadme;
 pub use redkit::{Redkit, RedkitBuilder};

@@ -11,6 +11,23 @@ use crate::health::{self, HealthReport, HealthThresholds};
 use crate::store::{AnyStore, Backend, EmbeddedStore, RedisStore};
 
 /// Everything redkit gives a service, behind one cheap-to-clone handle.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> redkit::Result<()> {
+/// use redkit::store::Store;
+///
+/// // No Redis configured: the embedded store. `RedisConfig::from_env()`
+/// // picks Redis up from REDIS_URL / REDIS_HOST when they are set.
+/// let kit = redkit::Redkit::builder().build()?;
+/// kit.store().set("greeting", b"hello", None).await?;
+/// assert_eq!(kit.store().get("greeting").await?.as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(kit.health().await.status.as_str(), "healthy");
+/// kit.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Redkit {
     store: AnyStore,
@@ -104,6 +121,11 @@ impl RedkitBuilder {
     /// Validates the configuration and starts connecting in the background.
     /// Must be called inside a Tokio runtime. Redis being down is not an
     /// error: the handle reports it and heals when Redis comes back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the
+    /// setting when the Redis or embedded-store configuration is invalid.
     pub fn build(self) -> Result<Redkit> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let embedded = EmbeddedStore::with_clock(self.embedded, clock)?;

@@ -18,6 +18,26 @@ use crate::error::{Error, Result};
 use crate::store::{PubSubEvent, Store};
 
 /// Builds a [`Cache`]; every setting documents its default.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> redkit::Result<()> {
+/// use std::time::Duration;
+/// use redkit::cache::EntryOptions;
+///
+/// let kit = redkit::Redkit::builder().build()?;
+/// let cache = kit
+///     .cache("users")
+///     .l1_max_bytes(32 * 1024 * 1024)
+///     .default_options(EntryOptions::default().ttl(Duration::from_secs(60)))
+///     .build()
+///     .await?;
+/// cache.set("user:1", &"ada", &cache.options()).await?;
+/// assert_eq!(cache.get::<String>("user:1").await?.as_deref(), Some("ada"));
+/// # Ok(()) }
+/// ```
 #[must_use]
 pub struct CacheBuilder<S> {
     store: S,
@@ -140,6 +160,11 @@ impl<S: Store> CacheBuilder<S> {
 
     /// Validates the settings, subscribes to the backplane (when enabled) and
     /// returns the cache. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid namespace or a zero default
+    /// TTL; the store's error when the backplane subscription fails.
     pub async fn build(self) -> Result<Cache<S>> {
         let layout = Layout::new(&self.namespace)?;
         if self.defaults.ttl.is_zero() {

@@ -1,7 +1,7 @@
 //! How values become bytes.
 //!
-//! JSON is the default: other languages (the Node services of the seeds) can
-//! read what redkit writes. MessagePack is the compact binary option, still
+//! JSON is the default: services in other languages sharing the Redis (a
+//! Node or Python service next to yours) can read what redkit writes. MessagePack is the compact binary option, still
 //! self-describing and cross-language. Which codec wrote an entry is recorded
 //! in its header, so changing the codec never misreads old entries.
 

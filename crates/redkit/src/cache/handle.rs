@@ -27,6 +27,34 @@ use crate::store::{SetEntry, Store};
 /// embedded store), coherent across instances. Clones share everything.
 ///
 /// See the [module docs](super) for the behaviour.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> redkit::Result<()> {
+/// use std::time::Duration;
+///
+/// let kit = redkit::Redkit::builder().build()?;
+/// let tasks = kit.cache("tasks").build().await?;
+/// let options = tasks.options().ttl(Duration::from_secs(60)).tag("user:42");
+/// let list: Vec<String> = tasks
+///     .get_or_set("user:42:tasks", &options, || async {
+///         Ok::<_, std::io::Error>(vec!["write docs".to_owned()])
+///     })
+///     .await?;
+/// assert_eq!(list, ["write docs"]);
+/// tasks.invalidate_tag("user:42").await?; // on every instance
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// Reads and writes fail with [`Error::InvalidInput`] for a key that is
+/// empty, too long or holds control characters, with
+/// [`Error::Loader`](crate::Error::Loader) when a loader fails and no stale
+/// value may stand in, and with the store's error when L2 is unavailable
+/// and nothing else can answer.
 pub struct Cache<S: Store> {
     pub(super) inner: Arc<CacheInner<S>>,
 }

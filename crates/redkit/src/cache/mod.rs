@@ -1,9 +1,9 @@
 //! A multi-tier cache: L1 in process, L2 in the store, coherent across
 //! instances.
 //!
-//! Every seed hand-writes cache-aside on Redis; the better ones add tags,
-//! pattern invalidation and an in-process tier. This module is all of it, with
-//! FusionCache's resilience:
+//! Services tend to hand-write cache-aside on Redis; the better ones add
+//! tags, pattern invalidation and an in-process tier. This module is all of
+//! it, with the resilience of .NET's FusionCache:
 //!
 //! - **Tiers**: reads go L1 ([moka], bounded by bytes, holding decoded values)
 //!   → L2 (the [`Store`](crate::store::Store): Redis, or the embedded store) →

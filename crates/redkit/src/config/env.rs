@@ -1,19 +1,6 @@
 //! Reading [`RedisConfig`] from `REDIS_*` environment variables.
 //!
-//! | variable | meaning |
-//! |---|---|
-//! | `REDIS_ENABLED` | `false` selects the embedded store |
-//! | `REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS |
-//! | `REDIS_HOST`, `REDIS_PORT` | address, when no URL is given |
-//! | `REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_TLS` | credentials, database, TLS (also fill in what a URL leaves out) |
-//! | `REDIS_TLS_CA_FILE` | PEM CA certificate for TLS |
-//! | `REDIS_KEY_PREFIX` | prefix for keys and channels |
-//! | `REDIS_CONNECT_TIMEOUT_MS`, `REDIS_COMMAND_TIMEOUT_MS` | timeouts |
-//! | `REDIS_KEEPALIVE_SECS` | TCP keep-alive idle time, `0` disables |
-//! | `REDIS_POOL_SIZE` | multiplexed connections |
-//! | `REDIS_HEALTH_CHECK_INTERVAL_MS` | idle PING interval |
-//! | `REDIS_RETRY_INITIAL_DELAY_MS`, `REDIS_RETRY_MAX_DELAY_MS`, `REDIS_RETRY_MAX_ATTEMPTS`, `REDIS_DEGRADED_PROBE_INTERVAL_MS` | reconnection policy |
-//! | `REDIS_FALLBACK` | serve from the embedded store while Redis is down |
+//! The variables are documented on [`RedisConfig::from_env`].
 //!
 //! Neither `REDIS_URL` nor `REDIS_HOST` set means "no Redis": the embedded
 //! store. An empty variable counts as unset.

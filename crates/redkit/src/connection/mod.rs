@@ -1,7 +1,7 @@
 //! One shared Redis connection for every module.
 //!
-//! Backend services keep writing the same connection code by hand (see the
-//! seeds): retry with backoff, a health PING, logs on every state change, a
+//! Backend services keep writing the same connection code by hand: retry
+//! with backoff, a health PING, logs on every state change, a
 //! graceful `quit()` on SIGTERM. [`RedisConnection`] is that code done once:
 //!
 //! - **Cheap to clone**: clones share one set of multiplexed connections

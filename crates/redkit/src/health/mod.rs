@@ -1,6 +1,6 @@
 //! Health of the Redis layer, as data.
 //!
-//! The seeds' `/health` endpoints PING Redis and read `INFO`; operators then
+//! A typical `/health` endpoint PINGs Redis and dumps `INFO`; operators then
 //! read raw numbers without knowing which ones matter. [`HealthReport`] does
 //! the reading: ping latency, the `INFO` essentials and `DBSIZE`, plus an
 //! overall [`HealthStatus`] decided by documented [`HealthThresholds`], with

@@ -142,6 +142,31 @@ impl Counters {
 }
 
 /// A distributed rate limiter; clones share state.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> redkit::Result<()> {
+/// use std::time::Duration;
+/// use redkit::ratelimit::{Policy, RateLimiter};
+///
+/// let kit = redkit::Redkit::builder().build()?;
+/// let limiter = RateLimiter::new(kit.store().clone())?;
+/// let policy = Policy::new("login", 2, Duration::from_secs(60))?;
+/// assert!(limiter.check(&policy, "ip:192.0.2.1", 1).await?.allowed);
+/// assert!(limiter.check(&policy, "ip:192.0.2.1", 1).await?.allowed);
+/// let third = limiter.check(&policy, "ip:192.0.2.1", 1).await?;
+/// assert!(!third.allowed);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// [`RateLimiter::check`] fails with [`Error::InvalidInput`] for an invalid
+/// key, and with the store's error only when the limiter is set to fail
+/// closed ([`WhenUnavailable`]); by default an insurance limiter answers
+/// instead.
 #[derive(Clone)]
 pub struct RateLimiter<S: Store = AnyStore> {
     inner: Arc<Inner<S>>,
@@ -344,6 +369,11 @@ impl<S: Store> RateLimiterBuilder<S> {
     }
 
     /// Builds the limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a lease interval of zero or a share
+    /// outside `(0, 1]`, or when the insurance store cannot be built.
     pub fn build(self) -> Result<RateLimiter<S>> {
         let leases = match self.local_leases {
             None => None,

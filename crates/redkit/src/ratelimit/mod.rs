@@ -1,11 +1,12 @@
 //! Distributed rate limiting: GCRA and sliding window, one round trip each.
 //!
-//! The seeds limit by IP and route with fixed presets and two round trips
-//! (INCR then EXPIRE). redkit's [`RateLimiter`] runs each check as one
+//! Hand-written limiters usually count by IP and route with fixed presets
+//! and two round trips (INCR then EXPIRE), racing between them. redkit's
+//! [`RateLimiter`] runs each check as one
 //! server-side script on the store's own clock, with the same integer math in
 //! Lua (Redis) and Rust (embedded store), so every instance shares one limit:
 //!
-//! - [`Policy`]: named limits as data, with the seeds' presets (`default`
+//! - [`Policy`]: named limits as data, with common presets (`default`
 //!   100/min, `api` 1000/h, `auth` 5 per 5 min, `static` 1000/min), GCRA or
 //!   sliding window, a cost per request, penalties and rewards;
 //! - keys already over their limit are rejected in process until their retry

@@ -32,6 +32,25 @@ pub struct Policy {
 
 impl Policy {
     /// A sliding-window policy; see [`Policy::gcra`] for the other algorithm.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redkit::ratelimit::Policy;
+    ///
+    /// let api = Policy::new("api", 1000, Duration::from_secs(3600))?;
+    /// let smooth = Policy::gcra("search", 10, Duration::from_secs(1), 5)?;
+    /// # let _ = (api, smooth);
+    /// # Ok::<(), redkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the problem: a name that is not 1 to
+    /// 64 letters, digits, `_` or `-`; a limit outside 1 … 10⁹; a window
+    /// outside 1 ms … 31 days; a limit × window too large to count exactly;
+    /// a GCRA burst of zero.
     pub fn new(name: impl Into<String>, limit: u64, window: Duration) -> Result<Self> {
         Self::with_algorithm(name, limit, window, Algorithm::SlidingWindow)
     }
@@ -99,7 +118,7 @@ impl Policy {
         })
     }
 
-    /// DEFAULT: 100 requests per minute (the seeds' general limit).
+    /// DEFAULT: 100 requests per minute, a general per-client limit.
     pub fn default_preset() -> Self {
         Self::preset("default", 100, 60)
     }

@@ -1,8 +1,8 @@
 //! Sessions: create, get, update, destroy, touch, cycle ids, list and end
 //! them per user — on Redis or the embedded store.
 //!
-//! The seeds keep sessions in Redis with a 24 h TTL and a per-user grouping
-//! that nobody cleans. Here:
+//! Sessions usually live in Redis with a 24 h TTL and a per-user grouping
+//! that nobody cleans (connect-redis, Spring Session). Here:
 //!
 //! - ids carry 256 bits from the OS CSPRNG and never appear in `Debug`;
 //! - rolling expiry costs nothing extra on reads: the read itself extends

@@ -211,6 +211,31 @@ fn ms(duration: Duration) -> i64 {
 /// (ids whose session expired are removed) and expires by itself at most
 /// `index_refresh` after the user's last session did, so expired sessions
 /// never leave index entries behind for long.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> redkit::Result<()> {
+/// use redkit::session::{SessionConfig, SessionUpdate, Sessions};
+///
+/// let kit = redkit::Redkit::builder().build()?;
+/// let sessions = Sessions::new(kit.store().clone(), SessionConfig::default())?;
+/// let session = sessions.create("user-42", Default::default()).await?;
+/// sessions.update(&session.id, &SessionUpdate::new().set("theme", "dark")).await?;
+/// let read = sessions.get(&session.id).await?.expect("the session exists");
+/// assert_eq!(read.data["theme"], "dark");
+/// assert_eq!(sessions.destroy_all("user-42").await?, 1);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// Every call fails with the store's error when it cannot be reached — with
+/// [`Error::Unavailable`] while Redis is down and
+/// [`SessionConfig::fail_closed`](super::SessionConfig::fail_closed) is set
+/// — and with [`Error::InvalidInput`] for a user id that is empty or too
+/// long.
 pub struct Sessions<S: Store = AnyStore> {
     inner: Arc<SessionsInner<S>>,
 }
@@ -327,6 +352,11 @@ impl<S: Store> std::fmt::Debug for Sessions<S> {
 
 impl<S: Store> Sessions<S> {
     /// Sessions on `store` with `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting when a duration of
+    /// `config` is zero or out of range.
     pub fn new(store: S, config: SessionConfig) -> Result<Self> {
         if config.ttl.is_zero() || config.index_refresh.is_zero() {
             return Err(Error::invalid_config(
