@@ -38,3 +38,7 @@ echo "==> chromium: $(chromium --version 2>/dev/null || echo unknown)"
 echo "==> cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+echo "==> examples (each checks itself on the embedded store)"
+for example in cache_aside login_sessions rate_limited_router; do
+    cargo run --quiet --locked -p redkit --example "$example" -- --check
+done

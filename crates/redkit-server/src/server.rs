@@ -256,12 +256,10 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, ServerError> {
 
 /// The address `listener` is bound to.
 pub fn local_address(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, ServerError> {
-    listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            address: asked,
-            source,
-        })
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        address: asked,
+        source,
+    })
 }
 
 /// Serves until `shutdown` resolves, then ends event streams, lets

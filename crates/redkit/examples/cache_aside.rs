@@ -46,8 +46,14 @@ impl Database {
     async fn load(&self, id: u64) -> Result<User, std::io::Error> {
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.loads.fetch_add(1, Ordering::Relaxed);
-        let names = self.names.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-        let name = names.get(&id).cloned().unwrap_or_else(|| format!("user {id}"));
+        let names = self
+            .names
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        let name = names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("user {id}"));
         Ok(User { id, name })
     }
 }
@@ -68,7 +74,11 @@ fn tag(id: u64) -> String {
 }
 
 async fn get_user(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
-    let options = app.users.options().ttl(Duration::from_secs(60)).tag(tag(id));
+    let options = app
+        .users
+        .options()
+        .ttl(Duration::from_secs(60))
+        .tag(tag(id));
     let db = app.db.clone();
     let loaded = app
         .users
@@ -122,7 +132,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(connection) = kit.connection() {
         // The connection is lazy: give Redis a moment, so the first
         // requests use it (while it is down, the app still starts).
-        let _ = connection.wait_ready(std::time::Duration::from_secs(5)).await;
+        let _ = connection
+            .wait_ready(std::time::Duration::from_secs(5))
+            .await;
     }
     let users = kit.cache("users").build().await?;
     let app = app(users);
@@ -146,22 +158,49 @@ async fn check(app: Router) {
 
     let get = |app: Router| async move {
         let response = app
-            .oneshot(Request::get("/users/7").body(Body::empty()).unwrap_or_default())
+            .oneshot(
+                Request::get("/users/7")
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            )
             .await
             .unwrap_or_else(|never| match never {});
         assert_eq!(response.status(), StatusCode::OK);
-        let loads = response.headers()["x-database-loads"].to_str().unwrap_or("").to_owned();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
-        let user: User = serde_json::from_slice(&body).unwrap_or(User { id: 0, name: String::new() });
+        let loads = response.headers()["x-database-loads"]
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let user: User = serde_json::from_slice(&body).unwrap_or(User {
+            id: 0,
+            name: String::new(),
+        });
         (loads, user.name)
     };
-    assert_eq!(get(app.clone()).await, ("1".to_owned(), "user 7".to_owned()));
-    assert_eq!(get(app.clone()).await, ("1".to_owned(), "user 7".to_owned()), "second read is a hit");
+    assert_eq!(
+        get(app.clone()).await,
+        ("1".to_owned(), "user 7".to_owned())
+    );
+    assert_eq!(
+        get(app.clone()).await,
+        ("1".to_owned(), "user 7".to_owned()),
+        "second read is a hit"
+    );
     let rename = Request::put("/users/7")
         .header("content-type", "application/json")
         .body(Body::from(r#"{"name":"Ada"}"#))
         .unwrap_or_default();
-    let response = app.clone().oneshot(rename).await.unwrap_or_else(|never| match never {});
+    let response = app
+        .clone()
+        .oneshot(rename)
+        .await
+        .unwrap_or_else(|never| match never {});
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(get(app).await, ("2".to_owned(), "Ada".to_owned()), "the write invalidated the entry");
+    assert_eq!(
+        get(app).await,
+        ("2".to_owned(), "Ada".to_owned()),
+        "the write invalidated the entry"
+    );
 }

@@ -53,7 +53,11 @@ async fn login(
     Form(login): Form<Login>,
 ) -> Response {
     if login.username.is_empty() || login.username.len() > 64 {
-        return (StatusCode::UNPROCESSABLE_ENTITY, "username: 1 to 64 characters").into_response();
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username: 1 to 64 characters",
+        )
+            .into_response();
     }
     // A session id known before login is never the one authenticated after.
     if let Some(previous) = previous {
@@ -78,7 +82,10 @@ async fn me(RequiredSession(session): RequiredSession) -> Json<serde_json::Value
     Json(json!({ "user": session.user_id, "since_ms": session.created_at_ms }))
 }
 
-async fn logout(State(app): State<AppState>, RequiredSession(session): RequiredSession) -> Response {
+async fn logout(
+    State(app): State<AppState>,
+    RequiredSession(session): RequiredSession,
+) -> Response {
     let _ = app.sessions.destroy(&session.id).await;
     let headers: HeaderMap = app.cookie_sessions.cookie().clear_headers();
     (StatusCode::NO_CONTENT, headers).into_response()
@@ -102,7 +109,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(connection) = kit.connection() {
         // The connection is lazy: give Redis a moment, so the first
         // requests use it (while it is down, the app still starts).
-        let _ = connection.wait_ready(std::time::Duration::from_secs(5)).await;
+        let _ = connection
+            .wait_ready(std::time::Duration::from_secs(5))
+            .await;
     }
     // 24 h rolling sessions; with Redis, fail closed while it is down
     // rather than logging everyone in on an empty fallback.
@@ -129,7 +138,11 @@ async fn check(app: Router) {
 
     let send = |request: Request<Body>| {
         let app = app.clone();
-        async move { app.oneshot(request).await.unwrap_or_else(|never| match never {}) }
+        async move {
+            app.oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {})
+        }
     };
     let me = |cookie: &str| {
         Request::get("/me")
@@ -139,7 +152,9 @@ async fn check(app: Router) {
     };
     let anonymous = send(me("")).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let body = axum::body::to_bytes(anonymous.into_body(), 1 << 16).await.unwrap_or_default();
+    let body = axum::body::to_bytes(anonymous.into_body(), 1 << 16)
+        .await
+        .unwrap_or_default();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     assert_eq!(body["error"]["code"], "unauthorized");
 
@@ -149,13 +164,18 @@ async fn check(app: Router) {
         .unwrap_or_default();
     let response = send(login).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap_or("").to_owned();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap_or("")
+        .to_owned();
     let cookie = set_cookie.split(';').next().unwrap_or("").to_owned();
     assert!(cookie.starts_with("redkit_session="));
 
     let response = send(me(&cookie)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap_or_default();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     assert_eq!(body["user"], "ada");
 
@@ -164,5 +184,9 @@ async fn check(app: Router) {
         .body(Body::empty())
         .unwrap_or_default();
     assert_eq!(send(logout).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(send(me(&cookie)).await.status(), StatusCode::UNAUTHORIZED, "ended everywhere");
+    assert_eq!(
+        send(me(&cookie)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "ended everywhere"
+    );
 }

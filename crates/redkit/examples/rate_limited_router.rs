@@ -41,7 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(connection) = kit.connection() {
         // The connection is lazy: give Redis a moment, so the first
         // requests use it (while it is down, the app still starts).
-        let _ = connection.wait_ready(std::time::Duration::from_secs(5)).await;
+        let _ = connection
+            .wait_ready(std::time::Duration::from_secs(5))
+            .await;
     }
     let limiter = RateLimiter::new(kit.store().clone())?;
     let app = app(limiter)?;
@@ -52,7 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
         println!("listening on http://{}", listener.local_addr()?);
         // The client IP comes from the connection: serve with ConnectInfo.
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await?;
     }
     kit.shutdown().await;
     Ok(())
@@ -78,7 +84,11 @@ async fn check(app: Router) {
     };
     let send = |request: Request<Body>| {
         let app = app.clone();
-        async move { app.oneshot(request).await.unwrap_or_else(|never| match never {}) }
+        async move {
+            app.oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {})
+        }
     };
     for attempt in 1..=5 {
         let response = send(from([192, 0, 2, 1], "POST", "/login")).await;
@@ -89,6 +99,14 @@ async fn check(app: Router) {
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.headers().contains_key("retry-after"));
     // Another client, and another route, have their own counts.
-    assert_eq!(send(from([192, 0, 2, 2], "POST", "/login")).await.status(), StatusCode::OK);
-    assert_eq!(send(from([192, 0, 2, 1], "GET", "/api/hello")).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(from([192, 0, 2, 2], "POST", "/login")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(from([192, 0, 2, 1], "GET", "/api/hello"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }

@@ -89,7 +89,10 @@ impl Dashboard {
 
     /// Applies `read` to the last health report and its age; `None` before
     /// the first probe (never, once `start` returned).
-    pub(crate) fn with_latest<R>(&self, read: impl FnOnce(&HealthReport, Duration) -> R) -> Option<R> {
+    pub(crate) fn with_latest<R>(
+        &self,
+        read: impl FnOnce(&HealthReport, Duration) -> R,
+    ) -> Option<R> {
         let shared = sampler::lock(&self.shared);
         let (taken_ms, report) = shared.latest()?;
         let age = Duration::from_millis(sampler::unix_ms().saturating_sub(*taken_ms));

@@ -22,25 +22,66 @@ const NEEDED: &[(&str, &[&str], &str)] = &[
     ("GETEX", &["GETEX", "k", "PX", "1000"], "rolling sessions"),
     ("SET", &["SET", "k", "v"], "store, cache, sessions"),
     ("MGET", &["MGET", "k"], "cache get_many"),
-    ("UNLINK", &["UNLINK", "k"], "store deletes, cache invalidation"),
+    (
+        "UNLINK",
+        &["UNLINK", "k"],
+        "store deletes, cache invalidation",
+    ),
     ("PEXPIRE", &["PEXPIRE", "k", "1000"], "store expire"),
     ("PTTL", &["PTTL", "k"], "store ttl"),
-    ("INCRBY", &["INCRBY", "k", "1"], "counters, cache tag versions"),
+    (
+        "INCRBY",
+        &["INCRBY", "k", "1"],
+        "counters, cache tag versions",
+    ),
     ("SADD", &["SADD", "k", "m"], "session index"),
     ("SREM", &["SREM", "k", "m"], "session index"),
     ("SMEMBERS", &["SMEMBERS", "k"], "session index"),
     ("SCAN", &["SCAN", "0"], "prefix invalidation"),
-    ("PUBLISH", &["PUBLISH", "c", "m"], "cache backplane, session and task events"),
-    ("SUBSCRIBE", &["SUBSCRIBE", "c"], "cache backplane, session and task events"),
-    ("EVALSHA", &["EVALSHA", "0000000000000000000000000000000000000000", "1", "k"], "rate limits, sessions"),
-    ("SCRIPT LOAD", &["SCRIPT", "LOAD", "return 1"], "rate limits, sessions"),
+    (
+        "PUBLISH",
+        &["PUBLISH", "c", "m"],
+        "cache backplane, session and task events",
+    ),
+    (
+        "SUBSCRIBE",
+        &["SUBSCRIBE", "c"],
+        "cache backplane, session and task events",
+    ),
+    (
+        "EVALSHA",
+        &[
+            "EVALSHA",
+            "0000000000000000000000000000000000000000",
+            "1",
+            "k",
+        ],
+        "rate limits, sessions",
+    ),
+    (
+        "SCRIPT LOAD",
+        &["SCRIPT", "LOAD", "return 1"],
+        "rate limits, sessions",
+    ),
     ("PING", &["PING"], "connection health"),
     ("INFO", &["INFO"], "health report"),
     ("DBSIZE", &["DBSIZE"], "health report"),
-    ("XADD", &["XADD", "k", "*", "f", "v"], "job queues (Streams)"),
-    ("XREADGROUP", &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "k", ">"], "job queues (Streams)"),
+    (
+        "XADD",
+        &["XADD", "k", "*", "f", "v"],
+        "job queues (Streams)",
+    ),
+    (
+        "XREADGROUP",
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "k", ">"],
+        "job queues (Streams)",
+    ),
     ("XACK", &["XACK", "k", "g", "0-1"], "job queues (Streams)"),
-    ("XAUTOCLAIM", &["XAUTOCLAIM", "k", "g", "c", "0", "0"], "job queues (Streams)"),
+    (
+        "XAUTOCLAIM",
+        &["XAUTOCLAIM", "k", "g", "c", "0", "0"],
+        "job queues (Streams)",
+    ),
 ];
 
 /// Commands an application's user should not be allowed.
@@ -69,7 +110,11 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
     let connection = match RedisConnection::connect(scratch_config) {
         Ok(connection) => connection,
         Err(error) => {
-            findings.push(Finding::fail("connection", chain(&error), "fix the REDIS_* settings"));
+            findings.push(Finding::fail(
+                "connection",
+                chain(&error),
+                "fix the REDIS_* settings",
+            ));
             return findings;
         }
     };
@@ -90,14 +135,23 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
         return findings;
     }
     let user = connection
-        .query::<String>(&redis::cmd("ACL").arg("WHOAMI"))
+        .query::<String>(redis::cmd("ACL").arg("WHOAMI"))
         .await
-        .unwrap_or_else(|_| config.username.clone().unwrap_or_else(|| "default".to_owned()));
+        .unwrap_or_else(|_| {
+            config
+                .username
+                .clone()
+                .unwrap_or_else(|| "default".to_owned())
+        });
     findings.push(Finding::pass(
         "connection",
         format!(
             "connected to {address} as user `{user}`{}",
-            if config.tls { " over TLS" } else { " without TLS" }
+            if config.tls {
+                " over TLS"
+            } else {
+                " without TLS"
+            }
         ),
     ));
     let info = match connection.query::<String>(&redis::cmd("INFO")).await {
@@ -130,7 +184,11 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
 /// failure before the connection's own retries.
 async fn reach(config: &RedisConfig) -> Result<(), String> {
     let target = (config.host.as_str(), config.port);
-    match tokio::time::timeout(config.connect_timeout, tokio::net::TcpStream::connect(target)).await
+    match tokio::time::timeout(
+        config.connect_timeout,
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
     {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
@@ -166,18 +224,28 @@ fn version(info: &Info) -> Finding {
             "allow INFO so the version can be checked",
         );
     };
-    let parts: Vec<u32> = text.split('.').filter_map(|part| part.parse().ok()).collect();
-    let (major, minor) = (parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0));
+    let parts: Vec<u32> = text
+        .split('.')
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    let (major, minor) = (
+        parts.first().copied().unwrap_or(0),
+        parts.get(1).copied().unwrap_or(0),
+    );
     if (major, minor) < (6, 2) {
         Finding::fail(
             "version",
-            format!("Redis {text}: redkit needs 6.2 or newer (GETEX for rolling sessions, XAUTOCLAIM for queues)"),
+            format!(
+                "Redis {text}: redkit needs 6.2 or newer (GETEX for rolling sessions, XAUTOCLAIM for queues)"
+            ),
             "upgrade Redis to 6.2+ (7.x recommended)",
         )
     } else {
         Finding::pass(
             "version",
-            format!("Redis {text} has every command redkit uses (GETEX, scripts, pub/sub, Streams)"),
+            format!(
+                "Redis {text} has every command redkit uses (GETEX, scripts, pub/sub, Streams)"
+            ),
         )
     }
 }
@@ -215,7 +283,9 @@ async fn permissions(connection: &RedisConnection, user: &str) -> Finding {
             Err(_) => {
                 return Finding::pass(
                     "permissions",
-                    format!("ACL DRYRUN is not available to `{user}` (Redis < 7 or a restricted user); the round trip below tries each operation instead"),
+                    format!(
+                        "ACL DRYRUN is not available to `{user}` (Redis < 7 or a restricted user); the round trip below tries each operation instead"
+                    ),
                 );
             }
         }
@@ -265,13 +335,21 @@ async fn round_trip(connection: &RedisConnection, user: &str) -> Finding {
     };
     let minute = Some(Duration::from_secs(60));
     let text = |error: redkit::Error| chain(&error);
-    check("SET", "store, cache, sessions", store.set("value", b"v", minute).await.map_err(text));
+    check(
+        "SET",
+        "store, cache, sessions",
+        store.set("value", b"v", minute).await.map_err(text),
+    );
     let got = store.get("value").await.map_err(text);
-    check("GET", "store, cache, sessions", match got {
-        Ok(Some(value)) if value.as_ref() == b"v" => Ok(()),
-        Ok(other) => Err(format!("read back {other:?} instead of the value written")),
-        Err(error) => Err(error),
-    });
+    check(
+        "GET",
+        "store, cache, sessions",
+        match got {
+            Ok(Some(value)) if value.as_ref() == b"v" => Ok(()),
+            Ok(other) => Err(format!("read back {other:?} instead of the value written")),
+            Err(error) => Err(error),
+        },
+    );
     check(
         "GETEX",
         "rolling sessions",
@@ -281,27 +359,99 @@ async fn round_trip(connection: &RedisConnection, user: &str) -> Finding {
             .map(drop)
             .map_err(text),
     );
-    check("SET NX", "cache stampede lock", store.set_if_absent("lock", b"1", minute).await.map(drop).map_err(text));
-    check("MGET", "cache get_many", store.get_many(&["value", "lock"]).await.map(drop).map_err(text));
+    check(
+        "SET NX",
+        "cache stampede lock",
+        store
+            .set_if_absent("lock", b"1", minute)
+            .await
+            .map(drop)
+            .map_err(text),
+    );
+    check(
+        "MGET",
+        "cache get_many",
+        store
+            .get_many(&["value", "lock"])
+            .await
+            .map(drop)
+            .map_err(text),
+    );
     let entries = [SetEntry {
         key: "many",
         value: b"m",
         ttl: minute,
     }];
-    check("SET (pipelined)", "cache set_many", store.set_many(&entries).await.map_err(text));
-    check("PEXPIRE", "store expire", store.expire("value", Duration::from_secs(30)).await.map(drop).map_err(text));
-    check("PTTL", "store ttl", match store.ttl("value").await {
-        Ok(KeyTtl::ExpiresIn(_)) => Ok(()),
-        Ok(other) => Err(format!("PTTL said {other:?} for a key with a TTL")),
-        Err(error) => Err(text(error)),
-    });
-    check("INCRBY", "counters, cache tag versions", store.incr_by("counter", 2).await.map(drop).map_err(text));
-    check("SADD", "session index", store.set_add("set", &["a", "b"]).await.map(drop).map_err(text));
-    check("SREM", "session index", store.set_remove("set", &["a"]).await.map(drop).map_err(text));
-    check("SMEMBERS", "session index", store.set_members("set").await.map(drop).map_err(text));
-    check("SCAN", "prefix invalidation", scan_all(&store, "*", 100).await.map(drop).map_err(text));
-    check("PUBLISH", "cache backplane, events", store.publish("channel", b"hello").await.map(drop).map_err(text));
-    check("SUBSCRIBE", "cache backplane, events", subscribe(connection, &format!("{prefix}channel")).await);
+    check(
+        "SET (pipelined)",
+        "cache set_many",
+        store.set_many(&entries).await.map_err(text),
+    );
+    check(
+        "PEXPIRE",
+        "store expire",
+        store
+            .expire("value", Duration::from_secs(30))
+            .await
+            .map(drop)
+            .map_err(text),
+    );
+    check(
+        "PTTL",
+        "store ttl",
+        match store.ttl("value").await {
+            Ok(KeyTtl::ExpiresIn(_)) => Ok(()),
+            Ok(other) => Err(format!("PTTL said {other:?} for a key with a TTL")),
+            Err(error) => Err(text(error)),
+        },
+    );
+    check(
+        "INCRBY",
+        "counters, cache tag versions",
+        store.incr_by("counter", 2).await.map(drop).map_err(text),
+    );
+    check(
+        "SADD",
+        "session index",
+        store
+            .set_add("set", &["a", "b"])
+            .await
+            .map(drop)
+            .map_err(text),
+    );
+    check(
+        "SREM",
+        "session index",
+        store
+            .set_remove("set", &["a"])
+            .await
+            .map(drop)
+            .map_err(text),
+    );
+    check(
+        "SMEMBERS",
+        "session index",
+        store.set_members("set").await.map(drop).map_err(text),
+    );
+    check(
+        "SCAN",
+        "prefix invalidation",
+        scan_all(&store, "*", 100).await.map(drop).map_err(text),
+    );
+    check(
+        "PUBLISH",
+        "cache backplane, events",
+        store
+            .publish("channel", b"hello")
+            .await
+            .map(drop)
+            .map_err(text),
+    );
+    check(
+        "SUBSCRIBE",
+        "cache backplane, events",
+        subscribe(connection, &format!("{prefix}channel")).await,
+    );
     let (load, eval) = scripts(connection, &format!("{prefix}value")).await;
     check("SCRIPT LOAD", "rate limits, sessions", load);
     check("EVALSHA", "rate limits, sessions", eval);
@@ -310,7 +460,11 @@ async fn round_trip(connection: &RedisConnection, user: &str) -> Finding {
     }
     let keys = ["value", "lock", "many", "counter", "set", "stream"];
     let cleaned = store.delete(&keys).await.map_err(text);
-    check("UNLINK", "store deletes, cache invalidation", cleaned.as_ref().map(drop).map_err(Clone::clone));
+    check(
+        "UNLINK",
+        "store deletes, cache invalidation",
+        cleaned.as_ref().map(drop).map_err(Clone::clone),
+    );
     let left = scan_all(&store, "*", 100).await.unwrap_or_default();
     if !left.is_empty() {
         let left: Vec<&str> = left.iter().map(String::as_str).collect();
@@ -319,7 +473,9 @@ async fn round_trip(connection: &RedisConnection, user: &str) -> Finding {
     if failed.is_empty() {
         return Finding::pass(
             "round_trip",
-            format!("every store operation works on the scratch prefix `{prefix}` (removed afterwards)"),
+            format!(
+                "every store operation works on the scratch prefix `{prefix}` (removed afterwards)"
+            ),
         );
     }
     let names: Vec<String> = failed
@@ -328,7 +484,12 @@ async fn round_trip(connection: &RedisConnection, user: &str) -> Finding {
         .collect();
     let details: Vec<String> = failed
         .iter()
-        .map(|failure| format!("{} ({}): {}", failure.command, failure.used_by, failure.error))
+        .map(|failure| {
+            format!(
+                "{} ({}): {}",
+                failure.command, failure.used_by, failure.error
+            )
+        })
         .collect();
     Finding::fail(
         "round_trip",
@@ -362,7 +523,10 @@ async fn subscribe(connection: &RedisConnection, channel: &str) -> Result<(), St
         .map_err(|error| error.to_string())
 }
 
-async fn scripts(connection: &RedisConnection, key: &str) -> (Result<(), String>, Result<(), String>) {
+async fn scripts(
+    connection: &RedisConnection,
+    key: &str,
+) -> (Result<(), String>, Result<(), String>) {
     let lua = "return redis.call('EXISTS', KEYS[1])";
     let load = connection
         .query::<String>(redis::cmd("SCRIPT").arg("LOAD").arg(lua))
@@ -377,7 +541,10 @@ async fn scripts(connection: &RedisConnection, key: &str) -> (Result<(), String>
     (load.map(drop), eval)
 }
 
-async fn streams(connection: &RedisConnection, key: &str) -> Vec<(&'static str, Result<(), String>)> {
+async fn streams(
+    connection: &RedisConnection,
+    key: &str,
+) -> Vec<(&'static str, Result<(), String>)> {
     let run = |cmd: redis::Cmd| async move {
         connection
             .query::<Value>(&cmd)
@@ -386,10 +553,25 @@ async fn streams(connection: &RedisConnection, key: &str) -> Vec<(&'static str, 
             .map_err(|error| chain(&error))
     };
     let mut results = Vec::new();
-    results.push(("XADD", run(redis::cmd("XADD").arg(key).arg("*").arg("f").arg("v").clone()).await));
+    results.push((
+        "XADD",
+        run(redis::cmd("XADD")
+            .arg(key)
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .clone())
+        .await,
+    ));
     results.push((
         "XGROUP CREATE",
-        run(redis::cmd("XGROUP").arg("CREATE").arg(key).arg("doctor").arg("0").clone()).await,
+        run(redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg("doctor")
+            .arg("0")
+            .clone())
+        .await,
     ));
     results.push((
         "XREADGROUP",
@@ -407,9 +589,19 @@ async fn streams(connection: &RedisConnection, key: &str) -> Vec<(&'static str, 
     ));
     results.push((
         "XAUTOCLAIM",
-        run(redis::cmd("XAUTOCLAIM").arg(key).arg("doctor").arg("c").arg(0).arg("0").clone()).await,
+        run(redis::cmd("XAUTOCLAIM")
+            .arg(key)
+            .arg("doctor")
+            .arg("c")
+            .arg(0)
+            .arg("0")
+            .clone())
+        .await,
     ));
-    results.push(("XACK", run(redis::cmd("XACK").arg(key).arg("doctor").arg("0-1").clone()).await));
+    results.push((
+        "XACK",
+        run(redis::cmd("XACK").arg(key).arg("doctor").arg("0-1").clone()).await,
+    ));
     results
 }
 
@@ -434,7 +626,10 @@ async fn open_without_password(config: &RedisConfig) -> Option<bool> {
         let read = stream.read(&mut buffer).await.ok()?;
         Some(buffer[..read].starts_with(b"+PONG"))
     };
-    tokio::time::timeout(config.connect_timeout, attempt).await.ok().flatten()
+    tokio::time::timeout(config.connect_timeout, attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn config_get(connection: &RedisConnection, name: &str) -> Option<String> {
@@ -531,14 +726,22 @@ fn memory(info: &Info) -> Vec<Finding> {
         ));
     } else {
         let share = used / maxmemory;
-        let text = format!("{:.0} MiB used of a {:.0} MiB maxmemory ({:.0} %)", used / 1048576.0, maxmemory / 1048576.0, share * 100.0);
+        let text = format!(
+            "{:.0} MiB used of a {:.0} MiB maxmemory ({:.0} %)",
+            used / 1048576.0,
+            maxmemory / 1048576.0,
+            share * 100.0
+        );
         findings.push(if share > 0.9 {
             Finding::warn("memory", text, "raise maxmemory or reduce cache TTLs")
         } else {
             Finding::pass("memory", text)
         });
     }
-    let policy = info.get("maxmemory_policy").map(String::as_str).unwrap_or("unknown");
+    let policy = info
+        .get("maxmemory_policy")
+        .map(String::as_str)
+        .unwrap_or("unknown");
     const SESSIONS: &str = "sessions (`sess:s:*`: users logged out)";
     const INDEX: &str = "session indexes (`sess:u:*`: logout-all misses sessions)";
     const LIMITS: &str = "rate-limit counters (`rl:*`: limits reset, abusers get through)";
@@ -546,7 +749,9 @@ fn memory(info: &Info) -> Vec<Finding> {
     const QUEUES: &str = "job queues (Streams: jobs lost)";
     let at_risk: Option<Vec<&str>> = match policy {
         "noeviction" => None,
-        policy if policy.starts_with("allkeys-") => Some(vec![SESSIONS, INDEX, LIMITS, TAGS, QUEUES]),
+        policy if policy.starts_with("allkeys-") => {
+            Some(vec![SESSIONS, INDEX, LIMITS, TAGS, QUEUES])
+        }
         policy if policy.starts_with("volatile-") => Some(vec![SESSIONS, INDEX, LIMITS]),
         _ => Some(Vec::new()),
     };
@@ -570,7 +775,10 @@ fn memory(info: &Info) -> Vec<Finding> {
     if fragmentation > 1.5 && used >= 64.0 * 1048576.0 {
         findings.push(Finding::warn(
             "memory",
-            format!("mem_fragmentation_ratio {fragmentation:.2} on {:.0} MiB", used / 1048576.0),
+            format!(
+                "mem_fragmentation_ratio {fragmentation:.2} on {:.0} MiB",
+                used / 1048576.0
+            ),
             "enable `activedefrag yes` or restart Redis during a quiet period",
         ));
     }
@@ -590,14 +798,24 @@ fn clients(info: &Info) -> Finding {
             "clients",
             format!("{connected:.0} clients connected of maxclients {max:.0}"),
         ),
-        (Some(connected), None) => Finding::pass("clients", format!("{connected:.0} clients connected")),
-        _ => Finding::warn("clients", "client counts unknown (INFO did not answer)", "allow INFO"),
+        (Some(connected), None) => {
+            Finding::pass("clients", format!("{connected:.0} clients connected"))
+        }
+        _ => Finding::warn(
+            "clients",
+            "client counts unknown (INFO did not answer)",
+            "allow INFO",
+        ),
     }
 }
 
 async fn persistence(connection: &RedisConnection, info: &Info) -> Finding {
-    if info.get("rdb_last_bgsave_status").is_some_and(|status| status != "ok")
-        || info.get("aof_last_write_status").is_some_and(|status| status != "ok")
+    if info
+        .get("rdb_last_bgsave_status")
+        .is_some_and(|status| status != "ok")
+        || info
+            .get("aof_last_write_status")
+            .is_some_and(|status| status != "ok")
     {
         return Finding::fail(
             "persistence",
@@ -605,13 +823,21 @@ async fn persistence(connection: &RedisConnection, info: &Info) -> Finding {
             "check the Redis log and the disk (space, permissions) of `dir`",
         );
     }
-    if info.get("aof_enabled").is_some_and(|enabled| enabled == "1") {
-        return Finding::pass("persistence", "AOF is on: sessions and queued jobs survive a restart");
+    if info
+        .get("aof_enabled")
+        .is_some_and(|enabled| enabled == "1")
+    {
+        return Finding::pass(
+            "persistence",
+            "AOF is on: sessions and queued jobs survive a restart",
+        );
     }
     match config_get(connection, "save").await {
         Some(save) if !save.trim().is_empty() => Finding::warn(
             "persistence",
-            format!("RDB snapshots only (`save {save}`): a crash loses the writes since the last snapshot (sessions, queued jobs)"),
+            format!(
+                "RDB snapshots only (`save {save}`): a crash loses the writes since the last snapshot (sessions, queued jobs)"
+            ),
             "enable `appendonly yes` (appendfsync everysec)",
         ),
         Some(_) => Finding::warn(
@@ -630,7 +856,10 @@ async fn persistence(connection: &RedisConnection, info: &Info) -> Finding {
 fn replication(info: &Info) -> Finding {
     match info.get("role").map(String::as_str) {
         Some("slave") => {
-            if info.get("master_link_status").is_some_and(|status| status != "up") {
+            if info
+                .get("master_link_status")
+                .is_some_and(|status| status != "up")
+            {
                 return Finding::fail(
                     "replication",
                     "this is a replica whose link to its master is down",
@@ -659,16 +888,31 @@ fn replication(info: &Info) -> Finding {
             } else {
                 Finding::pass(
                     "replication",
-                    format!("master with {} replicas{}", lags.len(), if lags.is_empty() { String::new() } else { format!(", lag at most {worst:.0} s") }),
+                    format!(
+                        "master with {} replicas{}",
+                        lags.len(),
+                        if lags.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", lag at most {worst:.0} s")
+                        }
+                    ),
                 )
             }
         }
-        None => Finding::warn("replication", "role unknown (INFO did not answer)", "allow INFO"),
+        None => Finding::warn(
+            "replication",
+            "role unknown (INFO did not answer)",
+            "allow INFO",
+        ),
     }
 }
 
 fn topology(info: &Info) -> Finding {
-    if info.get("cluster_enabled").is_some_and(|enabled| enabled == "1") {
+    if info
+        .get("cluster_enabled")
+        .is_some_and(|enabled| enabled == "1")
+    {
         return Finding::fail(
             "topology",
             "this node runs in Cluster mode; redkit connects to standalone Redis only for now (Cluster and Sentinel support is planned), so keys on other slots answer MOVED",
@@ -760,7 +1004,8 @@ async fn slowlog(connection: &RedisConnection) -> Finding {
                 },
                 _ => return None,
             };
-            (now.saturating_sub(time) < 3600).then(|| format!("{command} {:.1} ms", micros as f64 / 1000.0))
+            (now.saturating_sub(time) < 3600)
+                .then(|| format!("{command} {:.1} ms", micros as f64 / 1000.0))
         })
         .collect();
     if recent.is_empty() {
@@ -768,7 +1013,11 @@ async fn slowlog(connection: &RedisConnection) -> Finding {
     } else {
         Finding::warn(
             "slowlog",
-            format!("{} slow commands in the last hour: {}", recent.len(), recent.join(", ")),
+            format!(
+                "{} slow commands in the last hour: {}",
+                recent.len(),
+                recent.join(", ")
+            ),
             "find their callers (KEYS, large MGET/SMEMBERS, long scripts) and bound them; SLOWLOG RESET after fixing",
         )
     }

@@ -71,7 +71,11 @@ impl Finding {
         }
     }
 
-    pub(crate) fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn warn(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Finding {
             check,
             grade: Grade::Warn,
@@ -80,7 +84,11 @@ impl Finding {
         }
     }
 
-    pub(crate) fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn fail(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Finding {
             check,
             grade: Grade::Fail,

@@ -54,10 +54,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let difference = a
-        .iter()
-        .zip(b)
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(difference) == 0
 }
 

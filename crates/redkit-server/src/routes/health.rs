@@ -121,7 +121,9 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<se
 
 /// GET /health: status, backend and reasons, small enough for a probe every
 /// second.
-pub(crate) async fn summary(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+pub(crate) async fn summary(
+    State(state): State<AppState>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let stale_after = stale_after(&state);
     state
         .dashboard

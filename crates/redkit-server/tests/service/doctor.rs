@@ -24,7 +24,10 @@ fn doctor(url: &str, extra: &[&str]) -> (i32, String) {
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.is_empty() || !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.is_empty() || !stderr.contains("panicked"),
+        "{stderr}"
+    );
     (output.status.code().unwrap(), stdout)
 }
 
@@ -100,7 +103,10 @@ fn allkeys_eviction_warns_naming_sessions_in_json() {
         .unwrap();
     assert_eq!(eviction["grade"], "warn");
     let message = eviction["message"].as_str().unwrap();
-    assert!(message.contains("allkeys-lru") && message.contains("sessions"), "{message}");
+    assert!(
+        message.contains("allkeys-lru") && message.contains("sessions"),
+        "{message}"
+    );
     assert!(eviction["fix"].as_str().unwrap().contains("noeviction"));
 }
 
@@ -117,7 +123,10 @@ fn a_user_without_script_permission_fails_naming_the_commands() {
     for command in ["EVALSHA", "SCRIPT LOAD"] {
         assert!(out.contains(command), "{command} not named:\n{out}");
     }
-    assert!(out.contains("+evalsha"), "the fix names the ACL rule:\n{out}");
+    assert!(
+        out.contains("+evalsha"),
+        "the fix names the ACL rule:\n{out}"
+    );
     assert!(!out.contains("app-password"), "{out}");
 }
 
@@ -129,5 +138,9 @@ fn unreachable_redis_fails_quickly_naming_the_address() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains(&format!("127.0.0.1:{port}")), "{out}");
     assert!(out.contains("FAIL connection"), "{out}");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }

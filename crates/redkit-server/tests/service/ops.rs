@@ -60,38 +60,56 @@ async fn live_and_ready_follow_redis_down_hung_and_back() {
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["status"], "not_ready");
     let reason = body["reasons"].to_string();
-    assert!(reason.contains(&format!("127.0.0.1:{}", redis.port())), "{body}");
+    assert!(
+        reason.contains(&format!("127.0.0.1:{}", redis.port())),
+        "{body}"
+    );
     assert!(body["probe_age_ms"].is_u64(), "{body}");
 
     redis.start();
     assert!(
-        eventually(Duration::from_secs(10), || async { status(ready.clone()).await == 200 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(ready.clone()).await == 200
+        })
+        .await,
         "ready once redis is up"
     );
 
     // Hung (SIGSTOP): still alive, no longer ready.
     redis.pause();
     assert!(
-        eventually(Duration::from_secs(10), || async { status(ready.clone()).await == 503 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(ready.clone()).await == 503
+        })
+        .await,
         "not ready while redis hangs"
     );
     assert_eq!(status(live.clone()).await, 200);
     redis.resume();
     assert!(
-        eventually(Duration::from_secs(10), || async { status(ready.clone()).await == 200 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(ready.clone()).await == 200
+        })
+        .await,
         "ready again after SIGCONT"
     );
 
     // Killed, then back.
     redis.kill();
     assert!(
-        eventually(Duration::from_secs(10), || async { status(ready.clone()).await == 503 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(ready.clone()).await == 503
+        })
+        .await,
         "not ready while redis is down"
     );
     assert_eq!(status(live.clone()).await, 200);
     redis.start();
     assert!(
-        eventually(Duration::from_secs(10), || async { status(ready.clone()).await == 200 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(ready.clone()).await == 200
+        })
+        .await,
         "ready again when redis is back"
     );
     server.stop().await;
@@ -153,7 +171,10 @@ async fn the_admin_listener_takes_the_operator_routes_behind_the_token() {
     let mut config = test_config(&db.path());
     config.admin_listen = Some(([127, 0, 0, 1], 0).into());
     config.admin_token = Some(Secret::new(TOKEN));
-    assert!(!format!("{config:?}").contains(TOKEN), "the token leaked into Debug");
+    assert!(
+        !format!("{config:?}").contains(TOKEN),
+        "the token leaked into Debug"
+    );
     let server = start_with(None, db, config).await;
     let admin = server.server.admin_address.unwrap();
     assert_ne!(admin, server.server.address);
@@ -161,7 +182,11 @@ async fn the_admin_listener_takes_the_operator_routes_behind_the_token() {
 
     for path in operator {
         let public = get_with(server.url(path), Some(TOKEN)).await;
-        assert_eq!(public.status(), 404, "{path} is still on the public listener");
+        assert_eq!(
+            public.status(),
+            404,
+            "{path} is still on the public listener"
+        );
         let url = format!("http://{admin}{path}");
         let missing = get_with(url.clone(), None).await;
         assert_eq!(missing.status(), 401, "{path} without the token");
@@ -191,7 +216,10 @@ async fn the_token_guards_operator_routes_on_the_public_listener_too() {
     let server = start_with(None, db, config).await;
     assert!(server.server.admin_address.is_none());
     assert_eq!(get_with(server.url("/metrics"), None).await.status(), 401);
-    assert_eq!(get_with(server.url("/metrics"), Some(TOKEN)).await.status(), 200);
+    assert_eq!(
+        get_with(server.url("/metrics"), Some(TOKEN)).await.status(),
+        200
+    );
     assert_eq!(status(server.url("/health")).await, 200);
     server.stop().await;
 }

@@ -399,6 +399,12 @@ mod tests {
         let text = set.to_str().unwrap();
         assert!(text.contains("HttpOnly; SameSite=Lax; Max-Age=60; Secure"));
         assert!(set.is_sensitive());
-        assert!(cookie.clear().to_str().unwrap().starts_with("redkit_session=;"));
+        assert!(
+            cookie
+                .clear()
+                .to_str()
+                .unwrap()
+                .starts_with("redkit_session=;")
+        );
     }
 }
