@@ -5,6 +5,7 @@
 mod cache;
 mod config;
 mod connection;
+mod extract;
 mod fallback;
 mod health;
 mod ratelimit;
