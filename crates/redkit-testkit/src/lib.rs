@@ -13,8 +13,13 @@
 //! For tests of pages, [`Chromedriver`] starts the distribution's
 //! `chromedriver` (which drives a real headless Chromium, see
 //! [`headless_chrome_capabilities`]) the same way, with the same rule.
+//!
+//! For network faults between a client and a healthy server, [`FaultProxy`]
+//! forwards a port and injects latency, blackholes, resets and refusals that a
+//! test switches while traffic flows.
 
 mod browser;
+mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +30,7 @@ use std::time::{Duration, Instant};
 pub use browser::{
     Chromedriver, chromedriver_binary, chromium_binary, headless_chrome_capabilities,
 };
+pub use proxy::{Fault, FaultProxy};
 
 /// How long a started server has to answer PING before the test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
