@@ -228,8 +228,50 @@ pub(super) fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<R
     if let Some(fallback) = env.bool("REDIS_FALLBACK")? {
         config.fallback = fallback;
     }
-    config.validate()?;
+    config.validate().map_err(name_variables)?;
     Ok(config)
+}
+
+/// Validation names fields (`retry.max_delay`); read from the environment,
+/// the error names the variables a user sets instead.
+fn name_variables(error: Error) -> Error {
+    const NAMES: &[(&str, &str)] = &[
+        (
+            "retry.degraded_probe_interval",
+            "REDIS_DEGRADED_PROBE_INTERVAL_MS",
+        ),
+        ("retry.initial_delay", "REDIS_RETRY_INITIAL_DELAY_MS"),
+        ("retry.max_delay", "REDIS_RETRY_MAX_DELAY_MS"),
+        ("retry.max_attempts", "REDIS_RETRY_MAX_ATTEMPTS"),
+        ("health_check_interval", "REDIS_HEALTH_CHECK_INTERVAL_MS"),
+        ("connect_timeout", "REDIS_CONNECT_TIMEOUT_MS"),
+        ("command_timeout", "REDIS_COMMAND_TIMEOUT_MS"),
+        ("keep_alive", "REDIS_KEEPALIVE_SECS"),
+        ("host", "REDIS_HOST (or the host of REDIS_URL)"),
+        ("port", "REDIS_PORT (or the port of REDIS_URL)"),
+    ];
+    let rename = |text: &str| {
+        NAMES
+            .iter()
+            .fold(text.to_owned(), |text, (field, variable)| {
+                text.replace(field, variable)
+            })
+    };
+    match error {
+        Error::InvalidConfig {
+            setting,
+            problem,
+            expected,
+        } => Error::InvalidConfig {
+            setting: NAMES
+                .iter()
+                .find(|(field, _)| *field == setting)
+                .map_or(setting, |(_, variable)| (*variable).to_owned()),
+            problem: rename(&problem),
+            expected,
+        },
+        other => other,
+    }
 }
 
 /// With a URL, the separate variables may fill in what the URL leaves out,

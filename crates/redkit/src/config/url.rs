@@ -41,19 +41,24 @@ pub(super) fn apply_url(config: &mut RedisConfig, url: &str, setting: &str) -> R
     }
     let path = parsed.path().trim_start_matches('/');
     if !path.is_empty() {
+        // Not echoed: a password holding `/` lands here when not encoded.
         config.db = path.parse().map_err(|_| {
             Error::invalid_config(
                 setting,
-                format!("database `/{path}` is not a non-negative number"),
-                EXPECTED,
+                "the path after the host is not a database number",
+                format!("{EXPECTED} (a `/`, `?` or `#` in a password must be percent-encoded)"),
             )
         })?;
     }
-    if let Some((name, _)) = parsed.query_pairs().next() {
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        // Not echoed either: a password holding `?` or `#` lands here.
         return Err(Error::invalid_config(
             setting,
-            format!("unsupported URL parameter `{name}`"),
-            format!("{EXPECTED}, without parameters (use the other REDIS_* settings)"),
+            "the URL has parameters (`?…`) or a fragment (`#…`)",
+            format!(
+                "{EXPECTED}, without parameters (use the other REDIS_* settings; \
+                 a `?` or `#` in a password must be percent-encoded)"
+            ),
         ));
     }
     Ok(())

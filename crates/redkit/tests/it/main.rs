@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod fallback;
 mod health;
+mod properties;
 mod ratelimit;
 mod session;
 mod store;
