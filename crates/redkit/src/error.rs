@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::connection::ConnectionState;
+use crate::connection_state::ConnectionState;
 
 /// Result alias used across redkit.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod connection;
+mod connection_state;
 mod error;
 pub mod health;
 pub mod ratelimit;

@@ -115,7 +115,23 @@ impl Env<'_> {
     }
 }
 
-pub(super) fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig> {
+impl RedisConfig {
+    /// Reads the configuration from the process environment; see the crate
+    /// README for the variables. Call it once, at the edge of the program.
+    ///
+    /// Neither `REDIS_URL` nor `REDIS_HOST` set, or `REDIS_ENABLED=false`,
+    /// gives a configuration with `enabled == false` (embedded store).
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Like [`RedisConfig::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
+        from_lookup(&lookup)
+    }
+}
+
+fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig> {
     let env = Env { lookup };
     let mut config = RedisConfig::default();
 

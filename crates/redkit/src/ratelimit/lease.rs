@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::limiter::{Decision, DecisionSource};
+use super::decision::{Decision, DecisionSource};
 use super::policy::Policy;
 
 /// Keys tracked at most.

@@ -24,15 +24,16 @@
 
 mod algorithm;
 mod client_ip;
+mod decision;
 mod lease;
 mod limiter;
 mod middleware;
 mod policy;
 
 pub use client_ip::TrustedProxies;
+pub use decision::{Decision, DecisionSource};
 pub use limiter::{
-    Decision, DecisionSource, RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable,
-    script_invocation,
+    RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable, script_invocation,
 };
 pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
 pub use policy::{Algorithm, Policy};

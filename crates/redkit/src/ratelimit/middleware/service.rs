@@ -8,9 +8,9 @@ use axum::extract::ConnectInfo;
 use http::{Request, Response};
 use tower::Service;
 
+use super::config::LayerConfig;
 use super::future::ResponseFuture;
 use super::headers;
-use super::layer::LayerConfig;
 use crate::error::Error;
 use crate::store::Store;
 
