@@ -91,7 +91,7 @@ impl Env<'_> {
         }
     }
 
-    fn millis(&self, name: &str) -> Result<Option<Duration>> {
+    fn duration_ms(&self, name: &str) -> Result<Option<Duration>> {
         const EXPECTED: &str = "a whole number of milliseconds greater than zero, such as 500";
         match self.parse::<u64>(name, EXPECTED)? {
             Some(0) => Err(Error::invalid_config(name, "`0` is not allowed", EXPECTED)),
@@ -192,10 +192,10 @@ fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig>
     if let Some(prefix) = env.get("REDIS_KEY_PREFIX")? {
         config.key_prefix = prefix;
     }
-    if let Some(timeout) = env.millis("REDIS_CONNECT_TIMEOUT_MS")? {
+    if let Some(timeout) = env.duration_ms("REDIS_CONNECT_TIMEOUT_MS")? {
         config.connect_timeout = timeout;
     }
-    if let Some(timeout) = env.millis("REDIS_COMMAND_TIMEOUT_MS")? {
+    if let Some(timeout) = env.duration_ms("REDIS_COMMAND_TIMEOUT_MS")? {
         config.command_timeout = timeout;
     }
     if let Some(secs) = env.parse::<u64>(
@@ -216,13 +216,13 @@ fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig>
         }
         config.pool_size = size;
     }
-    if let Some(interval) = env.millis("REDIS_HEALTH_CHECK_INTERVAL_MS")? {
+    if let Some(interval) = env.duration_ms("REDIS_HEALTH_CHECK_INTERVAL_MS")? {
         config.health_check_interval = interval;
     }
-    if let Some(delay) = env.millis("REDIS_RETRY_INITIAL_DELAY_MS")? {
+    if let Some(delay) = env.duration_ms("REDIS_RETRY_INITIAL_DELAY_MS")? {
         config.retry.initial_delay = delay;
     }
-    if let Some(delay) = env.millis("REDIS_RETRY_MAX_DELAY_MS")? {
+    if let Some(delay) = env.duration_ms("REDIS_RETRY_MAX_DELAY_MS")? {
         config.retry.max_delay = delay;
     }
     if let Some(attempts) = env.parse::<u32>(
@@ -238,7 +238,7 @@ fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig>
         }
         config.retry.max_attempts = attempts;
     }
-    if let Some(interval) = env.millis("REDIS_DEGRADED_PROBE_INTERVAL_MS")? {
+    if let Some(interval) = env.duration_ms("REDIS_DEGRADED_PROBE_INTERVAL_MS")? {
         config.retry.degraded_probe_interval = interval;
     }
     if let Some(fallback) = env.bool("REDIS_FALLBACK")? {

@@ -86,7 +86,10 @@ mod suite {
         assert_eq!(values, vec![Some(task(1))]);
         let after = cache.stats();
         assert_eq!(
-            (after.l1_hits - before.l1_hits, after.l2_hits - before.l2_hits),
+            (
+                after.l1_hits - before.l1_hits,
+                after.l2_hits - before.l2_hits
+            ),
             (1, 0),
             "{after:?}"
         );
