@@ -28,5 +28,5 @@ mod shared;
 mod supervisor;
 
 pub use crate::connection_state::ConnectionState;
-pub use backoff::Backoff;
+pub(crate) use backoff::Backoff;
 pub use handle::{RedisConnection, StateChanges};

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::EmbeddedConfig;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, EmbeddedStore, Script, ScriptArg, ScriptValue, Store};
+use crate::store::{AnyStore, EmbeddedStore, ScriptValue, Store};
 
-use super::algorithm::{GCRA, SLIDING_WINDOW};
+use super::algorithm::script_invocation;
 use super::decision::{Decision, DecisionSource};
 use super::lease::{Leases, Plan};
-use super::policy::{Algorithm, Policy};
+use super::policy::Policy;
 
 /// Longest accepted rate-limit key, in bytes.
 const MAX_KEY_LEN: usize = 512;
@@ -339,32 +339,6 @@ impl<S: Store> RateLimiterBuilder<S> {
                 leases,
             }),
         })
-    }
-}
-
-/// The script a check of `policy` runs and its arguments (`ARGV`), for
-/// benchmarks and audits: the key is `rl:<policy>:<key>` under the store's
-/// prefix.
-pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; 3]) {
-    let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
-    let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
-    match policy.algorithm() {
-        Algorithm::Gcra { burst } => (
-            &GCRA,
-            [
-                ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
-                ScriptArg::Int((window_us / limit).max(1)),
-                ScriptArg::Int(cost),
-            ],
-        ),
-        Algorithm::SlidingWindow => (
-            &SLIDING_WINDOW,
-            [
-                ScriptArg::Int(limit),
-                ScriptArg::Int(window_us),
-                ScriptArg::Int(cost),
-            ],
-        ),
     }
 }
 

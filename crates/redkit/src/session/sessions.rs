@@ -19,6 +19,8 @@ use crate::store::{AnyStore, ScriptArg, ScriptValue, Store};
 
 /// Attempts of a conflicting concurrent update before giving up.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
+/// Random ids tried when creating a session before blaming the generator.
+const ID_ATTEMPTS: usize = 4;
 
 fn conflict_backoff(attempt: usize) -> Duration {
     let cap_ms = 1u64 << attempt.min(6);
@@ -220,7 +222,7 @@ impl<S: Store> Sessions<S> {
         };
         let encoded = encode(0, &stored)?;
         let ttl = self.lifetime(absolute)?;
-        for _ in 0..4 {
+        for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate()?;
             let keys = [session_key(&id), index_key(user_id)];
             let args = [
@@ -246,10 +248,10 @@ impl<S: Store> Sessions<S> {
                 });
             }
         }
-        Err(Error::invalid_input(
-            "session id",
-            "four random 256-bit ids collided; the random generator is broken",
-        ))
+        Err(Error::IdCollision {
+            what: "session id",
+            attempts: ID_ATTEMPTS,
+        })
     }
 
     /// How long a session may live from now: the inactivity TTL, capped by
@@ -260,10 +262,7 @@ impl<S: Store> Sessions<S> {
             Some(end) => {
                 let left = end.saturating_sub(SystemClock.now_ms());
                 if left == 0 {
-                    return Err(Error::invalid_input(
-                        "session",
-                        "its absolute lifetime is over",
-                    ));
+                    return Err(Error::SessionLifetimeOver);
                 }
                 Ok(self.inner.config.ttl.min(Duration::from_millis(left)))
             }
@@ -389,10 +388,9 @@ impl<S: Store> Sessions<S> {
                 _ => tokio::time::sleep(conflict_backoff(attempt)).await,
             }
         }
-        Err(Error::invalid_input(
-            "session update",
-            format!("{MAX_UPDATE_ATTEMPTS} concurrent writers kept conflicting; retry"),
-        ))
+        Err(Error::SessionConflict {
+            attempts: MAX_UPDATE_ATTEMPTS,
+        })
     }
 
     async fn destroy_inner(&self, id: &SessionId) -> Result<bool> {

@@ -17,7 +17,7 @@ pub fn escape_glob(s: &str) -> String {
 
 /// Whether `text` matches `pattern` with Redis' rules: `*`, `?`, `[abc]`,
 /// `[^a]`, `[a-z]` and `\` escapes.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
     matches_from(&pattern, &text)

@@ -11,10 +11,11 @@
 //! | [`EmbeddedStore`] | the same semantics, per process: atomic per call and per script, TTLs exact to the millisecond (lazy + active expiry), bounded by a memory budget with sampled-LRU eviction. Nothing is shared between processes; pub/sub reaches this process only. |
 //! | [`AnyStore`] in fallback mode | Redis while it is `Ready`; the embedded store while it is not (and for a call that finds Redis gone). Data written during an outage stays local and is **not** copied to Redis on recovery; the embedded store is cleared when Redis is back so that a later outage never serves data from an earlier one. |
 //!
-//! The same behavioural suite ([`conformance`]) runs against every store; a
+//! The same behavioural suite (`conformance`, feature `test-util`) runs against every store; a
 //! difference between them is a bug unless documented here.
 
 mod any;
+#[cfg(feature = "test-util")]
 pub mod conformance;
 mod embedded;
 mod glob;
@@ -26,7 +27,8 @@ mod ttl;
 
 pub use any::AnyStore;
 pub use embedded::{EmbeddedStats, EmbeddedStore};
-pub use glob::{escape_glob, glob_matches};
+pub use glob::escape_glob;
+pub(crate) use glob::glob_matches;
 pub(crate) use primitives::CursorPosition;
 pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, scan_all};
 pub use pubsub::{Message, PubSubEvent, Subscription};

@@ -540,3 +540,31 @@ async fn a_lease_request_dropped_mid_flight_does_not_stop_leasing() {
     assert_eq!(admitted(&limiter, &policy, "k", 10).await, 10);
     assert!(limiter.stats().leased > 0, "{:?}", limiter.stats());
 }
+
+/// Like tower's services, `RateLimit` gives access to the service it wraps,
+/// and its future lives in `ratelimit::future`.
+#[tokio::test]
+async fn the_service_exposes_what_it_wraps() {
+    use tower::Layer;
+
+    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let policy = Policy::new("wrap", 1, Duration::from_secs(60)).unwrap();
+    let inner = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+    });
+    let mut service = RateLimitLayer::new(limiter, policy).layer((inner, 7u8));
+    assert_eq!(service.get_ref().1, 7);
+    service.get_mut().1 = 8;
+    assert_eq!(service.into_inner().1, 8);
+
+    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let mut service = RateLimitLayer::new(
+        limiter,
+        Policy::new("wrap", 1, Duration::from_secs(60)).unwrap(),
+    )
+    .layer(inner);
+    let ready = service.ready().await.unwrap();
+    let future: redkit::ratelimit::future::ResponseFuture<http::Response<Body>, _> =
+        tower::Service::call(ready, request("203.0.113.9:1000", &[]));
+    assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+}

@@ -2,13 +2,12 @@
 //! service and a future, each in its own file.
 
 mod config;
-mod future;
+pub mod future;
 mod headers;
 mod key;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
 pub use key::{KeyBy, KeyFn};
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

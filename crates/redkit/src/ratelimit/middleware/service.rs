@@ -35,6 +35,21 @@ impl<Inner, S: Store> RateLimit<Inner, S> {
     pub(super) fn new(inner: Inner, config: Arc<LayerConfig<S>>) -> Self {
         RateLimit { inner, config }
     }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+
+    /// Unwraps the service, dropping the rate limit.
+    pub fn into_inner(self) -> Inner {
+        self.inner
+    }
 }
 
 impl<Inner, S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<Inner, S>
