@@ -22,18 +22,22 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let backoff = Backoff::new(shared.config().retry.clone());
     let mut has_connected = false;
     loop {
-        // Connect phase.
+        // Connect phase. Commands fail fast meanwhile (no live set), so
+        // nothing waits on this loop but the supervisor itself.
         let mut failures = 0u32;
         loop {
             if is_closing(&closing) {
                 return;
             }
+            // Shutdown must not wait for a connect timeout.
             let attempt = tokio::select! {
                 result = shared.open() => result,
                 _ = wait_closing(&mut closing) => return,
             };
             match attempt {
                 Ok(live) => {
+                    // Install before announcing Ready: whoever sees Ready
+                    // can send at once.
                     shared.install(live);
                     if has_connected {
                         shared.metrics().reconnects.increment(1);
@@ -59,7 +63,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
         }
 
-        // Watch phase.
+        // Watch phase. Commands report a dead connection themselves
+        // (`mark_broken` wakes us); the PING catches one nobody used.
         let interval = shared.config().health_check_interval;
         loop {
             tokio::select! {
@@ -80,6 +85,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 _ = wait_closing(&mut closing) => return,
             }
         }
+        // Drop the old set before reconnecting, so no command keeps using
+        // a connection the next generation replaces.
         shared.take_live();
         if is_closing(&closing) {
             return;

@@ -177,10 +177,17 @@ impl<S: Store> RateLimiter<S> {
         self.consume(policy, key, -points).await
     }
 
+    /// One check, cheapest answer first: the local block, then a lease,
+    /// then the store. Many tasks run this for one key at once; nothing here
+    /// holds a lock across an `.await`, so the only shared decisions are the
+    /// store's (atomic per script) and the lease's (under its own mutex).
     async fn consume(&self, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
         validate_key(key)?;
         let inner = &self.inner;
         let local = block_key(policy, key);
+        // A rejection's retry time is the same for every caller until it
+        // passes, so concurrent callers need not ask the store again.
+        // Rewards (cost ≤ 0) always reach the store, which may lift it.
         if cost > 0
             && inner.local_block
             && let Some(until) = inner.blocked.get(&local)
@@ -200,6 +207,10 @@ impl<S: Store> RateLimiter<S> {
             }
             inner.blocked.invalidate(&local);
         }
+        // `plan` either admits from units the store already counted, or
+        // tells us how many extra units to ask for with this request (zero
+        // while another caller's lease request is in flight, so at most one
+        // lease per key and instance is being asked for at a time).
         let plan = match &inner.leases {
             Some(leases) if cost > 0 => leases.plan(policy, &local, cost.unsigned_abs()),
             _ => Plan::Store { extra: 0 },
@@ -217,6 +228,9 @@ impl<S: Store> RateLimiter<S> {
             granted = 0;
             result = self.decide(policy, &store_key, cost).await;
         }
+        // Settle even on errors: `plan` marked a lease request in flight,
+        // and until it is settled (or an interval passes) no other caller
+        // of this key may ask for one.
         if let Some(leases) = &inner.leases
             && cost > 0
         {
@@ -234,6 +248,8 @@ impl<S: Store> RateLimiter<S> {
             // Leased units are still this caller's to use.
             decision.remaining = decision.remaining.saturating_add(granted);
         }
+        // Concurrent rejections insert the same deadline give or take a
+        // round trip; the last write wins, which is harmless.
         if inner.local_block && !decision.allowed && !decision.retry_after.is_zero() {
             inner
                 .blocked

@@ -24,6 +24,9 @@ impl WriterLocks {
         }
     }
 
+    /// Waits for this instance's earlier writers of `id` (and of the ids
+    /// sharing its stripe: a rare, short extra wait that keeps memory
+    /// bounded). Tokio's mutex is fair, so writers go in arrival order.
     pub(super) async fn lock(&self, id: &SessionId) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(id.expose());

@@ -343,6 +343,10 @@ impl<S: Store> Sessions<S> {
         update: &SessionUpdate,
     ) -> Result<Option<Session>> {
         let key = session_key(id);
+        // Writers of one session in this instance queue here, so the
+        // version check below only ever loses to another instance — never
+        // to a sibling task, which would turn every burst of local updates
+        // into retries.
         let _writer = self.inner.writers.lock(id).await;
         for attempt in 0..MAX_UPDATE_ATTEMPTS {
             let Some(raw) = self.inner.store.get(&key).await? else {
@@ -370,6 +374,9 @@ impl<S: Store> Sessions<S> {
                 ScriptArg::Bytes(encoded),
                 ttl,
             ];
+            // Read-modify-write made safe by the version: the script writes
+            // only if nobody wrote since our read, so no key set by another
+            // writer is lost.
             match self
                 .inner
                 .store
@@ -378,6 +385,8 @@ impl<S: Store> Sessions<S> {
             {
                 ScriptValue::Int(1) => {
                     session.version += 1;
+                    // Announced after the write: another instance evicting
+                    // earlier could reload the old value and keep it.
                     self.announce(SessionChange::Session(local::digest(id)))
                         .await;
                     return Ok(Some(session));
