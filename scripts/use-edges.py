@@ -105,6 +105,16 @@ def absolute(segments, here):
     return None
 
 
+def use_target(segs, here):
+    """Segments of one `use` path in module `here` -> absolute path, or None
+    (an outside crate)."""
+    if segs[0] in ("crate", "super", "self"):
+        return absolute(segs, here)
+    if tuple(list(here) + [segs[0]]) in modules:
+        return list(here) + segs
+    return None
+
+
 # re-exports: (module, name) -> absolute path of what it points to
 reexports = {}
 for mod, rel in modules.items():
@@ -113,12 +123,7 @@ for mod, rel in modules.items():
             segs = [s for s in p.split("::") if s]
             if not segs or segs[-1] in ("*", "self"):
                 continue
-            if segs[0] in ("crate", "super", "self"):
-                target = absolute(segs, mod)
-            elif tuple(list(mod) + [segs[0]]) in modules:
-                target = list(mod) + segs
-            else:
-                continue
+            target = use_target(segs, mod)
             if target:
                 reexports[(mod, segs[-1])] = target
 
@@ -168,12 +173,7 @@ for mod, rel in modules.items():
             segs = [s for s in p.split("::") if s and s != "*"]
             if not segs:
                 continue
-            if segs[0] in ("crate", "super", "self"):
-                target = absolute(segs, here)
-            elif tuple(list(here) + [segs[0]]) in modules:
-                target = list(here) + segs
-            else:
-                continue
+            target = use_target(segs, here)
             if target is not None:
                 found.add(resolve(target))
     # paths written in code

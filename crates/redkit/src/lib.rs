@@ -32,6 +32,8 @@ pub mod ratelimit;
 mod redkit;
 pub mod session;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use error::{BoxError, Error, Result};
 pub use redkit::{Redkit, RedkitBuilder};

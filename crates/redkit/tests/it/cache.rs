@@ -632,13 +632,7 @@ async fn fail_safe_serves_stale_while_redis_is_killed_and_recovers_after_restart
     }
     assert!(cache.stats().stale_served >= 20);
 
-    server.start();
-    crate::support::wait_for_state(
-        &connection,
-        redkit::connection::ConnectionState::Ready,
-        Duration::from_secs(5),
-    )
-    .await;
+    crate::support::restart_and_wait(&mut server, &connection).await;
     // Recovered: the loader's fresh value is cached in Redis again.
     let recovered = eventually(Duration::from_secs(3), || async {
         cache

@@ -409,15 +409,7 @@ async fn destroy_all_on_one_instance_is_seen_by_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_down_sessions_fail_closed_or_keep_serving() {
     let mut server = RedisServer::new();
-    let kit = redkit::Redkit::builder()
-        .redis(crate::support::fast_config(&server.url()))
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let kit = crate::support::ready_kit(&server).await;
     let closed = Sessions::new(
         kit.store().clone(),
         SessionConfig::default().fail_closed(true),
