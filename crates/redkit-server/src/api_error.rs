@@ -66,6 +66,15 @@ impl ApiError {
         )
     }
 
+    /// 503 while the service is at a bound it sets itself (a full queue).
+    pub fn busy(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{what} is at capacity; retry shortly"),
+        )
+    }
+
     /// 503 while a dependency is unavailable.
     pub fn unavailable(what: &str) -> Self {
         Self::new(
@@ -79,7 +88,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 here is a passing condition (a dependency away, a
+            // full queue, a missed deadline): tell clients when to come back.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

@@ -16,13 +16,14 @@ use redkit::store::AnyStore;
 use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
+use crate::auth::Passwords;
 use crate::config::ServiceConfig;
 use crate::dashboard::{self, Dashboard};
 use crate::db::Database;
 use crate::error::ServerError;
 use crate::events::TaskEvents;
 use crate::shutdown::Shutdown;
-use crate::{auth, events, routes, tasks};
+use crate::{auth, connections, events, routes, tasks};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct AppState {
     pub sessions: Sessions<AnyStore>,
     /// The rate limiter behind the auth and API policies.
     pub limiter: RateLimiter<AnyStore>,
+    /// The bounded password-hashing pool.
+    pub passwords: Passwords,
     /// Real-time task changes.
     pub events: TaskEvents,
     /// The dashboard's sampled history (`/dashboard`).
@@ -64,6 +67,8 @@ impl AppState {
             limiter = limiter.local_leases(interval, share);
         }
         let limiter = limiter.build()?;
+        let passwords =
+            Passwords::start(config.password_hashing).map_err(ServerError::HashingThreads)?;
         let shutdown = Shutdown::default();
         let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
         let dashboard = Dashboard::start(
@@ -81,6 +86,7 @@ impl AppState {
             tasks,
             sessions,
             limiter,
+            passwords,
             events,
             dashboard,
             shutdown,
@@ -119,14 +125,16 @@ pub fn router(state: AppState) -> Router {
     let dashboard_routes = Router::new()
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/data", get(dashboard::data));
-    let credentials = Router::new()
+    let mut credentials = Router::new()
         .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .layer(
-            RateLimitLayer::new(state.limiter.clone(), config.auth_policy.clone())
+        .route("/auth/login", post(auth::login));
+    if let Some(policy) = &config.auth_policy {
+        credentials = credentials.layer(
+            RateLimitLayer::new(state.limiter.clone(), policy.clone())
                 .scope("auth")
                 .trusted_proxies(config.trusted_proxies.clone()),
         );
+    }
     let account = Router::new()
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
@@ -160,6 +168,10 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            crate::deadline::enforce,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::record_request))
         .with_state(state)
 }
@@ -216,6 +228,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (kit, db, stopping) = (state.kit.clone(), state.db.clone(), state.shutdown.clone());
+    let limits = state.config.connections;
     let signal = {
         let stopping = stopping.clone();
         async move {
@@ -223,13 +236,9 @@ pub async fn serve(
             stopping.trigger();
         }
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await
-        .map_err(ServerError::Serve);
+    connections::serve(listener, router(state), limits, signal).await;
     stopping.trigger();
     db.close().await;
     kit.shutdown().await;
-    result
+    Ok(())
 }

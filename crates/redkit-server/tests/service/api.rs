@@ -604,7 +604,11 @@ async fn events_stream_the_users_own_changes(redis: Option<RedisConfig>) {
 async fn login_and_register_are_rate_limited_by_the_auth_policy() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.auth_policy = crate::support::exact_policy("auth", 3, Duration::from_secs(300));
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        3,
+        Duration::from_secs(300),
+    ));
     let server = start_with(None, db, config).await;
     let mut client = Client::registered(&server, "carol").await;
     let first = client.login("carol", "wrong password").await;

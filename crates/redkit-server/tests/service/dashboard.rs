@@ -137,7 +137,11 @@ async fn start_server(redis: Option<redkit::config::RedisConfig>) -> TestServer 
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.dashboard_interval = Duration::from_millis(200);
-    config.auth_policy = crate::support::exact_policy("auth", 2, Duration::from_secs(300));
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        2,
+        Duration::from_secs(300),
+    ));
     start_with(redis, db, config).await
 }
 

@@ -15,7 +15,11 @@ use crate::support::{
 async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.auth_policy = crate::support::exact_policy("auth", auth_limit, Duration::from_secs(300));
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        auth_limit,
+        Duration::from_secs(300),
+    ));
     let a = start_with(
         Some(fast_redis_config(&redis.url())),
         db.clone(),

@@ -7,5 +7,6 @@ mod binary;
 mod dashboard;
 mod health;
 mod instances;
+mod limits;
 mod outage;
 mod support;
