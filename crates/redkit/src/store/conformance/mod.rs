@@ -1,4 +1,4 @@
-//! One behavioural suite, run against every [`Store`].
+//! One behavioural suite, run against every [`Store`](super::Store).
 //!
 //! Like tower-sessions' route tests, the checks are written once here and
 //! instantiated for each store with [`store_conformance_tests!`](crate::store_conformance_tests):
