@@ -58,7 +58,7 @@ impl ApiError {
 
     /// 500 for a failure the client cannot fix; the cause is logged.
     pub fn internal(context: &str, cause: &(dyn std::error::Error + 'static)) -> Self {
-        tracing::error!(error = %chain(cause), "{context}");
+        tracing::error!(error = %error_chain(cause), "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -104,7 +104,7 @@ impl IntoResponse for ApiError {
 impl From<redkit::Error> for ApiError {
     fn from(error: redkit::Error) -> Self {
         if error.is_unavailable() {
-            tracing::warn!(error = %chain(&error), "redis unavailable");
+            tracing::warn!(error = %error_chain(&error), "redis unavailable");
             return ApiError::unavailable("the session and cache store");
         }
         ApiError::internal("redkit call failed", &error)
@@ -121,7 +121,7 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// The error and its causes on one line, for logs and the console.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -33,12 +33,12 @@ mod server;
 mod shutdown;
 mod tasks;
 
-pub use api_error::{ApiError, chain as error_chain};
+pub use api_error::{ApiError, error_chain};
 pub use auth::HashingLimits;
 pub use config::ServiceConfig;
 pub use connections::ConnectionLimits;
 pub use dashboard::Dashboard;
 pub use error::ServerError;
 pub use metrics::install_metrics_recorder;
-pub use server::{AppState, RunningServer, bind as server_bind, router, serve};
+pub use server::{AppState, RunningServer, bind, router, serve};
 pub use shutdown::Shutdown;

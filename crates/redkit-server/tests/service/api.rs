@@ -7,7 +7,7 @@ use redkit::config::RedisConfig;
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
-use crate::support::{Client, Events, TestDb, fast_redis, start, start_with, test_config};
+use crate::support::{Client, Events, TestDb, fast_redis_config, start, start_with, test_config};
 
 /// Runs `$name` once on the embedded store and once on a real redis-server.
 macro_rules! on_both_stores {
@@ -25,7 +25,7 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let server = redkit_testkit::RedisServer::new();
-                    super::$name(Some(crate::support::fast_redis(&server.url()))).await;
+                    super::$name(Some(crate::support::fast_redis_config(&server.url()))).await;
                 }
             )*
         }
@@ -644,7 +644,7 @@ async fn the_api_policy_limits_task_routes() {
         Duration::from_secs(60),
     ));
     let redis = RedisServer::new();
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let mut client = Client::registered(&server, "dave").await;
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redkit_testkit::{Fault, FaultProxy, RedisServer};
 use serde_json::json;
 
-use crate::support::{Client, TestDb, fast_redis, start_with, test_config};
+use crate::support::{Client, TestDb, fast_redis_config, start_with, test_config};
 
 /// Whether the server closed `stream` (EOF or reset) within `within`.
 fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
@@ -100,7 +100,7 @@ async fn every_answer_comes_within_the_request_deadline_under_redis_latency() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.request_timeout = Duration::from_millis(800);
-    let server = start_with(Some(fast_redis(&proxy.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&proxy.url())), db, config).await;
     let mut alice = Client::registered(&server, "alice").await;
     assert_eq!(
         alice
@@ -161,7 +161,7 @@ async fn a_registration_that_cannot_start_a_session_is_undone() {
     let redis = RedisServer::new();
     let db = TestDb::new();
     let config = test_config(&db.path());
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let mut client = Client::new(&server);
     assert_eq!(
         client

@@ -6,29 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redkit::Redkit;
-use redkit::config::{RedisConfig, RetryConfig};
+use redkit::config::RedisConfig;
 use redkit::ratelimit::Policy;
+pub use redkit::test_util::fast_redis_config;
 use redkit_server::{AppState, RunningServer, ServiceConfig, install_metrics_recorder};
 use serde_json::Value;
-
-/// A Redis configuration with short timeouts for `url`.
-pub fn fast_redis(url: &str) -> RedisConfig {
-    RedisConfig::builder()
-        .url(url)
-        .unwrap()
-        .command_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500))
-        .health_check_interval(Duration::from_millis(200))
-        .retry(
-            RetryConfig::default()
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(200))
-                .max_attempts(5)
-                .degraded_probe_interval(Duration::from_millis(300)),
-        )
-        .build()
-        .unwrap()
-}
 
 /// A temporary directory holding one SQLite file, shared by the servers of
 /// a test.

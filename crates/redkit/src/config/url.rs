@@ -2,10 +2,29 @@
 //!
 //! Errors never echo the URL: it may hold a password.
 
-use super::{RedisConfig, Secret};
+use super::{RedisConfig, RedisConfigBuilder, Secret};
 use crate::error::{Error, Result};
 
 const EXPECTED: &str = "redis://[[username]:password@]host[:port][/db] or rediss://… for TLS";
+
+impl RedisConfig {
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://…`
+    /// (TLS) into a configuration with default timeouts.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut config = RedisConfig::default();
+        apply_url(&mut config, url, "redis URL")?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl RedisConfigBuilder {
+    /// Starts from a parsed URL instead of the defaults.
+    pub fn url(mut self, url: &str) -> Result<Self> {
+        apply_url(&mut self.config, url, "redis URL")?;
+        Ok(self)
+    }
+}
 
 /// Applies the address, credentials, database and TLS mode of `url` to
 /// `config`. `setting` names the source in errors (such as `REDIS_URL`).

@@ -17,7 +17,7 @@ pub fn escape_glob(s: &str) -> String {
 
 /// Whether `text` matches `pattern` with Redis' rules: `*`, `?`, `[abc]`,
 /// `[^a]`, `[a-z]` and `\` escapes.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     // Redis matches bytes, not characters: `?` takes one byte of `é`.
     matches_from(pattern.as_bytes(), text.as_bytes())
 }
