@@ -26,8 +26,10 @@ mod api_error;
 pub mod auth;
 pub mod cli;
 mod config;
+mod connections;
 mod dashboard;
 pub mod db;
+mod deadline;
 pub mod doctor;
 mod error;
 pub mod events;
@@ -38,13 +40,14 @@ mod server;
 mod shutdown;
 mod tasks;
 
-pub use api_error::{ApiError, chain as error_chain};
+pub use api_error::{ApiError, error_chain};
+pub use auth::HashingLimits;
 pub use config::ServiceConfig;
+pub use connections::ConnectionLimits;
 pub use dashboard::Dashboard;
 pub use error::ServerError;
 pub use metrics::install_metrics_recorder;
 pub use server::{
-    AppState, RunningServer, admin_router, bind as server_bind, local_address, router, serve,
-    serve_with_admin,
+    AppState, RunningServer, admin_router, bind, local_address, router, serve, serve_with_admin,
 };
 pub use shutdown::Shutdown;

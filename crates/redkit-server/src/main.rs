@@ -98,12 +98,12 @@ async fn run(
     let (admin_listen, admin_token) = (service.admin_listen, service.admin_token.is_some());
     let state = AppState::new(kit, metrics, service).await?;
     tracing::info!(%database, "database ready");
-    let listener = redkit_server::server_bind(listen).await?;
+    let listener = redkit_server::bind(listen).await?;
     let address = redkit_server::local_address(&listener, listen)?;
     tracing::info!("listening on http://{address}");
     let admin = match admin_listen {
         Some(admin_listen) => {
-            let admin = redkit_server::server_bind(admin_listen).await?;
+            let admin = redkit_server::bind(admin_listen).await?;
             let address = redkit_server::local_address(&admin, admin_listen)?;
             tracing::info!(
                 token = if admin_token { "required" } else { "none" },

@@ -16,13 +16,14 @@ use redkit::store::AnyStore;
 use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
+use crate::auth::Passwords;
 use crate::config::ServiceConfig;
 use crate::dashboard::{self, Dashboard};
 use crate::db::Database;
 use crate::error::ServerError;
 use crate::events::TaskEvents;
 use crate::shutdown::Shutdown;
-use crate::{auth, events, routes, tasks};
+use crate::{auth, connections, events, routes, tasks};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct AppState {
     pub cookie_sessions: CookieSessions,
     /// The rate limiter behind the auth and API policies.
     pub limiter: RateLimiter<AnyStore>,
+    /// The bounded password-hashing pool.
+    pub passwords: Passwords,
     /// Real-time task changes.
     pub events: TaskEvents,
     /// The dashboard's sampled history (`/dashboard`).
@@ -68,6 +71,8 @@ impl AppState {
             limiter = limiter.local_leases(interval, share);
         }
         let limiter = limiter.build()?;
+        let passwords =
+            Passwords::start(config.password_hashing).map_err(ServerError::HashingThreads)?;
         let shutdown = Shutdown::default();
         let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
         let dashboard = Dashboard::start(
@@ -87,6 +92,7 @@ impl AppState {
             sessions,
             cookie_sessions,
             limiter,
+            passwords,
             events,
             dashboard,
             shutdown,
@@ -155,14 +161,16 @@ pub fn router(state: AppState) -> Router {
     if config.admin_listen.is_none() {
         ops = ops.merge(operator_routes(&state));
     }
-    let credentials = Router::new()
+    let mut credentials = Router::new()
         .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .layer(
-            RateLimitLayer::new(state.limiter.clone(), config.auth_policy.clone())
+        .route("/auth/login", post(auth::login));
+    if let Some(policy) = &config.auth_policy {
+        credentials = credentials.layer(
+            RateLimitLayer::new(state.limiter.clone(), policy.clone())
                 .scope("auth")
                 .trusted_proxies(config.trusted_proxies.clone()),
         );
+    }
     let account = Router::new()
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
@@ -195,6 +203,10 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            crate::deadline::enforce,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::record_request))
         .with_state(state)
 }
@@ -281,6 +293,7 @@ pub async fn serve_with_admin(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (kit, db, stopping) = (state.kit.clone(), state.db.clone(), state.shutdown.clone());
+    let limits = state.config.connections;
     let signal = {
         let stopping = stopping.clone();
         async move {
@@ -289,29 +302,20 @@ pub async fn serve_with_admin(
         }
     };
     let admin_task = admin.map(|admin| {
-        let app = admin_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = admin_router(state.clone());
         let stopping = stopping.clone();
         tokio::spawn(async move {
-            axum::serve(admin, app)
-                .with_graceful_shutdown(async move { stopping.wait().await })
-                .await
+            connections::serve(admin, app, limits, async move { stopping.wait().await }).await;
         })
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let mut result = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await
-        .map_err(ServerError::Serve);
+    connections::serve(listener, router(state), limits, signal).await;
     stopping.trigger();
     if let Some(admin_task) = admin_task {
-        let admin_result = admin_task
-            .await
-            .unwrap_or_else(|join| Err(std::io::Error::other(join)));
-        if result.is_ok() {
-            result = admin_result.map_err(ServerError::Serve);
-        }
+        // The admin listener stops with the same signal; a panic in it
+        // has been logged by the runtime and changes nothing here.
+        let _ = admin_task.await;
     }
     db.close().await;
     kit.shutdown().await;
-    result
+    Ok(())
 }

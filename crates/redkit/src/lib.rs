@@ -46,12 +46,15 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod connection;
+mod connection_state;
 mod error;
 pub mod health;
 pub mod ratelimit;
 mod redkit;
 pub mod session;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use error::{BoxError, Error, Result};
 

@@ -10,5 +10,6 @@ mod password;
 mod routes;
 mod session;
 
+pub use password::{HashingLimits, Passwords};
 pub(crate) use routes::{login, logout, logout_all, me, register};
 pub use session::{COOKIE_NAME, CurrentUser};

@@ -11,7 +11,7 @@ use redkit::store::{KeyTtl, RedisStore, SetEntry, Store, scan_all};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{DoctorOptions, Finding, ms};
-use crate::api_error::chain;
+use crate::api_error::error_chain as chain;
 
 /// Redis' `INFO`, as field → value.
 type Info = HashMap<String, String>;

@@ -7,7 +7,7 @@ use redkit::config::RedisConfig;
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
-use crate::support::{Client, Events, TestDb, fast_redis, start, start_with, test_config};
+use crate::support::{Client, Events, TestDb, fast_redis_config, start, start_with, test_config};
 
 /// Runs `$name` once on the embedded store and once on a real redis-server.
 macro_rules! on_both_stores {
@@ -25,7 +25,7 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let server = redkit_testkit::RedisServer::new();
-                    super::$name(Some(crate::support::fast_redis(&server.url()))).await;
+                    super::$name(Some(crate::support::fast_redis_config(&server.url()))).await;
                 }
             )*
         }
@@ -604,7 +604,11 @@ async fn events_stream_the_users_own_changes(redis: Option<RedisConfig>) {
 async fn login_and_register_are_rate_limited_by_the_auth_policy() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.auth_policy = crate::support::exact_policy("auth", 3, Duration::from_secs(300));
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        3,
+        Duration::from_secs(300),
+    ));
     let server = start_with(None, db, config).await;
     let mut client = Client::registered(&server, "carol").await;
     let first = client.login("carol", "wrong password").await;
@@ -640,7 +644,7 @@ async fn the_api_policy_limits_task_routes() {
         Duration::from_secs(60),
     ));
     let redis = RedisServer::new();
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let mut client = Client::registered(&server, "dave").await;
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();

@@ -8,6 +8,7 @@ mod dashboard;
 mod doctor;
 mod health;
 mod instances;
+mod limits;
 mod ops;
 mod outage;
 mod support;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redkit::config::Secret;
 use redkit_testkit::RedisServer;
 
-use crate::support::{TestDb, eventually, fast_redis, get_json, start_with, test_config};
+use crate::support::{TestDb, eventually, fast_redis_config, get_json, start_with, test_config};
 
 /// How many times redis-server ran `command` (INFO commandstats), asked
 /// over a raw connection so the count is not disturbed by the service.
@@ -51,7 +51,7 @@ async fn live_and_ready_follow_redis_down_hung_and_back() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.probe_interval = Duration::from_millis(200);
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let (live, ready) = (server.url("/health/live"), server.url("/health/ready"));
 
     // Down from the start: alive, not ready, and the reason names Redis.
@@ -122,7 +122,7 @@ async fn health_answers_from_the_probe_without_reaching_redis() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.probe_interval = Duration::from_secs(3600);
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let before = command_calls(redis.port(), "dbsize");
     for path in ["/health", "/health/redis", "/health/ready", "/health/live"] {
         for _ in 0..25 {
@@ -143,7 +143,7 @@ async fn health_answers_from_the_probe_without_reaching_redis() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.probe_interval = Duration::from_millis(100);
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let before = command_calls(redis.port(), "dbsize");
     assert!(
         eventually(Duration::from_secs(10), || async {

@@ -145,75 +145,6 @@ impl RedisConfig {
         }
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://…`
-    /// (TLS) into a configuration with default timeouts.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = redkit::config::RedisConfig::from_url("redis://:pw@127.0.0.1:6380/1")?;
-    /// assert_eq!(config.address(), "127.0.0.1:6380/1");
-    /// # Ok::<(), redkit::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] when the URL does not parse or holds an
-    /// invalid value (scheme, port, database index).
-    pub fn from_url(url: &str) -> Result<Self> {
-        let mut config = RedisConfig::default();
-        super::url::apply_url(&mut config, url, "redis URL")?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Reads the configuration from the process environment. Call it once,
-    /// at the edge of the program (in `main`).
-    ///
-    /// | variable | meaning |
-    /// |---|---|
-    /// | `REDIS_ENABLED` | `false` selects the embedded store |
-    /// | `REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS |
-    /// | `REDIS_HOST`, `REDIS_PORT` | address, when no URL is given |
-    /// | `REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_TLS` | credentials, database, TLS (also fill in what a URL leaves out) |
-    /// | `REDIS_TLS_CA_FILE` | PEM CA certificate for TLS |
-    /// | `REDIS_KEY_PREFIX` | prefix for keys and channels |
-    /// | `REDIS_CONNECT_TIMEOUT_MS`, `REDIS_COMMAND_TIMEOUT_MS` | timeouts |
-    /// | `REDIS_KEEPALIVE_SECS` | TCP keep-alive idle time, `0` disables |
-    /// | `REDIS_POOL_SIZE` | multiplexed connections |
-    /// | `REDIS_HEALTH_CHECK_INTERVAL_MS` | idle PING interval |
-    /// | `REDIS_RETRY_INITIAL_DELAY_MS`, `REDIS_RETRY_MAX_DELAY_MS`, `REDIS_RETRY_MAX_ATTEMPTS`, `REDIS_DEGRADED_PROBE_INTERVAL_MS` | reconnection policy |
-    /// | `REDIS_FALLBACK` | serve from the embedded store while Redis is down |
-    ///
-    ///
-    /// Neither `REDIS_URL` nor `REDIS_HOST` set, or `REDIS_ENABLED=false`,
-    /// gives a configuration with `enabled == false` (embedded store). An
-    /// empty variable counts as unset. Unset settings keep the defaults
-    /// documented on each field of [`RedisConfig`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn main() -> redkit::Result<()> {
-    /// // REDIS_URL=rediss://app:secret@redis.internal:6380/2
-    /// let config = redkit::config::RedisConfig::from_env()?;
-    /// println!("{config:?}"); // the password prints as ***
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable, what is wrong with its
-    /// value and what is expected (`REDIS_PORT: "abc" is not a number …`).
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var_os(name))
-    }
-
-    /// Like [`RedisConfig::from_env`], reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
-        super::env::from_lookup(&lookup)
-    }
-
     /// `host:port/db`, for logs and health output (never credentials).
     pub fn address(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.db)
@@ -303,16 +234,10 @@ fn positive(setting: &str, value: Duration) -> Result<()> {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisConfigBuilder {
-    config: RedisConfig,
+    pub(super) config: RedisConfig,
 }
 
 impl RedisConfigBuilder {
-    /// Starts from a parsed URL instead of the defaults.
-    pub fn url(mut self, url: &str) -> Result<Self> {
-        super::url::apply_url(&mut self.config, url, "redis URL")?;
-        Ok(self)
-    }
-
     /// Whether Redis is used at all.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.config.enabled = enabled;

@@ -35,13 +35,13 @@ mod backoff;
 mod client;
 mod handle;
 mod metrics;
-mod state;
+mod shared;
 mod supervisor;
 
 /// The `redis` crate redkit is built on, for the low-level methods of
 /// [`RedisConnection`] (see the module docs).
 pub use ::redis;
 
-pub use backoff::Backoff;
+pub use crate::connection_state::ConnectionState;
+pub(crate) use backoff::Backoff;
 pub use handle::{RedisConnection, StateChanges};
-pub use state::ConnectionState;

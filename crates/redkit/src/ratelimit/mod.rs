@@ -25,17 +25,18 @@
 
 mod algorithm;
 mod client_ip;
+mod decision;
 mod lease;
 mod limiter;
 #[cfg(feature = "axum")]
 mod middleware;
 mod policy;
 
+#[cfg(feature = "test-util")]
+pub use algorithm::script_invocation;
 pub use client_ip::TrustedProxies;
-pub use limiter::{
-    Decision, DecisionSource, RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable,
-    script_invocation,
-};
+pub use decision::{Decision, DecisionSource};
+pub use limiter::{RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable};
 #[cfg(feature = "axum")]
-pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
+pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, future};
 pub use policy::{Algorithm, Policy};

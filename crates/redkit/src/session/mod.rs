@@ -27,10 +27,14 @@
 //!   [`SessionCookie`] through [`CookieSessions`].
 
 mod config;
+mod coordination;
 #[cfg(feature = "axum")]
 mod extract;
 mod id;
+mod keys;
 mod local;
+mod model;
+mod scripts;
 mod sessions;
 #[cfg(feature = "tower-sessions")]
 mod tower_store;
@@ -41,6 +45,7 @@ pub use extract::{
     CookieSessions, OptionalSession, RequiredSession, SessionCookie, SessionRejection,
 };
 pub use id::SessionId;
-pub use sessions::{Session, SessionUpdate, Sessions};
+pub use model::{Session, SessionUpdate};
+pub use sessions::Sessions;
 #[cfg(feature = "tower-sessions")]
 pub use tower_store::SessionStore;

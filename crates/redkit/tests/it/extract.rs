@@ -15,7 +15,7 @@ use redkit_testkit::RedisServer;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::support::fast_config;
+use redkit::test_util::fast_redis_config;
 
 fn app<S: Store>(sessions: Sessions<S>) -> Router {
     let cookie = SessionCookie::new("app_session").unwrap();
@@ -108,7 +108,7 @@ async fn required_and_optional_sessions_from_the_cookie() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_answers_503_not_401() {
     let redis = RedisServer::builder().prepare(); // never started
-    let connection = RedisConnection::connect(fast_config(&redis.url())).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&redis.url())).unwrap();
     let sessions = Sessions::new(
         RedisStore::new(connection.clone()),
         SessionConfig::default(),

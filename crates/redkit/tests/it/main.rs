@@ -8,6 +8,7 @@ mod connection;
 mod extract;
 mod fallback;
 mod health;
+mod properties;
 mod ratelimit;
 mod session;
 mod store;
