@@ -484,9 +484,18 @@ async fn bad_requests_get_clear_json_errors_and_change_nothing(redis: Option<Red
     server.stop().await;
 }
 
-/// The `tasks` cache counters from `/health/redis`.
+/// The `tasks` cache counters from `/health/redis`, from a probe taken
+/// after this call (the report comes from the background probe).
 async fn cache_counts(client: &mut Client) -> (u64, u64, u64) {
-    let report = client.get("/health/redis").await.body;
+    let asked = std::time::Instant::now();
+    let report = loop {
+        let report = client.get("/health/redis").await.body;
+        let age = report["probe_age_ms"].as_u64().unwrap();
+        if u128::from(age) + 5 < asked.elapsed().as_millis() {
+            break report;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let tasks = report["caches"]
         .as_array()
         .unwrap()
@@ -503,7 +512,10 @@ async fn cache_counts(client: &mut Client) -> (u64, u64, u64) {
 }
 
 async fn task_lists_are_cached_and_writes_invalidate_them(redis: Option<RedisConfig>) {
-    let server = start(redis).await;
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    config.probe_interval = std::time::Duration::from_millis(100);
+    let server = start_with(redis, db, config).await;
     let mut alice = Client::registered(&server, "alice").await;
     alice.post("/tasks", json!({"title": "one"})).await;
     let (l1, _, misses) = cache_counts(&mut alice).await;

@@ -40,7 +40,7 @@ use crate::store::Store;
 ///
 /// # Errors
 ///
-/// Reads and writes fail with [`Error::InvalidInput`] for a key that is
+/// Reads and writes fail with [`Error::InvalidInput`](crate::Error::InvalidInput) for a key that is
 /// empty, too long or holds control characters, with
 /// [`Error::Loader`](crate::Error::Loader) when a loader fails and no stale
 /// value may stand in, and with the store's error when L2 is unavailable
