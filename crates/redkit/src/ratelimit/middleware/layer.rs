@@ -17,6 +17,26 @@ use crate::store::{AnyStore, Store};
 /// `RateLimit-Policy` and `RateLimit` (and, when enabled, the legacy
 /// `X-RateLimit-Limit/Remaining/Reset`). While the store is unavailable and
 /// the limiter fails closed, requests get 503.
+///
+/// The client IP comes from the connection: serve the router with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, and name your
+/// reverse proxies with [`RateLimitLayer::trusted_proxies`].
+///
+/// # Examples
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use redkit::ratelimit::{Policy, RateLimitLayer, RateLimiter, TrustedProxies};
+///
+/// # fn main() -> redkit::Result<()> {
+/// let kit = redkit::Redkit::builder().build()?;
+/// let limiter = RateLimiter::new(kit.store().clone())?;
+/// let login = RateLimitLayer::new(limiter, Policy::auth()) // 5 per 5 minutes
+///     .scope("login")
+///     .trusted_proxies(TrustedProxies::parse(["10.0.0.0/8"])?);
+/// let app: Router = Router::new().route("/login", post(|| async { "welcome" }).layer(login));
+/// # let _ = app; Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RateLimitLayer<S: Store = AnyStore> {
