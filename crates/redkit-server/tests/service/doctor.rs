@@ -144,3 +144,31 @@ fn unreachable_redis_fails_quickly_naming_the_address() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_replica_fails_and_says_to_use_the_master() {
+    let master = RedisServer::new();
+    let replica = RedisServer::builder()
+        .config_line(format!("replicaof 127.0.0.1 {}", master.port()))
+        .start();
+    let (code, out) = doctor(&replica.url(), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("FAIL replication"), "{out}");
+    assert!(
+        out.contains("read-only replica") || out.contains("link to its master is down"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL round_trip"),
+        "writes fail on a replica:\n{out}"
+    );
+}
+
+#[test]
+fn a_cluster_node_is_reported_as_unsupported_not_checked_as_standalone() {
+    let cluster = redkit_testkit::RedisCluster::start_with(3, 0);
+    let (code, out) = doctor(&cluster.nodes()[0].url(), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("FAIL topology"), "{out}");
+    assert!(out.contains("Cluster mode"), "{out}");
+}
