@@ -6,6 +6,7 @@ mod api;
 mod binary;
 mod dashboard;
 mod doctor;
+mod faults;
 mod health;
 mod instances;
 mod limits;
