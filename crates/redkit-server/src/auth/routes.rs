@@ -156,6 +156,7 @@ async fn start_session(
     user: &User,
 ) -> Result<HeaderMap, ApiError> {
     let user_id = user.id.to_string();
+    let mut other_users_session = None;
     if let Some(previous) = state.cookie_sessions.cookie().session_id(headers) {
         match state.sessions.get(&previous).await? {
             // Same user logging in again: keep the data, change the id.
@@ -164,9 +165,7 @@ async fn start_session(
                     return Ok(state.session_cookie(&cycled.id));
                 }
             }
-            Some(_) => {
-                state.sessions.destroy(&previous).await?;
-            }
+            Some(_) => other_users_session = Some(previous),
             None => {}
         }
     }
@@ -174,6 +173,14 @@ async fn start_session(
         .sessions
         .create(&user_id, session::session_data(&user.username))
         .await?;
+    // Only once the new session exists: a request that fails or is cut by
+    // its deadline before this point leaves the client's previous session
+    // as it was, rather than logging it out.
+    if let Some(previous) = other_users_session
+        && let Err(error) = state.sessions.destroy(&previous).await
+    {
+        tracing::warn!(error = %crate::error_chain(&error), "could not end the previous user's session; it expires by itself");
+    }
     Ok(state.session_cookie(&created.id))
 }
 
