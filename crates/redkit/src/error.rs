@@ -196,6 +196,35 @@ impl Error {
                 .is_some_and(is_connection_error))
     }
 
+    /// Whether Redis answered but cannot carry out the command for now:
+    /// out of memory under a `noeviction` policy (`OOM`), loading its
+    /// dataset (`LOADING`), busy running a script (`BUSY`), a read-only
+    /// replica (`READONLY`), refusing writes after a failed save
+    /// (`MISCONF`), a master or cluster down (`MASTERDOWN`, `CLUSTERDOWN`,
+    /// `TRYAGAIN`) or too few replicas (`NOREPLICAS`). Neither the caller's
+    /// mistake nor a definitive rejection: the same command may succeed
+    /// once the server recovers. The rate limiter treats these like
+    /// unavailability (its insurance limiter answers); other modules keep
+    /// reporting them as errors.
+    pub fn is_refused_for_now(&self) -> bool {
+        const CODES: [&str; 9] = [
+            "OOM",
+            "LOADING",
+            "BUSY",
+            "READONLY",
+            "MISCONF",
+            "MASTERDOWN",
+            "CLUSTERDOWN",
+            "TRYAGAIN",
+            "NOREPLICAS",
+        ];
+        matches!(self, Error::Command { source, .. }
+            if source
+                .downcast_ref::<redis::RedisError>()
+                .and_then(redis::RedisError::code)
+                .is_some_and(|code| CODES.contains(&code)))
+    }
+
     pub(crate) fn invalid_config(
         setting: impl Into<String>,
         problem: impl Into<String>,

@@ -17,7 +17,9 @@ use super::policy::Policy;
 /// Longest accepted rate-limit key, in bytes.
 const MAX_KEY_LEN: usize = 512;
 
-/// What to do while the store is unavailable.
+/// What to do while the store is unavailable: unreachable, timing out, or
+/// answering that it cannot count now (out of memory, loading, read-only:
+/// see [`Error::is_refused_for_now`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenUnavailable {
     /// Count in a per-instance embedded limiter with the same math (each
@@ -26,7 +28,8 @@ pub enum WhenUnavailable {
     Insurance,
     /// Admit every request.
     FailOpen,
-    /// Reject with [`Error::Unavailable`] (the layer answers 503).
+    /// Reject with the store's error (the layer answers 503 with
+    /// `{"error": {"code": "rate_limiter_unavailable", "message": …}}`).
     FailClosed,
 }
 
@@ -264,7 +267,12 @@ impl<S: Store> RateLimiter<S> {
         let inner = &self.inner;
         match run(&inner.store, policy, store_key, cost).await {
             Ok(decision) => Ok(decision),
-            Err(error) if error.is_unavailable() => match inner.when_unavailable {
+            // "Redis answered but cannot do it now" (out of memory, loading,
+            // read-only…) is an outage for the limiter too: counting must go
+            // on somewhere, or every request would fail.
+            Err(error) if error.is_unavailable() || error.is_refused_for_now() => match inner
+                .when_unavailable
+            {
                 WhenUnavailable::Insurance => {
                     let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
                     decision.source = DecisionSource::Insurance;
