@@ -63,6 +63,19 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The server refused the configured database index (`SELECT` failed:
+    /// it has fewer databases, or it is a cluster node, which only has 0).
+    #[error("redis at {address} refused to select database {db}: check REDIS_DB")]
+    DatabaseRejected {
+        /// `host:port` — never credentials.
+        address: String,
+        /// The configured database index.
+        db: u32,
+        /// The server's answer.
+        #[source]
+        source: BoxError,
+    },
+
     /// A connection could not be established.
     #[error("cannot connect to redis at {address}")]
     Connect {
@@ -194,6 +207,17 @@ impl Error {
             if source
                 .downcast_ref::<redis::RedisError>()
                 .is_some_and(is_connection_error))
+    }
+
+    /// Whether Redis answered and refused this client for good (wrong
+    /// credentials, missing permission, unknown database): retrying with the
+    /// same settings cannot succeed until the server or the settings change,
+    /// unlike an outage.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::Authentication { .. } | Error::DatabaseRejected { .. }
+        )
     }
 
     /// Whether Redis answered but cannot carry out the command for now:
