@@ -202,7 +202,10 @@ async fn a_wrong_redis_password_is_a_503_until_fixed() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unhealthy");
     assert!(
-        body["reasons"][0].as_str().unwrap().contains("authentication failed"),
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
         "{body}"
     );
     let (status, report) = get_json(&server, "/health/redis").await;

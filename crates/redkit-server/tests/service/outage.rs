@@ -119,11 +119,17 @@ async fn a_full_redis_keeps_the_api_answering_and_limits_enforced() {
     config.rate_limit_leases = None;
     let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let mut alice = Client::registered(&server, "alice").await;
-    assert_eq!(alice.post("/tasks", json!({"title": "kept"})).await.status, 201);
+    assert_eq!(
+        alice.post("/tasks", json!({"title": "kept"})).await.status,
+        201
+    );
     assert_eq!(alice.get("/tasks").await.status, 200);
 
     redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
-    assert!(redis.cli(&["SET", "probe", "v"]).contains("OOM"), "Redis is full");
+    assert!(
+        redis.cli(&["SET", "probe", "v"]).contains("OOM"),
+        "Redis is full"
+    );
 
     // The insurance limiter counts from zero on this instance: eight more
     // requests are served, then 429 — never 503.

@@ -160,7 +160,9 @@ fn is_auth_error(err: &redis::RedisError) -> bool {
 /// range").
 fn is_database_refusal(err: &redis::RedisError) -> bool {
     err.to_string().contains("refused to switch database")
-        || err.detail().is_some_and(|detail| detail.contains("DB index"))
+        || err
+            .detail()
+            .is_some_and(|detail| detail.contains("DB index"))
 }
 
 fn config_error(config: &RedisConfig, err: redis::RedisError) -> Error {

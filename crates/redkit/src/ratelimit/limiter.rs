@@ -270,25 +270,25 @@ impl<S: Store> RateLimiter<S> {
             // "Redis answered but cannot do it now" (out of memory, loading,
             // read-only…) is an outage for the limiter too: counting must go
             // on somewhere, or every request would fail.
-            Err(error) if error.is_unavailable() || error.is_refused_for_now() => match inner
-                .when_unavailable
-            {
-                WhenUnavailable::Insurance => {
-                    let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
-                    decision.source = DecisionSource::Insurance;
-                    Ok(decision)
+            Err(error) if error.is_unavailable() || error.is_refused_for_now() => {
+                match inner.when_unavailable {
+                    WhenUnavailable::Insurance => {
+                        let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
+                        decision.source = DecisionSource::Insurance;
+                        Ok(decision)
+                    }
+                    WhenUnavailable::FailOpen => Ok(Decision {
+                        allowed: true,
+                        policy: policy.name().to_owned(),
+                        limit: policy.limit(),
+                        remaining: policy.limit(),
+                        retry_after: Duration::ZERO,
+                        reset_after: Duration::ZERO,
+                        source: DecisionSource::FailOpen,
+                    }),
+                    WhenUnavailable::FailClosed => Err(error),
                 }
-                WhenUnavailable::FailOpen => Ok(Decision {
-                    allowed: true,
-                    policy: policy.name().to_owned(),
-                    limit: policy.limit(),
-                    remaining: policy.limit(),
-                    retry_after: Duration::ZERO,
-                    reset_after: Duration::ZERO,
-                    source: DecisionSource::FailOpen,
-                }),
-                WhenUnavailable::FailClosed => Err(error),
-            },
+            }
             Err(error) => Err(error),
         }
     }

@@ -435,10 +435,12 @@ fn wrong_type(error: Error, key: &str) -> Error {
 /// callers can tell them apart ([`Error::is_refused_for_now`]).
 fn script_error(script: &Script, error: Error) -> Error {
     match redis_error(&error) {
-        Some(redis_error) if !error.is_unavailable() && !error.is_refused_for_now() => Error::Script {
-            script: script.name(),
-            message: redis_error.to_string(),
-        },
+        Some(redis_error) if !error.is_unavailable() && !error.is_refused_for_now() => {
+            Error::Script {
+                script: script.name(),
+                message: redis_error.to_string(),
+            }
+        }
         _ => error,
     }
 }

@@ -141,13 +141,22 @@ async fn a_wrong_password_is_unhealthy_until_fixed_on_the_server() {
         .build()
         .unwrap();
     let connection = kit.connection().unwrap().clone();
-    crate::support::wait_for_state(&connection, ConnectionState::Rejected, Duration::from_secs(5))
-        .await;
+    crate::support::wait_for_state(
+        &connection,
+        ConnectionState::Rejected,
+        Duration::from_secs(5),
+    )
+    .await;
     let reason = connection.rejection().expect("a reason while rejected");
     assert!(reason.contains("authentication failed"), "{reason}");
     assert!(reason.contains("user default"), "{reason}");
     let report = kit.health().await;
-    assert_eq!(report.status, HealthStatus::Unhealthy, "{:?}", report.reasons);
+    assert_eq!(
+        report.status,
+        HealthStatus::Unhealthy,
+        "{:?}",
+        report.reasons
+    );
     assert_eq!(report.serving, Backend::Embedded);
     assert!(
         report.reasons[0].contains("rejected this client"),
@@ -181,16 +190,24 @@ async fn no_password_and_an_unknown_database_are_rejections() {
         guarded.port()
     )))
     .unwrap();
-    crate::support::wait_for_state(&connection, ConnectionState::Rejected, Duration::from_secs(5))
-        .await;
+    crate::support::wait_for_state(
+        &connection,
+        ConnectionState::Rejected,
+        Duration::from_secs(5),
+    )
+    .await;
     let reason = connection.rejection().unwrap();
     assert!(reason.contains("NOAUTH"), "{reason}");
 
     let open = RedisServer::new();
     let url = format!("{}/99", open.url());
     let connection = RedisConnection::connect(fast_redis_config(&url)).unwrap();
-    crate::support::wait_for_state(&connection, ConnectionState::Rejected, Duration::from_secs(5))
-        .await;
+    crate::support::wait_for_state(
+        &connection,
+        ConnectionState::Rejected,
+        Duration::from_secs(5),
+    )
+    .await;
     let reason = connection.rejection().unwrap();
     assert!(reason.contains("database 99"), "{reason}");
 }

@@ -296,7 +296,9 @@ async fn a_full_redis_is_an_outage_for_the_limiter_not_a_503() {
     let response = send(&closed_router, "10.0.0.1:1", &[]).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
-    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], "rate_limiter_unavailable", "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");

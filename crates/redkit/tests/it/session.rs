@@ -684,9 +684,12 @@ async fn a_partitioned_instance_stops_accepting_an_ended_session_within_the_fail
         .local_cache(Duration::from_millis(100))
         .local_fail_safe(fail_safe);
     let a = Sessions::new(RedisStore::new(connected(&server).await), config.clone()).unwrap();
-    let b_connection = RedisConnection::connect(crate::support::fast_redis_config(&proxy.url()))
+    let b_connection =
+        RedisConnection::connect(crate::support::fast_redis_config(&proxy.url())).unwrap();
+    b_connection
+        .wait_ready(Duration::from_secs(5))
+        .await
         .unwrap();
-    b_connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     let b = Sessions::new(RedisStore::new(b_connection), config).unwrap();
     let session = a.create("dora", Map::new()).await.unwrap();
     // B's local cache serves once its subscription is up.
@@ -707,7 +710,12 @@ async fn a_partitioned_instance_stops_accepting_an_ended_session_within_the_fail
 
     // Read-only meanwhile: no update, extension, new id or destroy.
     let update = SessionUpdate::new().set("k", 1);
-    assert!(b.update(&session.id, &update).await.unwrap_err().is_unavailable());
+    assert!(
+        b.update(&session.id, &update)
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
     assert!(b.touch(&session.id).await.unwrap_err().is_unavailable());
     assert!(b.cycle_id(&session.id).await.unwrap_err().is_unavailable());
 
@@ -715,10 +723,8 @@ async fn a_partitioned_instance_stops_accepting_an_ended_session_within_the_fail
     // the command timeout of the read that finds it over and some slack
     // for a loaded machine), B refuses it.
     let bound = fail_safe + Duration::from_millis(500) + Duration::from_secs(1);
-    let refused = crate::support::eventually(bound, || async {
-        b.get(&session.id).await.is_err()
-    })
-    .await;
+    let refused =
+        crate::support::eventually(bound, || async { b.get(&session.id).await.is_err() }).await;
     assert!(refused, "B still accepts the ended session");
     assert!(
         last_read.elapsed() <= bound,

@@ -62,10 +62,7 @@ mod suite {
         let sessions = SessionStore::new(store.clone());
         let fresh = record(time::Duration::minutes(10));
         sessions.save(&fresh).await.unwrap();
-        assert_eq!(
-            sessions.load(&fresh.id).await.unwrap(),
-            Some(fresh.clone())
-        );
+        assert_eq!(sessions.load(&fresh.id).await.unwrap(), Some(fresh.clone()));
         let life = key_life(&store, &fresh.id).await;
         assert!(life > Duration::from_secs(590) && life <= Duration::from_secs(600));
         // Already expired: nothing is stored.
@@ -101,18 +98,13 @@ mod suite {
             Some(existing.clone()),
             "the existing record is untouched"
         );
-        assert_eq!(
-            sessions.load(&colliding.id).await.unwrap(),
-            Some(colliding)
-        );
+        assert_eq!(sessions.load(&colliding.id).await.unwrap(), Some(colliding));
     }
 
     /// A live session moved from an inactivity expiry to a fixed date, to
     /// "on session end" (tower-sessions' two weeks) and back: the key's life
     /// follows each saved date; a date in the past ends it.
-    pub async fn changing_the_expiry_type_of_a_live_session<S: Store + std::fmt::Debug>(
-        store: S,
-    ) {
+    pub async fn changing_the_expiry_type_of_a_live_session<S: Store + std::fmt::Debug>(store: S) {
         let sessions = SessionStore::new(store.clone());
         let mut live = record(time::Duration::minutes(5));
         sessions.create(&mut live).await.unwrap();
@@ -181,7 +173,10 @@ mod suite {
         let issued = issued.expect("a cookie for the new session");
         assert_ne!(issued, format!("id={unknown}"), "an unknown id was adopted");
         assert_eq!(
-            SessionStore::new(store.clone()).load(&unknown).await.unwrap(),
+            SessionStore::new(store.clone())
+                .load(&unknown)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(call(&app, "/get", Some(&issued)).await.1, "42");
@@ -223,11 +218,20 @@ async fn call(app: &Router, path: &str, cookie: Option<&str>) -> (Option<String>
         .oneshot(request.body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
-    let cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|value| value.to_str().unwrap().split(';').next().unwrap().to_owned());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let cookie = response.headers().get(header::SET_COOKIE).map(|value| {
+        value
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    });
     let body = axum::body::to_bytes(response.into_body(), 1024)
         .await
         .unwrap();
