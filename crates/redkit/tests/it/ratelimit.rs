@@ -591,3 +591,27 @@ async fn the_service_exposes_what_it_wraps() {
         tower::Service::call(ready, request("203.0.113.9:1000", &[]));
     assert_eq!(future.await.unwrap().status(), StatusCode::OK);
 }
+
+/// A key the limiter refuses (here a 600-byte API key) is a 400 in the one
+/// error shape, `{"error": {"code", "message"}}`.
+#[tokio::test]
+async fn a_refused_key_is_a_400_in_the_documented_error_shape() {
+    let policy = Policy::new("keyed", 5, Duration::from_secs(60)).unwrap();
+    let layer = RateLimitLayer::new(embedded_limiter(), policy)
+        .key_by(KeyBy::Header(http::HeaderName::from_static("x-api-key")));
+    let long = "k".repeat(600);
+    let response = send(&app(layer), "10.0.0.1:1", &[("x-api-key", &long)]).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected 1 to 512"),
+        "{body}"
+    );
+}
