@@ -267,28 +267,23 @@ impl<S: Store> RateLimiter<S> {
         let inner = &self.inner;
         match run(&inner.store, policy, store_key, cost).await {
             Ok(decision) => Ok(decision),
-            // "Redis answered but cannot do it now" (out of memory, loading,
-            // read-only…) is an outage for the limiter too: counting must go
-            // on somewhere, or every request would fail.
-            Err(error) if error.is_unavailable() || error.is_refused_for_now() => {
-                match inner.when_unavailable {
-                    WhenUnavailable::Insurance => {
-                        let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
-                        decision.source = DecisionSource::Insurance;
-                        Ok(decision)
-                    }
-                    WhenUnavailable::FailOpen => Ok(Decision {
-                        allowed: true,
-                        policy: policy.name().to_owned(),
-                        limit: policy.limit(),
-                        remaining: policy.limit(),
-                        retry_after: Duration::ZERO,
-                        reset_after: Duration::ZERO,
-                        source: DecisionSource::FailOpen,
-                    }),
-                    WhenUnavailable::FailClosed => Err(error),
+            Err(error) if is_outage(&error) => match inner.when_unavailable {
+                WhenUnavailable::Insurance => {
+                    let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
+                    decision.source = DecisionSource::Insurance;
+                    Ok(decision)
                 }
-            }
+                WhenUnavailable::FailOpen => Ok(Decision {
+                    allowed: true,
+                    policy: policy.name().to_owned(),
+                    limit: policy.limit(),
+                    remaining: policy.limit(),
+                    retry_after: Duration::ZERO,
+                    reset_after: Duration::ZERO,
+                    source: DecisionSource::FailOpen,
+                }),
+                WhenUnavailable::FailClosed => Err(error),
+            },
             Err(error) => Err(error),
         }
     }
@@ -388,6 +383,13 @@ async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Resu
         reset_after: Duration::from_micros(u64::try_from(reset_us).unwrap_or(0)),
         source: DecisionSource::Store,
     })
+}
+
+/// Whether the store cannot count now: unreachable, or it answered that it
+/// cannot (out of memory, loading, read-only…). Counting must then go on
+/// somewhere, or every request would fail.
+fn is_outage(error: &Error) -> bool {
+    error.is_unavailable() || error.is_refused_for_now()
 }
 
 fn block_key(policy: &Policy, key: &str) -> String {
