@@ -12,7 +12,10 @@
 //!   (sessions live there only); 503 with the reason otherwise.
 //! - `/health`: 200 while the service can serve (healthy, or degraded — for
 //!   instance Redis down while the embedded fallback serves cached data),
-//!   503 when it cannot or the last probe is stale.
+//!   503 when it cannot or the last probe is stale — or when Redis refuses
+//!   this instance for good (wrong password, missing permission, unknown
+//!   database): the instance then serves apart from the others, and must
+//!   leave the rotation until its settings are fixed.
 
 use std::time::Duration;
 

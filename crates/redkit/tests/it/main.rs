@@ -14,3 +14,4 @@ mod session;
 mod store;
 mod support;
 mod tls;
+mod tower_store;
