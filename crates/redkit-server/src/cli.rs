@@ -338,6 +338,7 @@ mod tests {
         let no_fail_safe = Cli::try_parse_from(["redkit", "serve", "--session-fail-safe", "off"])
             .unwrap()
             .serve_args()
+            .unwrap()
             .service_config()
             .unwrap();
         assert_eq!(no_fail_safe.sessions.local_cache, Duration::from_secs(2));
@@ -345,6 +346,7 @@ mod tests {
         let longer = Cli::try_parse_from(["redkit", "serve", "--session-fail-safe", "1m"])
             .unwrap()
             .serve_args()
+            .unwrap()
             .service_config()
             .unwrap();
         assert_eq!(longer.sessions.local_fail_safe, Duration::from_secs(60));
