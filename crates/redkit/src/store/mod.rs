@@ -4,6 +4,9 @@
 //! all of Redis: get/set with TTL, get-and-extend (`GETEX`), bulk get/set,
 //! UNLINK, expire/TTL, counters, sets (for indexes), an incremental SCAN,
 //! pub/sub and atomic server-side scripts. [`Store`] is exactly that list, with three implementations:
+//! The job queue and the event log need sorted sets, hashes and streams;
+//! they reach them only inside scripts (see [`ScriptContext`]), so the trait
+//! itself stays this narrow.
 //!
 //! | type | guarantees |
 //! |---|---|
@@ -21,6 +24,7 @@ mod glob;
 mod pubsub;
 mod redis;
 mod script;
+mod stream_id;
 
 use std::future::Future;
 use std::time::Duration;
@@ -34,6 +38,7 @@ pub use glob::{escape_glob, glob_matches};
 pub use pubsub::{Message, PubSubEvent, Subscription};
 pub use redis::RedisStore;
 pub use script::{NativeScript, Script, ScriptArg, ScriptContext, ScriptValue};
+pub use stream_id::StreamId;
 
 use crate::error::Result;
 
