@@ -66,6 +66,7 @@
 
 mod buffer;
 mod config;
+/// The shared behavioural suite (for the tests of each store).
 pub mod conformance;
 mod handle;
 mod job;

@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod fallback;
 mod health;
+mod queue;
 mod ratelimit;
 mod session;
 mod store;
