@@ -7,6 +7,7 @@
 //! [`Enqueued::buffered`] tells the caller.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -15,6 +16,19 @@ use tokio::sync::Notify;
 
 use super::job::Enqueued;
 use crate::error::{Error, Result};
+
+/// An id for a job buffered without one: `#b`, a per-process random prefix
+/// and a sequence number, so buffered jobs due in the same millisecond still
+/// start in enqueue order (ties are broken by id).
+fn buffered_id() -> String {
+    static PREFIX: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| fastrand::u32(..));
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "#b{:08x}{:012}",
+        *PREFIX,
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct BufferedJob {
@@ -60,7 +74,7 @@ impl Buffer {
         }
         let id = job
             .id
-            .get_or_insert_with(|| format!("#b{:016x}", fastrand::u64(..)))
+            .get_or_insert_with(buffered_id)
             .clone();
         jobs.push_back(job);
         drop(jobs);

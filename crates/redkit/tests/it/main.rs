@@ -5,6 +5,7 @@
 mod cache;
 mod config;
 mod connection;
+mod events;
 mod fallback;
 mod health;
 mod queue;

@@ -58,3 +58,188 @@ mod fallback_while_redis_is_up {
 
     redkit::queue_conformance_tests!(make);
 }
+
+/// The environment variable that turns `worker_child_process` into a worker.
+const CHILD_URL: &str = "REDKIT_TEST_QUEUE_CHILD_URL";
+
+fn crash_config() -> redkit::queue::QueueConfig {
+    redkit::queue::QueueConfig::default()
+        .visibility_timeout(Duration::from_millis(1500))
+        .heartbeat_interval(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(20))
+}
+
+/// Not a test: the worker process `a_worker_killed_mid_job_…` starts (this
+/// test binary, run with `--ignored --exact`) and SIGKILLs. Its handler marks
+/// the job started and then works for a minute.
+#[tokio::test]
+#[ignore = "helper process for a_worker_killed_mid_job_leaves_it_to_another_worker"]
+async fn worker_child_process() {
+    let Ok(url) = std::env::var(CHILD_URL) else {
+        return;
+    };
+    let mut config = fast_config(&url);
+    config.fallback = false;
+    let kit = on_redis(config).await;
+    let store = kit.store().clone();
+    let queue = kit
+        .queue::<u32>("crash")
+        .unwrap()
+        .with_config(crash_config())
+        .unwrap();
+    let _worker = queue.start_worker(move |job: redkit::queue::Job<u32>| {
+        let store = store.clone();
+        async move {
+            use redkit::store::Store;
+            store.set(&format!("started:{}", job.id), b"child", None).await?;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            store.incr_by("completions", 1).await?;
+            Ok(())
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+/// A worker process SIGKILLed mid-job: after the visibility timeout another
+/// worker runs the job; exactly one completion is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
+    use redkit::store::Store;
+    let server = RedisServer::new();
+    let mut config = fast_config(&server.url());
+    config.fallback = false;
+    let kit = on_redis(config).await;
+    let queue = kit
+        .queue::<u32>("crash")
+        .unwrap()
+        .with_config(crash_config())
+        .unwrap();
+    let job = queue.enqueue(&42).await.unwrap();
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "queue::worker_child_process", "--nocapture"])
+        .env(CHILD_URL, server.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started_key = format!("started:{}", job.id);
+    let started = crate::support::eventually(Duration::from_secs(30), || async {
+        kit.store().get(&started_key).await.unwrap().is_some()
+    })
+    .await;
+    assert!(started, "the child worker never started the job");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+
+    let store = kit.store().clone();
+    let worker = queue.start_worker(move |job: redkit::queue::Job<u32>| {
+        let store = store.clone();
+        async move {
+            assert_eq!(job.payload, 42);
+            assert_eq!(job.attempt, 2, "the second attempt");
+            store.incr_by("completions", 1).await?;
+            Ok(())
+        }
+    });
+    let completed = crate::support::eventually(Duration::from_secs(10), || async {
+        queue.state(&job.id).await.unwrap().is_none()
+    })
+    .await;
+    assert!(completed, "the job was not completed by the second worker");
+    assert!(
+        killed_at.elapsed() >= Duration::from_millis(500),
+        "taken over before the lease could expire"
+    );
+    worker.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(kit.store().get("completions").await.unwrap().unwrap(), "1");
+}
+
+/// Redis SIGKILLed (AOF on) and restarted while jobs flow: no acknowledged
+/// enqueue is lost, jobs enqueued during the outage are buffered and
+/// delivered in order when Redis is back, and a full buffer is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_loses_no_acknowledged_job() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use redkit::queue::{Job, QueueConfig};
+
+    let mut server = RedisServer::builder()
+        .arg("appendonly", "yes")
+        .arg("appendfsync", "always")
+        .start();
+    let kit = on_redis(fast_config(&server.url())).await;
+    let config = QueueConfig::default()
+        .concurrency(1)
+        .visibility_timeout(Duration::from_millis(800))
+        .poll_interval(Duration::from_millis(20));
+    let queue = kit.queue::<u32>("outage").unwrap().with_config(config.clone()).unwrap();
+    let processed: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let record = processed.clone();
+    let handler = move |job: Job<u32>| {
+        record.lock().push(job.payload);
+        std::future::ready(Ok(()))
+    };
+    let mut worker = None;
+
+    // Jobs 0..100 are in Redis (not yet processed) when it is killed.
+    let mut acknowledged = BTreeSet::new();
+    let mut buffered = Vec::new();
+    for n in 0..300u32 {
+        if n == 100 {
+            server.kill();
+        }
+        if n == 150 {
+            worker = Some(queue.start_worker(handler.clone()));
+        }
+        if n == 200 {
+            // A second handle with a tiny buffer: full means an error.
+            let tiny = kit
+                .queue::<u32>("outage-tiny")
+                .unwrap()
+                .with_config(config.clone().buffer_capacity(2))
+                .unwrap();
+            if tiny.enqueue(&0).await.is_ok_and(|e| e.buffered) {
+                tiny.enqueue(&1).await.unwrap();
+                let error = tiny.enqueue(&2).await.unwrap_err();
+                assert!(
+                    matches!(error, redkit::Error::QueueBufferFull { capacity: 2, .. }),
+                    "{error}"
+                );
+            }
+            server.start();
+        }
+        match queue.enqueue(&n).await {
+            Ok(enqueued) => {
+                acknowledged.insert(n);
+                if enqueued.buffered {
+                    buffered.push(n);
+                }
+            }
+            Err(error) => panic!("enqueue {n} failed in fallback mode: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(!buffered.is_empty(), "some jobs were enqueued during the outage");
+    let all_done = crate::support::eventually(Duration::from_secs(20), || async {
+        let seen: BTreeSet<u32> = processed.lock().iter().copied().collect();
+        acknowledged.is_subset(&seen)
+    })
+    .await;
+    worker.unwrap().shutdown(Duration::from_secs(1)).await;
+    let processed = processed.lock().clone();
+    let seen: BTreeSet<u32> = processed.iter().copied().collect();
+    let missing: Vec<_> = acknowledged.difference(&seen).collect();
+    assert!(all_done, "acknowledged jobs never processed: {missing:?}");
+    let buffered_order: Vec<u32> = processed
+        .iter()
+        .copied()
+        .filter(|n| buffered.contains(n))
+        .collect();
+    let mut deduped = buffered_order.clone();
+    deduped.dedup();
+    assert_eq!(deduped, buffered, "buffered jobs arrive in enqueue order");
+}
