@@ -21,8 +21,12 @@ use crate::dashboard::{self, Dashboard};
 use crate::db::Database;
 use crate::error::ServerError;
 use crate::events::TaskEvents;
+use crate::reminders::Reminders;
 use crate::shutdown::Shutdown;
 use crate::{auth, events, routes, tasks};
+
+/// How long shutdown waits for reminder deliveries in flight.
+const REMINDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ pub struct AppState {
     pub limiter: RateLimiter<AnyStore>,
     /// Real-time task changes.
     pub events: TaskEvents,
+    /// Reminders of due tasks (a job queue).
+    pub reminders: Arc<Reminders>,
     /// The dashboard's sampled history (`/dashboard`).
     pub dashboard: Dashboard,
     /// Set when the service starts shutting down.
@@ -66,6 +72,7 @@ impl AppState {
         let limiter = limiter.build()?;
         let shutdown = Shutdown::default();
         let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
+        let reminders = Arc::new(Reminders::start(&kit, db.clone(), events.clone())?);
         let dashboard = Dashboard::start(
             kit.clone(),
             tasks.clone(),
@@ -82,6 +89,7 @@ impl AppState {
             sessions,
             limiter,
             events,
+            reminders,
             dashboard,
             shutdown,
         })
@@ -216,6 +224,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (kit, db, stopping) = (state.kit.clone(), state.db.clone(), state.shutdown.clone());
+    let reminders = state.reminders.clone();
     let signal = {
         let stopping = stopping.clone();
         async move {
@@ -229,6 +238,8 @@ pub async fn serve(
         .await
         .map_err(ServerError::Serve);
     stopping.trigger();
+    // Deliveries in flight finish (or are left to another instance).
+    reminders.shutdown(REMINDER_DRAIN).await;
     db.close().await;
     kit.shutdown().await;
     result

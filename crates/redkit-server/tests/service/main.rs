@@ -8,4 +8,5 @@ mod dashboard;
 mod health;
 mod instances;
 mod outage;
+mod reminders;
 mod support;
