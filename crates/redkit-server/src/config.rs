@@ -46,6 +46,9 @@ pub struct ServiceConfig {
     pub tasks_ttl: Duration,
     /// How often the dashboard samples the service. Default: 2 s.
     pub dashboard_interval: Duration,
+    /// Events kept per user for `Last-Event-ID` replay (the newest; a
+    /// user's log is dropped 24 h after their last event). Default: 1000.
+    pub events_kept: usize,
 }
 
 impl Default for ServiceConfig {
@@ -63,6 +66,7 @@ impl Default for ServiceConfig {
                 .local_fail_safe(Duration::from_secs(300)),
             tasks_ttl: Duration::from_secs(300),
             dashboard_interval: Duration::from_secs(2),
+            events_kept: 1000,
         }
     }
 }

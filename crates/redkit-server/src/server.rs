@@ -71,7 +71,8 @@ impl AppState {
         }
         let limiter = limiter.build()?;
         let shutdown = Shutdown::default();
-        let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
+        let events =
+            TaskEvents::start(kit.store().clone(), config.events_kept, shutdown.clone()).await?;
         let reminders = Arc::new(Reminders::start(&kit, db.clone(), events.clone())?);
         let dashboard = Dashboard::start(
             kit.clone(),

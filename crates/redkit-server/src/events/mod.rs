@@ -99,17 +99,15 @@ fn topic(user_id: i64) -> String {
 impl TaskEvents {
     /// Subscribes to [`CHANNEL`] (active when this returns, if the store is
     /// reachable; otherwise retried in the background) and delivers until
-    /// `shutdown`.
-    pub async fn start(store: AnyStore, shutdown: Shutdown) -> Self {
+    /// `shutdown`; keeps the newest `events_kept` events per user.
+    pub async fn start(store: AnyStore, events_kept: usize, shutdown: Shutdown) -> redkit::Result<Self> {
         let (local, _) = broadcast::channel(CLIENT_BUFFER);
-        // Defaults: the last 1000 events per user, a user's log kept 24 h
-        // after their last event.
-        let log = EventLog::new(store.clone(), EventLogConfig::default())
-            .unwrap_or_else(|_| unreachable!("the default event log config is valid"));
+        // A user's log is kept 24 h after their last event (the default).
+        let log = EventLog::new(store.clone(), EventLogConfig::default().max_len(events_kept))?;
         let events = TaskEvents { store, log, local };
         let first = events.store.subscribe(&[CHANNEL]).await;
         tokio::spawn(events.clone().pump(first, shutdown));
-        events
+        Ok(events)
     }
 
     /// Tells every instance's clients of `user_id` about `event`. A failure

@@ -219,3 +219,37 @@ async fn last_event_id_replays_missed_events_and_resyncs_unknown_ids() {
     }
     server.stop().await;
 }
+
+/// An id the log no longer keeps (more events came after it than are kept)
+/// gets a resync, never a silent gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_event_id_older_than_the_log_keeps_gets_a_resync() {
+    let redis = RedisServer::new();
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    config.events_kept = 3;
+    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let mut frank = Client::registered(&server, "frank").await;
+    let mut events = Events::open(&frank).await;
+    frank.post("/tasks", json!({"title": "old"})).await;
+    events.next(Duration::from_secs(5)).await.unwrap();
+    let old_id = events.id.clone().unwrap();
+    frank.post("/tasks", json!({"title": "kept"})).await;
+    events.next(Duration::from_secs(5)).await.unwrap();
+    let kept_id = events.id.clone().unwrap();
+    // Three kept: "kept", "new 0", "new 1"; "old" is trimmed.
+    for n in 0..2 {
+        frank.post("/tasks", json!({"title": format!("new {n}")})).await;
+    }
+    let mut stale = Events::open_after(&frank, Some(&old_id)).await;
+    let (_, data) = stale.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(data, json!({"type": "resync"}));
+    assert!(stale.id.is_none());
+    // The newest kept id still replays.
+    let mut fresh = Events::open_after(&frank, Some(&kept_id)).await;
+    for n in 0..2 {
+        let (_, data) = fresh.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(data["task"]["title"], format!("new {n}"));
+    }
+    server.stop().await;
+}
