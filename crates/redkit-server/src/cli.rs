@@ -50,6 +50,52 @@ pub enum Command {
     /// Run the reference service (the default).
     #[command(after_help = REDIS_HELP)]
     Serve(ServeArgs),
+    /// Inspect and repair job queues in Redis (the same REDIS_* variables).
+    #[command(after_help = REDIS_HELP)]
+    Queue(QueueArgs),
+}
+
+/// `redkit queue`: operator commands on redkit job queues.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+/// Subcommands of `redkit queue`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueueCommand {
+    /// List the queues with their waiting, running, delayed and dead counts.
+    List,
+    /// List a queue's dead jobs (oldest death first) with their last error.
+    Dead {
+        /// The queue's name.
+        queue: String,
+        /// Most jobs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Jobs to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Put dead jobs back to waiting, with a fresh attempt count.
+    Retry(DeadSelection),
+    /// Delete dead jobs.
+    Purge(DeadSelection),
+}
+
+/// Which dead jobs `retry` or `purge` act on.
+#[derive(Debug, Clone, Args)]
+pub struct DeadSelection {
+    /// The queue's name.
+    pub queue: String,
+    /// One dead job, by id.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Every dead job of the queue.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Options of `redkit serve`.
@@ -190,7 +236,7 @@ impl Cli {
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(Command::Queue(_)) | None => self.serve,
         }
     }
 }

@@ -26,6 +26,7 @@ mod error;
 pub mod events;
 mod json;
 mod metrics;
+pub mod queue_admin;
 pub mod reminders;
 mod routes;
 mod server;

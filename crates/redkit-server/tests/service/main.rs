@@ -8,5 +8,6 @@ mod dashboard;
 mod health;
 mod instances;
 mod outage;
+mod queue_cli;
 mod reminders;
 mod support;
