@@ -243,3 +243,43 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_job() {
     deduped.dedup();
     assert_eq!(deduped, buffered, "buffered jobs arrive in enqueue order");
 }
+
+/// Health lists the queues opened through the handle with their counts, and
+/// grades them by the thresholds.
+#[tokio::test]
+async fn health_reports_queue_counts_against_thresholds() {
+    use redkit::health::{HealthStatus, HealthThresholds};
+    use redkit::queue::{EnqueueOptions, QueueConfig};
+
+    let mut thresholds = HealthThresholds::default();
+    thresholds.max_queue_waiting = 2;
+    thresholds.max_dead_jobs = 0;
+    thresholds.max_queue_wait = Duration::from_millis(100);
+    let kit = Redkit::builder().health_thresholds(thresholds).build().unwrap();
+    let queue = kit
+        .queue::<u32>("watched")
+        .unwrap()
+        .with_config(QueueConfig::default())
+        .unwrap();
+    let report = kit.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.reasons);
+    assert_eq!(report.queues[0].name, "watched");
+    for n in 0..3 {
+        queue.enqueue(&n).await.unwrap();
+    }
+    queue
+        .enqueue_with(&9, EnqueueOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let report = kit.health().await;
+    let counts = report.queues[0].counts.unwrap();
+    assert_eq!((counts.waiting, counts.delayed, counts.dead), (3, 1, 0));
+    assert!(counts.oldest_waiting_ms.unwrap() >= 150);
+    assert_eq!(report.status, HealthStatus::Degraded);
+    let reasons = report.reasons.join("\n");
+    assert!(reasons.contains("queue watched has 3 due jobs, above 2"), "{reasons}");
+    assert!(reasons.contains("oldest due job has waited"), "{reasons}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["queues"][0]["counts"]["waiting"], 3);
+}
