@@ -4,15 +4,17 @@
 //! all of Redis: get/set with TTL, get-and-extend (`GETEX`), bulk get/set,
 //! UNLINK, expire/TTL, counters, sets (for indexes), an incremental SCAN,
 //! pub/sub and atomic server-side scripts. [`Store`] is exactly that list, with three implementations:
-//! The job queue and the event log need sorted sets, hashes and streams;
-//! they reach them only inside scripts (see [`ScriptContext`]), so the trait
-//! itself stays this narrow.
 //!
 //! | type | guarantees |
 //! |---|---|
 //! | [`RedisStore`] | Redis' own: shared by every instance, atomic per command and per script, durable as the server is configured. Fails fast with [`Error::Unavailable`](crate::Error::Unavailable) while disconnected. |
 //! | [`EmbeddedStore`] | the same semantics, per process: atomic per call and per script, TTLs exact to the millisecond (lazy + active expiry), bounded by a memory budget with sampled-LRU eviction. Nothing is shared between processes; pub/sub reaches this process only. |
 //! | [`AnyStore`] in fallback mode | Redis while it is `Ready`; the embedded store while it is not (and for a call that finds Redis gone). Data written during an outage stays local and is **not** copied to Redis on recovery; the embedded store is cleared when Redis is back so that a later outage never serves data from an earlier one. |
+//!
+//! The job queue and the event log also need sorted sets, hashes and
+//! streams; they reach them only inside scripts (see [`ScriptContext`]), so
+//! the trait itself stays this narrow. In the embedded store those values
+//! are never evicted to make room (they count against the budget).
 //!
 //! The same behavioural suite ([`conformance`]) runs against every store; a
 //! difference between them is a bug unless documented here.
