@@ -3,6 +3,7 @@
 mod cache;
 mod http;
 mod limits;
+mod queue;
 
 use crate::env::Env;
 use crate::report::Report;
@@ -19,6 +20,8 @@ pub(crate) const ALL: &[&str] = &[
     "cache_invalidate_prefix",
     "ratelimit_check",
     "session_load",
+    "queue_enqueue",
+    "queue_roundtrip",
     // Last: they install the service's metrics recorder for the process.
     "http_tasks_cached",
     "http_tasks_cached_embedded",
@@ -37,6 +40,8 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
         "cache_invalidate_prefix" => cache::invalidate(env, cache::Invalidation::Prefix).await,
         "ratelimit_check" => vec![limits::ratelimit_check(env).await],
         "session_load" => vec![limits::session_load(env).await],
+        "queue_enqueue" => vec![queue::enqueue(env).await],
+        "queue_roundtrip" => vec![queue::roundtrip(env).await],
         "http_tasks_cached" => vec![http::tasks_cached(env, http::Backend::Redis).await],
         "http_tasks_cached_embedded" => {
             vec![http::tasks_cached(env, http::Backend::Embedded).await]
