@@ -45,7 +45,8 @@ impl Redkit {
 
     /// The job queue `name` (1 to 200 bytes, no braces or control
     /// characters) for payloads of type `T`; see [`queue`](crate::queue).
-    /// Its counts appear in [`Redkit::health`].
+    /// Its counts appear in [`Redkit::health`]. Must be called inside a
+    /// Tokio runtime (in fallback mode the queue's buffer flusher starts).
     pub fn queue<T>(&self, name: &str) -> Result<Queue<T>> {
         Ok(Queue::new(self.queues.open(&self.store, name)?))
     }

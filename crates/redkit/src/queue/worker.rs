@@ -154,6 +154,7 @@ where
 {
     let config = queue.config.clone();
     let mut jobs = JoinSet::new();
+    let mut fetch_failing = false;
     while stop.borrow().is_none() {
         while jobs.try_join_next().is_some() {}
         let free = config.concurrency.saturating_sub(jobs.len());
@@ -169,6 +170,7 @@ where
         wakeup.as_mut().enable();
         match fetch(&queue, free).await {
             Ok(fetched) if !fetched.is_empty() => {
+                fetch_failing = false;
                 for job in fetched {
                     running.fetch_add(1, Ordering::Relaxed);
                     let running = running.clone();
@@ -181,9 +183,18 @@ where
                 }
                 continue;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if fetch_failing {
+                    tracing::info!(queue = queue.name(), "fetching jobs again");
+                    fetch_failing = false;
+                }
+            }
             Err(error) => {
-                tracing::warn!(queue = queue.name(), %error, "cannot fetch jobs; retrying");
+                // Once per outage, not once per poll.
+                if !fetch_failing {
+                    tracing::warn!(queue = queue.name(), %error, "cannot fetch jobs; retrying every poll interval");
+                    fetch_failing = true;
+                }
             }
         }
         tokio::select! {

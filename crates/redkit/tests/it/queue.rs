@@ -283,3 +283,54 @@ async fn health_reports_queue_counts_against_thresholds() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["queues"][0]["counts"]["waiting"], 3);
 }
+
+/// Bytes written into a queue by something else (not JSON, not UTF-8, a
+/// job with no payload) are dead-lettered with a clear error; the queue
+/// keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bytes_in_redis_are_dead_lettered() {
+    use redkit::queue::{Job, JobState, QueueConfig};
+
+    let server = RedisServer::new();
+    let kit = on_redis(fast_config(&server.url())).await;
+    let connection = kit.connection().unwrap().clone();
+    let raw = |args: &[&[u8]]| {
+        let mut command = ::redis::cmd(std::str::from_utf8(args[0]).unwrap());
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command
+    };
+    for (id, payload) in [("garbage", &b"\xff\x00not json"[..]), ("deep", &b"[[[[[[[[[[[[[[[[[[[["[..])] {
+        let _: i64 = connection.query(&raw(&[b"HSET", b"rq:{hostile}:jobs", id.as_bytes(), payload])).await.unwrap();
+        let _: i64 = connection.query(&raw(&[b"ZADD", b"rq:{hostile}:waiting", b"0", id.as_bytes()])).await.unwrap();
+    }
+    // A job listed as waiting whose payload is missing.
+    let _: i64 = connection.query(&raw(&[b"ZADD", b"rq:{hostile}:waiting", b"0", b"ghost"])).await.unwrap();
+    let queue = kit
+        .queue::<u32>("hostile")
+        .unwrap()
+        .with_config(QueueConfig::default().poll_interval(Duration::from_millis(20)))
+        .unwrap();
+    queue.enqueue(&7).await.unwrap();
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let worker = queue.start_worker(move |job: Job<u32>| {
+        record.lock().push(job.payload);
+        std::future::ready(Ok(()))
+    });
+    let settled = crate::support::eventually(Duration::from_secs(5), || async {
+        queue.counts().await.unwrap().dead == 3 && seen.lock().len() == 1
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(1)).await;
+    assert!(settled, "counts {:?}, seen {:?}", queue.counts().await.unwrap(), seen.lock());
+    for id in ["garbage", "deep"] {
+        let info = queue.state(id).await.unwrap().unwrap();
+        assert_eq!(info.state, JobState::Dead);
+        assert!(info.last_error.unwrap().starts_with("malformed payload:"));
+    }
+    let ghost = queue.state("ghost").await.unwrap().unwrap();
+    assert!(ghost.last_error.unwrap().contains("payload is missing"));
+    assert_eq!(*seen.lock(), vec![7]);
+}
