@@ -30,9 +30,10 @@ pub async fn run(kit: &Redkit, command: &QueueCommand) -> redkit::Result<String>
             );
             for name in names {
                 let counts = queue(kit, &name)?.counts().await?;
-                let oldest = counts
-                    .oldest_waiting_ms
-                    .map_or_else(|| "-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+                let oldest = counts.oldest_waiting_ms.map_or_else(
+                    || "-".to_owned(),
+                    |ms| format!("{:.1}s", ms as f64 / 1000.0),
+                );
                 let _ = writeln!(
                     out,
                     "{:<24} {:>9} {:>9} {:>9} {:>9} {:>12}",
@@ -50,10 +51,12 @@ pub async fn run(kit: &Redkit, command: &QueueCommand) -> redkit::Result<String>
                 let _ = writeln!(out, "no dead jobs in {name}");
             }
             for job in jobs {
-                let died = OffsetDateTime::from_unix_timestamp_nanos(i128::from(job.died_at_ms) * 1_000_000)
-                    .ok()
-                    .and_then(|at| at.format(&Rfc3339).ok())
-                    .unwrap_or_else(|| job.died_at_ms.to_string());
+                let died = OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(job.died_at_ms) * 1_000_000,
+                )
+                .ok()
+                .and_then(|at| at.format(&Rfc3339).ok())
+                .unwrap_or_else(|| job.died_at_ms.to_string());
                 let payload: String = job.payload.chars().take(PAYLOAD_SHOWN).collect();
                 let _ = writeln!(
                     out,

@@ -32,14 +32,12 @@ async fn main() -> Result<(), redkit::BoxError> {
     }
     println!("queue on the {} store", kit.backend());
 
-    let config = QueueConfig::default()
-        .concurrency(4)
-        .retry(
-            RetryConfig::default()
-                .initial_delay(Duration::from_millis(200))
-                .max_delay(Duration::from_secs(2))
-                .max_attempts(3),
-        );
+    let config = QueueConfig::default().concurrency(4).retry(
+        RetryConfig::default()
+            .initial_delay(Duration::from_millis(200))
+            .max_delay(Duration::from_secs(2))
+            .max_attempts(3),
+    );
     let emails = kit.queue::<Email>("example-emails")?.with_config(config)?;
 
     let email = |to: &str, subject: &str| Email {
@@ -48,15 +46,24 @@ async fn main() -> Result<(), redkit::BoxError> {
     };
     emails.enqueue(&email("ada@example.com", "hello")).await?;
     emails
-        .enqueue_after(&email("bob@example.com", "a second later"), Duration::from_secs(1))
+        .enqueue_after(
+            &email("bob@example.com", "a second later"),
+            Duration::from_secs(1),
+        )
         .await?;
     // An id deduplicates: the second enqueue changes nothing.
     let welcome = EnqueueOptions::new().id("welcome:cy");
-    emails.enqueue_with(&email("cy@example.com", "welcome"), welcome.clone()).await?;
-    let again = emails.enqueue_with(&email("cy@example.com", "welcome"), welcome).await?;
+    emails
+        .enqueue_with(&email("cy@example.com", "welcome"), welcome.clone())
+        .await?;
+    let again = emails
+        .enqueue_with(&email("cy@example.com", "welcome"), welcome)
+        .await?;
     println!("enqueued welcome:cy twice; second added: {}", again.added);
     // This one fails on its first attempt and succeeds on the retry.
-    emails.enqueue(&email("flaky@example.com", "retried")).await?;
+    emails
+        .enqueue(&email("flaky@example.com", "retried"))
+        .await?;
 
     let done = Arc::new(AtomicUsize::new(0));
     let counter = done.clone();

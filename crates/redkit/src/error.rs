@@ -144,7 +144,9 @@ pub enum Error {
 
     /// In fallback mode, Redis is unreachable and the queue's in-memory
     /// buffer is full: the job was not enqueued.
-    #[error("queue {queue}: redis is unreachable and the fallback buffer is full ({capacity} jobs); the job was not enqueued")]
+    #[error(
+        "queue {queue}: redis is unreachable and the fallback buffer is full ({capacity} jobs); the job was not enqueued"
+    )]
     QueueBufferFull {
         /// The queue's name.
         queue: String,

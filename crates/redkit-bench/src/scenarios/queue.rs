@@ -159,7 +159,9 @@ pub(super) async fn roundtrip(env: &Env) -> Report {
                             .enqueue(&Payload { seq, value })
                             .await
                             .unwrap_or_else(|err| panic!("enqueue: {err}"));
-                        started.await.unwrap_or_else(|_| panic!("job {seq} never started"));
+                        started
+                            .await
+                            .unwrap_or_else(|_| panic!("job {seq} never started"));
                     }
                 })
                 .await;
@@ -260,7 +262,9 @@ async fn raw_roundtrip(env: &Env, value: String, sequence: Arc<AtomicU64>) -> me
                 .query_async(&mut producer)
                 .await
                 .unwrap_or_else(|err| panic!("XADD: {err}"));
-            started.await.unwrap_or_else(|_| panic!("entry {seq} never read"));
+            started
+                .await
+                .unwrap_or_else(|_| panic!("entry {seq} never read"));
         }
     })
     .await;
@@ -275,15 +279,25 @@ fn entries(reply: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let streams = match reply {
         Value::Array(streams) => streams,
-        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
         _ => return out,
     };
     for stream in streams {
-        let Value::Array(mut parts) = stream else { continue };
-        let Some(Value::Array(items)) = parts.pop() else { continue };
+        let Value::Array(mut parts) = stream else {
+            continue;
+        };
+        let Some(Value::Array(items)) = parts.pop() else {
+            continue;
+        };
         for item in items {
-            let Value::Array(mut entry) = item else { continue };
-            let (Some(Value::Array(fields)), Some(Value::BulkString(id))) = (entry.pop(), entry.pop())
+            let Value::Array(mut entry) = item else {
+                continue;
+            };
+            let (Some(Value::Array(fields)), Some(Value::BulkString(id))) =
+                (entry.pop(), entry.pop())
             else {
                 continue;
             };

@@ -100,10 +100,17 @@ impl TaskEvents {
     /// Subscribes to [`CHANNEL`] (active when this returns, if the store is
     /// reachable; otherwise retried in the background) and delivers until
     /// `shutdown`; keeps the newest `events_kept` events per user.
-    pub async fn start(store: AnyStore, events_kept: usize, shutdown: Shutdown) -> redkit::Result<Self> {
+    pub async fn start(
+        store: AnyStore,
+        events_kept: usize,
+        shutdown: Shutdown,
+    ) -> redkit::Result<Self> {
         let (local, _) = broadcast::channel(CLIENT_BUFFER);
         // A user's log is kept 24 h after their last event (the default).
-        let log = EventLog::new(store.clone(), EventLogConfig::default().max_len(events_kept))?;
+        let log = EventLog::new(
+            store.clone(),
+            EventLogConfig::default().max_len(events_kept),
+        )?;
         let events = TaskEvents { store, log, local };
         let first = events.store.subscribe(&[CHANNEL]).await;
         tokio::spawn(events.clone().pump(first, shutdown));
@@ -143,7 +150,11 @@ impl TaskEvents {
             key: format!("event for user {user_id}"),
             source: Box::new(source),
         })?;
-        match self.log.append_once(&topic(user_id), dedupe_key, &payload).await? {
+        match self
+            .log
+            .append_once(&topic(user_id), dedupe_key, &payload)
+            .await?
+        {
             Some(id) => {
                 self.broadcast_envelope(user_id, Some(id), event).await;
                 Ok(true)
@@ -154,7 +165,11 @@ impl TaskEvents {
 
     /// The user's events after `after`, oldest first, or `None` when they
     /// cannot be replayed (unknown or too old id, store unavailable).
-    pub(crate) async fn replay(&self, user_id: i64, after: StreamId) -> Option<Vec<(StreamId, TaskEvent)>> {
+    pub(crate) async fn replay(
+        &self,
+        user_id: i64,
+        after: StreamId,
+    ) -> Option<Vec<(StreamId, TaskEvent)>> {
         let mut replayed = Vec::new();
         let mut anchor = after;
         loop {

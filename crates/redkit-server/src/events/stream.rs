@@ -19,8 +19,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use redkit::store::StreamId;
 use futures_util::Stream;
+use redkit::store::StreamId;
 use tokio::sync::broadcast;
 
 use super::{Delivery, TaskEvent};
@@ -50,7 +50,10 @@ pub(crate) async fn events(
     let receiver = state.events.receiver();
     let mut replay: Vec<(Option<StreamId>, TaskEvent)> = Vec::new();
     if let Some(raw) = headers.get("last-event-id") {
-        let after = raw.to_str().ok().and_then(|raw| raw.trim().parse::<StreamId>().ok());
+        let after = raw
+            .to_str()
+            .ok()
+            .and_then(|raw| raw.trim().parse::<StreamId>().ok());
         let events = match after {
             Some(after) => state.events.replay(user.id, after).await,
             None => None,
@@ -150,8 +153,8 @@ fn sse_event(id: Option<StreamId>, event: &TaskEvent) -> Event {
             .json_data(serde_json::json!({ "task": task, "due_at": due_at })),
         other => Event::default().event("task").json_data(other),
     };
-    let rendered = rendered
-        .unwrap_or_else(|_| Event::default().event("task").data(r#"{"type":"resync"}"#));
+    let rendered =
+        rendered.unwrap_or_else(|_| Event::default().event("task").data(r#"{"type":"resync"}"#));
     match id {
         Some(id) => rendered.id(id.to_string()),
         None => rendered,

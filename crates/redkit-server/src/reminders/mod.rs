@@ -55,7 +55,13 @@ impl Reminders {
 
     /// After a committed write: cancels the reminder of `before` (the due
     /// time the task had) when it changed, and schedules the one of `after`.
-    pub async fn changed(&self, user_id: i64, task_id: i64, before: Option<&str>, after: Option<&Task>) {
+    pub async fn changed(
+        &self,
+        user_id: i64,
+        task_id: i64,
+        before: Option<&str>,
+        after: Option<&Task>,
+    ) {
         let after_due = after.and_then(|task| task.due_at.as_deref());
         if before == after_due {
             return;
@@ -74,13 +80,17 @@ impl Reminders {
             return;
         };
         let due = UNIX_EPOCH + Duration::from_millis(u64::try_from(due_ms).unwrap_or(0));
-        let delay = due.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        let delay = due
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
         let job = ReminderJob {
             user_id,
             task_id: task.id,
             due_at: due_at.to_owned(),
         };
-        let options = EnqueueOptions::new().id(job_id(task.id, due_ms)).delay(delay);
+        let options = EnqueueOptions::new()
+            .id(job_id(task.id, due_ms))
+            .delay(delay);
         if let Err(error) = self.queue.enqueue_with(&job, options).await {
             tracing::error!(%error, task = task.id, due_at, "cannot schedule a reminder");
         }
@@ -114,7 +124,11 @@ async fn deliver(
 ) -> Result<(), redkit::BoxError> {
     let task = db.get_task(job.user_id, job.task_id).await?;
     let Some(task) = task.filter(|task| task.due_at.as_deref() == Some(job.due_at.as_str())) else {
-        tracing::debug!(task = job.task_id, due_at = job.due_at, "dropping a reminder for a due time the task no longer has");
+        tracing::debug!(
+            task = job.task_id,
+            due_at = job.due_at,
+            "dropping a reminder for a due time the task no longer has"
+        );
         return Ok(());
     };
     let dedupe = format!("reminder:{}@{}", job.task_id, job.due_at);

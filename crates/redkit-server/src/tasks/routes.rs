@@ -108,7 +108,11 @@ pub(crate) async fn update(
     let patch = body.validate()?;
     // The due time before the change, to cancel its reminder.
     let before = match patch.due_at {
-        Some(_) => state.db.get_task(user.id, id).await?.and_then(|task| task.due_at),
+        Some(_) => state
+            .db
+            .get_task(user.id, id)
+            .await?
+            .and_then(|task| task.due_at),
         None => None,
     };
     let task = state
@@ -133,7 +137,11 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = task_id(&id)?;
-    let before = state.db.get_task(user.id, id).await?.and_then(|task| task.due_at);
+    let before = state
+        .db
+        .get_task(user.id, id)
+        .await?
+        .and_then(|task| task.due_at);
     if !state.db.delete_task(user.id, id).await? {
         return Err(not_found(id));
     }

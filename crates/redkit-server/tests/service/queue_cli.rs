@@ -31,12 +31,23 @@ fn redkit_queue(redis_url: Option<&str>, args: &[&str]) -> (bool, String, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_subcommands_list_show_retry_and_purge_dead_jobs() {
     let redis = RedisServer::new();
-    let kit = Redkit::builder().redis(fast_redis(&redis.url())).build().unwrap();
-    kit.connection().unwrap().wait_ready(Duration::from_secs(5)).await.unwrap();
+    let kit = Redkit::builder()
+        .redis(fast_redis(&redis.url()))
+        .build()
+        .unwrap();
+    kit.connection()
+        .unwrap()
+        .wait_ready(Duration::from_secs(5))
+        .await
+        .unwrap();
     let config = QueueConfig::default()
         .poll_interval(Duration::from_millis(20))
         .retry(RetryConfig::default().max_attempts(1));
-    let mail = kit.queue::<String>("mail").unwrap().with_config(config).unwrap();
+    let mail = kit
+        .queue::<String>("mail")
+        .unwrap()
+        .with_config(config)
+        .unwrap();
     for to in ["a@example.com", "b@example.com"] {
         mail.enqueue(&to.to_owned()).await.unwrap();
     }
@@ -49,7 +60,11 @@ async fn queue_subcommands_list_show_retry_and_purge_dead_jobs() {
     .await;
     assert!(both_dead);
     worker.shutdown(Duration::from_secs(1)).await;
-    kit.queue::<u32>("other").unwrap().enqueue(&1).await.unwrap();
+    kit.queue::<u32>("other")
+        .unwrap()
+        .enqueue(&1)
+        .await
+        .unwrap();
     let url = redis.url();
 
     let (ok, out, err) = redkit_queue(Some(&url), &["list"]);

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::support::{Client, Events, TestDb, TestServer, fast_redis, start, start_with, test_config};
+use crate::support::{
+    Client, Events, TestDb, TestServer, fast_redis, start, start_with, test_config,
+};
 
 /// An RFC 3339 time `after` from now.
 fn due_in(after: Duration) -> String {
@@ -37,25 +39,38 @@ async fn due_at_is_validated_normalized_and_cleared() {
         (json!("2030-13-01T00:00:00Z"), "RFC 3339"),
         (json!(12), ""),
     ] {
-        let reply = alice.post("/tasks", json!({"title": "t", "due_at": bad})).await;
+        let reply = alice
+            .post("/tasks", json!({"title": "t", "due_at": bad}))
+            .await;
         assert_eq!(reply.status, 422, "{bad}: {:?}", reply.body);
         assert!(reply.body.to_string().contains("due_at"), "{}", reply.body);
         assert!(reply.body.to_string().contains(why), "{}", reply.body);
     }
     let created = alice
-        .post("/tasks", json!({"title": "t", "due_at": "2099-06-01T10:00:00.123456+02:00"}))
+        .post(
+            "/tasks",
+            json!({"title": "t", "due_at": "2099-06-01T10:00:00.123456+02:00"}),
+        )
         .await;
     assert_eq!(created.status, 201);
     assert_eq!(created.body["due_at"], "2099-06-01T08:00:00.123Z");
     let id = created.body["id"].as_i64().unwrap();
     let path = format!("/tasks/{id}");
     let past = alice
-        .send("PATCH", &path, Some(json!({"due_at": "2001-01-01T00:00:00Z"})))
+        .send(
+            "PATCH",
+            &path,
+            Some(json!({"due_at": "2001-01-01T00:00:00Z"})),
+        )
         .await;
     assert_eq!(past.status, 422);
-    let unchanged = alice.send("PATCH", &path, Some(json!({"done": true}))).await;
+    let unchanged = alice
+        .send("PATCH", &path, Some(json!({"done": true})))
+        .await;
     assert_eq!(unchanged.body["due_at"], "2099-06-01T08:00:00.123Z");
-    let cleared = alice.send("PATCH", &path, Some(json!({"due_at": null}))).await;
+    let cleared = alice
+        .send("PATCH", &path, Some(json!({"due_at": null})))
+        .await;
     assert_eq!(cleared.status, 200);
     assert_eq!(cleared.body["due_at"], Value::Null);
     let plain = alice.post("/tasks", json!({"title": "no due"})).await;
@@ -76,23 +91,38 @@ async fn a_reminder_arrives_when_due_on_the_embedded_store() {
         .await
         .body;
     let moved = alice
-        .post("/tasks", json!({"title": "moved", "due_at": due_in(Duration::from_millis(1200))}))
+        .post(
+            "/tasks",
+            json!({"title": "moved", "due_at": due_in(Duration::from_millis(1200))}),
+        )
         .await
         .body;
     let moved_id = moved["id"].as_i64().unwrap();
     let later = due_in(Duration::from_millis(2500));
     alice
-        .send("PATCH", &format!("/tasks/{moved_id}"), Some(json!({"due_at": later})))
+        .send(
+            "PATCH",
+            &format!("/tasks/{moved_id}"),
+            Some(json!({"due_at": later})),
+        )
         .await;
-    let first = next_named(&mut events, "reminder", Duration::from_secs(10)).await.unwrap();
+    let first = next_named(&mut events, "reminder", Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(first["task"]["id"], created["id"]);
     assert_eq!(first["task"]["title"], "call bob");
     assert_eq!(first["due_at"], created["due_at"]);
     assert!(events.id.is_some(), "reminders carry an id");
-    let second = next_named(&mut events, "reminder", Duration::from_secs(10)).await.unwrap();
+    let second = next_named(&mut events, "reminder", Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(second["task"]["id"], moved_id);
     assert_eq!(second["due_at"].as_str().unwrap()[..19], later[..19]);
-    assert!(next_named(&mut events, "reminder", Duration::from_millis(1500)).await.is_none());
+    assert!(
+        next_named(&mut events, "reminder", Duration::from_millis(1500))
+            .await
+            .is_none()
+    );
     server.stop().await;
 }
 
@@ -114,19 +144,34 @@ async fn a_reminder_scheduled_on_a_arrives_on_b_once_and_deleted_tasks_stay_sile
     let on_b = on_a.on(&b);
     let mut events = Events::open(&on_b).await;
     let kept = on_a
-        .post("/tasks", json!({"title": "kept", "due_at": due_in(Duration::from_millis(1500))}))
+        .post(
+            "/tasks",
+            json!({"title": "kept", "due_at": due_in(Duration::from_millis(1500))}),
+        )
         .await
         .body;
     let deleted = on_a
-        .post("/tasks", json!({"title": "deleted", "due_at": due_in(Duration::from_millis(1200))}))
+        .post(
+            "/tasks",
+            json!({"title": "deleted", "due_at": due_in(Duration::from_millis(1200))}),
+        )
         .await
         .body;
     let deleted_id = deleted["id"].as_i64().unwrap();
-    assert_eq!(on_a.send("DELETE", &format!("/tasks/{deleted_id}"), None).await.status, 204);
-    let reminder = next_named(&mut events, "reminder", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        on_a.send("DELETE", &format!("/tasks/{deleted_id}"), None)
+            .await
+            .status,
+        204
+    );
+    let reminder = next_named(&mut events, "reminder", Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(reminder["task"]["id"], kept["id"]);
     assert!(
-        next_named(&mut events, "reminder", Duration::from_secs(2)).await.is_none(),
+        next_named(&mut events, "reminder", Duration::from_secs(2))
+            .await
+            .is_none(),
         "a second reminder (duplicate, or for the deleted task)"
     );
     a.stop().await;
@@ -143,7 +188,14 @@ async fn a_reminder_survives_the_instance_that_scheduled_it() {
     let redis = RedisServer::new();
     let db = TestDb::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_redkit"))
-        .args(["--listen", "127.0.0.1:0", "--auth-rate-limit", "1000/1m", "--api-rate-limit", "off"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-rate-limit",
+            "1000/1m",
+            "--api-rate-limit",
+            "off",
+        ])
         .arg("--db")
         .arg(db.path())
         .env("REDIS_URL", redis.url())
@@ -163,18 +215,28 @@ async fn a_reminder_survives_the_instance_that_scheduled_it() {
     })
     .await
     .unwrap();
-    let b = start_with(Some(fast_redis(&redis.url())), db.clone(), test_config(&db.path())).await;
+    let b = start_with(
+        Some(fast_redis(&redis.url())),
+        db.clone(),
+        test_config(&db.path()),
+    )
+    .await;
     let mut on_a = Client::registered(&b, "dave").await;
     on_a.base = format!("http://{address}");
     let created = on_a
-        .post("/tasks", json!({"title": "survives", "due_at": due_in(Duration::from_millis(2000))}))
+        .post(
+            "/tasks",
+            json!({"title": "survives", "due_at": due_in(Duration::from_millis(2000))}),
+        )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     child.kill().unwrap();
     child.wait().unwrap();
     let on_b = on_a.on(&b);
     let mut events = Events::open(&on_b).await;
-    let reminder = next_named(&mut events, "reminder", Duration::from_secs(10)).await.unwrap();
+    let reminder = next_named(&mut events, "reminder", Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(reminder["task"]["id"], created.body["id"]);
     b.stop().await;
 }
@@ -207,12 +269,19 @@ async fn last_event_id_replays_missed_events_and_resyncs_unknown_ids() {
     erin.post("/tasks", json!({"title": "four"})).await;
     let (_, live) = resumed.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(live["task"]["title"], "four");
-    assert!(resumed.next(Duration::from_millis(300)).await.is_none(), "no repeats");
+    assert!(
+        resumed.next(Duration::from_millis(300)).await.is_none(),
+        "no repeats"
+    );
 
     for bad in ["not-an-id", "1-0", "99999999999999-0"] {
         let mut stale = Events::open_after(&erin, Some(bad)).await;
         let (name, data) = stale.next(Duration::from_secs(5)).await.unwrap();
-        assert_eq!((name.as_str(), &data), ("task", &json!({"type": "resync"})), "{bad}");
+        assert_eq!(
+            (name.as_str(), &data),
+            ("task", &json!({"type": "resync"})),
+            "{bad}"
+        );
         erin.post("/tasks", json!({"title": "after resync"})).await;
         let (_, live) = stale.next(Duration::from_secs(5)).await.unwrap();
         assert_eq!(live["task"]["title"], "after resync");
@@ -239,7 +308,9 @@ async fn a_last_event_id_older_than_the_log_keeps_gets_a_resync() {
     let kept_id = events.id.clone().unwrap();
     // Three kept: "kept", "new 0", "new 1"; "old" is trimmed.
     for n in 0..2 {
-        frank.post("/tasks", json!({"title": format!("new {n}")})).await;
+        frank
+            .post("/tasks", json!({"title": format!("new {n}")}))
+            .await;
     }
     let mut stale = Events::open_after(&frank, Some(&old_id)).await;
     let (_, data) = stale.next(Duration::from_secs(5)).await.unwrap();

@@ -137,7 +137,11 @@ impl<S: Store> EventLog<S> {
         let marker = format!("{key}:once:{dedupe_key}");
         let reply = self
             .store
-            .run_script(&scripts::APPEND_ONCE, &[&key, &marker], &self.append_args(payload))
+            .run_script(
+                &scripts::APPEND_ONCE,
+                &[&key, &marker],
+                &self.append_args(payload),
+            )
             .await?;
         match reply {
             ScriptValue::Nil => Ok(None),
@@ -163,7 +167,10 @@ impl<S: Store> EventLog<S> {
             ScriptArg::from(start.to_string().as_str()),
             ScriptArg::Int(i64::try_from(count).unwrap_or(i64::MAX)),
         ];
-        let reply = self.store.run_script(&scripts::RANGE, &[&key], &args).await?;
+        let reply = self
+            .store
+            .run_script(&scripts::RANGE, &[&key], &args)
+            .await?;
         reply
             .as_array()
             .unwrap_or_default()

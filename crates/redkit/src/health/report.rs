@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::RedisInfo;
 use crate::cache::CacheStats;
-use crate::queue::QueueCounts;
 use crate::connection::{ConnectionState, RedisConnection};
+use crate::queue::QueueCounts;
 use crate::store::{Backend, EmbeddedStats, EmbeddedStore};
 
 /// Overall verdict.

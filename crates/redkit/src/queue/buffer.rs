@@ -55,7 +55,12 @@ impl Buffer {
     }
 
     /// Appends `job` unless a job with its id is already buffered.
-    pub(super) fn push(&self, queue: &str, mut job: BufferedJob, capacity: usize) -> Result<Enqueued> {
+    pub(super) fn push(
+        &self,
+        queue: &str,
+        mut job: BufferedJob,
+        capacity: usize,
+    ) -> Result<Enqueued> {
         let mut jobs = self.jobs.lock();
         if let Some(id) = &job.id
             && jobs.iter().any(|other| other.id.as_ref() == Some(id))
@@ -72,10 +77,7 @@ impl Buffer {
                 capacity,
             });
         }
-        let id = job
-            .id
-            .get_or_insert_with(buffered_id)
-            .clone();
+        let id = job.id.get_or_insert_with(buffered_id).clone();
         jobs.push_back(job);
         drop(jobs);
         self.arrived.notify_one();
@@ -87,7 +89,10 @@ impl Buffer {
     }
 
     pub(super) fn contains(&self, id: &str) -> bool {
-        self.jobs.lock().iter().any(|job| job.id.as_deref() == Some(id))
+        self.jobs
+            .lock()
+            .iter()
+            .any(|job| job.id.as_deref() == Some(id))
     }
 
     pub(super) fn front(&self) -> Option<BufferedJob> {

@@ -108,8 +108,7 @@ impl QueueConfig {
                 "at least 10 ms",
             );
         }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.visibility_timeout
-        {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.visibility_timeout {
             return bad(
                 "queue heartbeat_interval",
                 format!("{:?}", self.heartbeat_interval),

@@ -80,7 +80,10 @@ pub fn fast_config() -> QueueConfig {
 }
 
 fn queue(kit: &Redkit, name: &str, config: QueueConfig) -> Queue<Work> {
-    kit.queue::<Work>(name).unwrap().with_config(config).unwrap()
+    kit.queue::<Work>(name)
+        .unwrap()
+        .with_config(config)
+        .unwrap()
 }
 
 /// Polls `probe` every 10 ms until true; panics with `what` after `within`.
@@ -99,7 +102,9 @@ where
 type Seen = Arc<Mutex<Vec<(u32, u32)>>>;
 
 /// A handler recording `(n, attempt)` and succeeding.
-fn recorder(seen: &Seen) -> impl Fn(Job<Work>) -> std::future::Ready<Result<(), BoxError>> + Send + Sync + 'static {
+fn recorder(
+    seen: &Seen,
+) -> impl Fn(Job<Work>) -> std::future::Ready<Result<(), BoxError>> + Send + Sync + 'static {
     let seen = seen.clone();
     move |job: Job<Work>| {
         seen.lock().push((job.payload.n, job.attempt));
@@ -117,7 +122,10 @@ pub async fn jobs_are_delivered_and_removed(kit: &Redkit) {
     assert_eq!(q.counts().await.unwrap().waiting, 5);
     let seen: Seen = Arc::default();
     let worker = q.start_worker(recorder(&seen));
-    wait_until("5 jobs", Duration::from_secs(5), || async { seen.lock().len() == 5 }).await;
+    wait_until("5 jobs", Duration::from_secs(5), || async {
+        seen.lock().len() == 5
+    })
+    .await;
     worker.shutdown(Duration::from_secs(1)).await;
     let mut got = seen.lock().clone();
     got.sort_unstable();
@@ -125,7 +133,12 @@ pub async fn jobs_are_delivered_and_removed(kit: &Redkit) {
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.waiting, counts.running, counts.dead), (0, 0, 0));
     assert_eq!(counts.oldest_waiting_ms, None);
-    assert!(kit.queue_names().await.unwrap().contains(&"deliver".to_owned()));
+    assert!(
+        kit.queue_names()
+            .await
+            .unwrap()
+            .contains(&"deliver".to_owned())
+    );
 }
 
 /// With one worker slot, jobs start in the order they were enqueued.
@@ -136,7 +149,10 @@ pub async fn jobs_start_in_enqueue_order(kit: &Redkit) {
     }
     let seen: Seen = Arc::default();
     let worker = q.start_worker(recorder(&seen));
-    wait_until("20 jobs", Duration::from_secs(5), || async { seen.lock().len() == 20 }).await;
+    wait_until("20 jobs", Duration::from_secs(5), || async {
+        seen.lock().len() == 20
+    })
+    .await;
     worker.shutdown(Duration::from_secs(1)).await;
     let order: Vec<u32> = seen.lock().iter().map(|(n, _)| *n).collect();
     assert_eq!(order, (0..20).collect::<Vec<_>>());
@@ -170,7 +186,10 @@ pub async fn delayed_jobs_wait_until_due(kit: &Redkit) {
     // Enqueue at a time in the past: due now.
     let past = std::time::SystemTime::now() - Duration::from_secs(60);
     let job = q.enqueue_at(&Work { n: 2 }, past).await.unwrap();
-    assert_eq!(q.state(&job.id).await.unwrap().unwrap().state, JobState::Waiting);
+    assert_eq!(
+        q.state(&job.id).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
 }
 
 /// Enqueueing an id that is waiting, delayed or running changes nothing;
@@ -178,7 +197,12 @@ pub async fn delayed_jobs_wait_until_due(kit: &Redkit) {
 pub async fn an_id_deduplicates_while_pending(kit: &Redkit) {
     let q = queue(kit, "dedupe", fast_config());
     let first = q
-        .enqueue_with(&Work { n: 1 }, EnqueueOptions::new().id("job-1").delay(Duration::from_millis(200)))
+        .enqueue_with(
+            &Work { n: 1 },
+            EnqueueOptions::new()
+                .id("job-1")
+                .delay(Duration::from_millis(200)),
+        )
         .await
         .unwrap();
     assert!(first.added);
@@ -192,7 +216,10 @@ pub async fn an_id_deduplicates_while_pending(kit: &Redkit) {
     assert_eq!(counts.waiting + counts.delayed, 1);
     let seen: Seen = Arc::default();
     let worker = q.start_worker(recorder(&seen));
-    wait_until("job-1", Duration::from_secs(5), || async { seen.lock().len() == 1 }).await;
+    wait_until("job-1", Duration::from_secs(5), || async {
+        seen.lock().len() == 1
+    })
+    .await;
     assert_eq!(seen.lock()[0], (1, 1), "the first payload is kept");
     wait_until("job-1 removed", Duration::from_secs(5), || async {
         q.state("job-1").await.unwrap().is_none()
@@ -203,7 +230,10 @@ pub async fn an_id_deduplicates_while_pending(kit: &Redkit) {
         .await
         .unwrap();
     assert!(later.added);
-    wait_until("job-1 again", Duration::from_secs(5), || async { seen.lock().len() == 2 }).await;
+    wait_until("job-1 again", Duration::from_secs(5), || async {
+        seen.lock().len() == 2
+    })
+    .await;
     worker.shutdown(Duration::from_secs(1)).await;
     assert_eq!(seen.lock()[1], (3, 1));
 }
@@ -211,9 +241,14 @@ pub async fn an_id_deduplicates_while_pending(kit: &Redkit) {
 /// A waiting or delayed job can be cancelled; it never runs.
 pub async fn pending_jobs_can_be_cancelled(kit: &Redkit) {
     let q = queue(kit, "cancel", fast_config());
-    q.enqueue_with(&Work { n: 1 }, EnqueueOptions::new().id("later").delay(Duration::from_millis(150)))
-        .await
-        .unwrap();
+    q.enqueue_with(
+        &Work { n: 1 },
+        EnqueueOptions::new()
+            .id("later")
+            .delay(Duration::from_millis(150)),
+    )
+    .await
+    .unwrap();
     q.enqueue_with(&Work { n: 2 }, EnqueueOptions::new().id("now"))
         .await
         .unwrap();
@@ -225,7 +260,10 @@ pub async fn pending_jobs_can_be_cancelled(kit: &Redkit) {
     q.enqueue(&Work { n: 3 }).await.unwrap();
     let seen: Seen = Arc::default();
     let worker = q.start_worker(recorder(&seen));
-    wait_until("the uncancelled job", Duration::from_secs(5), || async { !seen.lock().is_empty() }).await;
+    wait_until("the uncancelled job", Duration::from_secs(5), || async {
+        !seen.lock().is_empty()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     worker.shutdown(Duration::from_secs(1)).await;
     assert_eq!(*seen.lock(), vec![(3, 1)]);
@@ -244,20 +282,34 @@ pub async fn failures_retry_with_backoff_then_dead_letter(kit: &Redkit) {
         async move { Err::<(), BoxError>(format!("boom on attempt {attempt}").into()) }
     });
     wait_until("the job to die", Duration::from_secs(5), || async {
-        q.state(&job.id).await.unwrap().is_some_and(|info| info.state == JobState::Dead)
+        q.state(&job.id)
+            .await
+            .unwrap()
+            .is_some_and(|info| info.state == JobState::Dead)
     })
     .await;
     worker.shutdown(Duration::from_secs(1)).await;
     let times = attempts.lock().clone();
     assert_eq!(times.len(), 3, "max_attempts is 3");
     // Backoff ceilings 40 ms then 80 ms, jitter keeps at least half.
-    assert!(times[1] - times[0] >= Duration::from_millis(20), "{:?}", times[1] - times[0]);
-    assert!(times[2] - times[1] >= Duration::from_millis(40), "{:?}", times[2] - times[1]);
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(20),
+        "{:?}",
+        times[1] - times[0]
+    );
+    assert!(
+        times[2] - times[1] >= Duration::from_millis(40),
+        "{:?}",
+        times[2] - times[1]
+    );
     let info = q.state(&job.id).await.unwrap().unwrap();
     assert_eq!(info.attempts, 3);
     assert_eq!(info.last_error.as_deref(), Some("boom on attempt 3"));
     let counts = q.counts().await.unwrap();
-    assert_eq!((counts.waiting, counts.delayed, counts.running, counts.dead), (0, 0, 0, 1));
+    assert_eq!(
+        (counts.waiting, counts.delayed, counts.running, counts.dead),
+        (0, 0, 0, 1)
+    );
 }
 
 /// Dead jobs are listed with payload and error, and can be retried (with a
@@ -278,7 +330,11 @@ pub async fn dead_jobs_can_be_listed_retried_and_purged(kit: &Redkit) {
         if !failing {
             seen_in.lock().push((job.payload.n, job.attempt));
         }
-        std::future::ready(if failing { Err::<(), BoxError>("nope".into()) } else { Ok(()) })
+        std::future::ready(if failing {
+            Err::<(), BoxError>("nope".into())
+        } else {
+            Ok(())
+        })
     });
     wait_until("3 dead jobs", Duration::from_secs(5), || async {
         q.counts().await.unwrap().dead == 3
@@ -289,13 +345,19 @@ pub async fn dead_jobs_can_be_listed_retried_and_purged(kit: &Redkit) {
     let mut ids: Vec<&str> = dead.iter().map(|job| job.id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["d0", "d1", "d2"]);
-    assert!(dead.iter().all(|job| job.error == "nope" && job.attempts == 1));
+    assert!(
+        dead.iter()
+            .all(|job| job.error == "nope" && job.attempts == 1)
+    );
     assert!(dead.iter().any(|job| job.payload == r#"{"n":1}"#));
     assert_eq!(q.dead_jobs(1, 1).await.unwrap().len(), 1);
     fail.store(false, Ordering::SeqCst);
     assert_eq!(q.retry_dead(Some("d1")).await.unwrap(), 1);
     assert_eq!(q.retry_dead(Some("d1")).await.unwrap(), 0);
-    wait_until("d1 retried", Duration::from_secs(5), || async { seen.lock().len() == 1 }).await;
+    wait_until("d1 retried", Duration::from_secs(5), || async {
+        seen.lock().len() == 1
+    })
+    .await;
     assert_eq!(seen.lock()[0], (1, 1), "fresh attempt count");
     assert_eq!(q.purge_dead(Some("d0")).await.unwrap(), 1);
     assert_eq!(q.counts().await.unwrap().dead, 1);
@@ -326,7 +388,10 @@ pub async fn concurrency_is_limited(kit: &Redkit) {
             Ok::<(), BoxError>(())
         }
     });
-    wait_until("12 jobs", Duration::from_secs(10), || async { done.load(Ordering::SeqCst) == 12 }).await;
+    wait_until("12 jobs", Duration::from_secs(10), || async {
+        done.load(Ordering::SeqCst) == 12
+    })
+    .await;
     worker.shutdown(Duration::from_secs(1)).await;
     assert_eq!(peak.load(Ordering::SeqCst), 3);
 }
@@ -346,12 +411,19 @@ pub async fn shutdown_lets_running_jobs_finish(kit: &Redkit) {
             Ok::<(), BoxError>(())
         }
     });
-    wait_until("a running job", Duration::from_secs(5), || async { worker.running() == 1 }).await;
+    wait_until("a running job", Duration::from_secs(5), || async {
+        worker.running() == 1
+    })
+    .await;
     let report = worker.shutdown(Duration::from_secs(5)).await;
     assert_eq!((report.finished, report.abandoned), (1, 0));
     assert_eq!(*seen.lock(), vec![(1, 1)]);
     let counts = q.counts().await.unwrap();
-    assert_eq!((counts.waiting, counts.running), (1, 0), "the second job was not fetched");
+    assert_eq!(
+        (counts.waiting, counts.running),
+        (1, 0),
+        "the second job was not fetched"
+    );
 }
 
 /// A job still running at the shutdown deadline is stopped; after its
@@ -363,15 +435,27 @@ pub async fn jobs_abandoned_at_shutdown_run_again_after_the_visibility_timeout(k
         tokio::time::sleep(Duration::from_secs(30)).await;
         Ok::<(), BoxError>(())
     });
-    wait_until("the job to start", Duration::from_secs(5), || async { slow.running() == 1 }).await;
+    wait_until("the job to start", Duration::from_secs(5), || async {
+        slow.running() == 1
+    })
+    .await;
     let report = slow.shutdown(Duration::from_millis(50)).await;
     assert_eq!((report.finished, report.abandoned), (0, 1));
-    assert_eq!(q.state(&job.id).await.unwrap().unwrap().state, JobState::Running);
+    assert_eq!(
+        q.state(&job.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
     let seen: Seen = Arc::default();
     let stopped_at = Instant::now();
     let worker = q.start_worker(recorder(&seen));
-    wait_until("the job to run again", Duration::from_secs(5), || async { !seen.lock().is_empty() }).await;
-    assert!(stopped_at.elapsed() >= Duration::from_millis(300), "not before the lease expired");
+    wait_until("the job to run again", Duration::from_secs(5), || async {
+        !seen.lock().is_empty()
+    })
+    .await;
+    assert!(
+        stopped_at.elapsed() >= Duration::from_millis(300),
+        "not before the lease expired"
+    );
     worker.shutdown(Duration::from_secs(1)).await;
     assert_eq!(*seen.lock(), vec![(9, 2)]);
     let info = q.state(&job.id).await.unwrap();
@@ -423,7 +507,10 @@ pub async fn malformed_payloads_are_dead_lettered(kit: &Redkit) {
     typed.enqueue(&Work { n: 5 }).await.unwrap();
     let seen: Seen = Arc::default();
     let worker = typed.start_worker(recorder(&seen));
-    wait_until("the good job", Duration::from_secs(5), || async { seen.lock().len() == 1 }).await;
+    wait_until("the good job", Duration::from_secs(5), || async {
+        seen.lock().len() == 1
+    })
+    .await;
     wait_until("2 dead jobs", Duration::from_secs(5), || async {
         typed.counts().await.unwrap().dead == 2
     })
@@ -434,7 +521,10 @@ pub async fn malformed_payloads_are_dead_lettered(kit: &Redkit) {
         assert_eq!(info.state, JobState::Dead);
         assert_eq!(info.attempts, 1, "not retried");
         let error = info.last_error.unwrap();
-        assert!(error.starts_with("malformed payload:") && error.contains("Work"), "{error}");
+        assert!(
+            error.starts_with("malformed payload:") && error.contains("Work"),
+            "{error}"
+        );
     }
 }
 
@@ -454,14 +544,24 @@ pub async fn panicking_handlers_fail_the_attempt(kit: &Redkit) {
             Ok::<(), BoxError>(())
         }
     });
-    wait_until("the panicking job to die", Duration::from_secs(5), || async {
-        q.state(&job.id).await.unwrap().is_some_and(|info| info.state == JobState::Dead)
-    })
+    wait_until(
+        "the panicking job to die",
+        Duration::from_secs(5),
+        || async {
+            q.state(&job.id)
+                .await
+                .unwrap()
+                .is_some_and(|info| info.state == JobState::Dead)
+        },
+    )
     .await;
     worker.shutdown(Duration::from_secs(1)).await;
     assert_eq!(*seen.lock(), vec![(1, 1)]);
     let error = q.state(&job.id).await.unwrap().unwrap().last_error.unwrap();
-    assert!(error.contains("panicked") && error.contains("cannot handle zero"), "{error}");
+    assert!(
+        error.contains("panicked") && error.contains("cannot handle zero"),
+        "{error}"
+    );
 }
 
 /// Queue names and job ids that would break keys are refused with a clear

@@ -85,7 +85,10 @@ impl<T> Queue<T> {
         {
             return Ok(true);
         }
-        let reply = self.shared.run(&scripts::CANCEL, &[ScriptArg::from(id)]).await?;
+        let reply = self
+            .shared
+            .run(&scripts::CANCEL, &[ScriptArg::from(id)])
+            .await?;
         Ok(reply.as_i64() == Some(1))
     }
 
@@ -98,7 +101,10 @@ impl<T> Queue<T> {
                 last_error: None,
             }));
         }
-        let reply = self.shared.run(&scripts::STATE, &[ScriptArg::from(id)]).await?;
+        let reply = self
+            .shared
+            .run(&scripts::STATE, &[ScriptArg::from(id)])
+            .await?;
         let items = reply.as_array().unwrap_or_default();
         let state = match items.first() {
             Some(ScriptValue::Bytes(state)) => match &state[..] {
@@ -137,7 +143,10 @@ impl<T> Queue<T> {
 
     /// Dead jobs, oldest death first, skipping `offset`, at most `limit`.
     pub async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>> {
-        let args = [ScriptArg::Int(as_i64(offset)), ScriptArg::Int(as_i64(limit))];
+        let args = [
+            ScriptArg::Int(as_i64(offset)),
+            ScriptArg::Int(as_i64(limit)),
+        ];
         let reply = self.shared.run(&scripts::DEAD_LIST, &args).await?;
         Ok(reply
             .as_array()
@@ -194,7 +203,8 @@ impl<T: Serialize> Queue<T> {
 
     /// Enqueues `payload`, due at `at`.
     pub async fn enqueue_at(&self, payload: &T, at: SystemTime) -> Result<Enqueued> {
-        self.enqueue_with(payload, EnqueueOptions::new().at(at)).await
+        self.enqueue_with(payload, EnqueueOptions::new().at(at))
+            .await
     }
 
     /// Enqueues `payload` as `options` say (id, delay). Fails with

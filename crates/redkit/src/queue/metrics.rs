@@ -52,7 +52,8 @@ pub(super) fn reclaimed(queue: &str, jobs: u64) {
 
 pub(super) fn oldest_waiting(queue: &str, age: Option<u64>) {
     let seconds = age.map_or(0.0, |ms| ms as f64 / 1000.0);
-    metrics::gauge!("redkit_queue_oldest_waiting_seconds", "queue" => queue.to_owned()).set(seconds);
+    metrics::gauge!("redkit_queue_oldest_waiting_seconds", "queue" => queue.to_owned())
+        .set(seconds);
 }
 
 fn handler_duration(queue: &str, took: Duration) {

@@ -176,7 +176,11 @@ fn parse_enqueued(reply: &ScriptValue) -> Result<Enqueued> {
         message: format!("unexpected reply {reply:?}"),
     };
     let items = reply.as_array().ok_or_else(bad)?;
-    let added = items.first().and_then(ScriptValue::as_i64).ok_or_else(bad)? == 1;
+    let added = items
+        .first()
+        .and_then(ScriptValue::as_i64)
+        .ok_or_else(bad)?
+        == 1;
     let id = match items.get(1) {
         Some(ScriptValue::Bytes(id)) => String::from_utf8_lossy(id).into_owned(),
         _ => return Err(bad()),
@@ -196,7 +200,10 @@ pub(super) fn millis(duration: Duration) -> i64 {
 /// Delivers buffered jobs to Redis, in order, whenever it is ready; stops
 /// when the queue's state is dropped or the connection is closed.
 async fn flush_when_ready(shared: Weak<QueueShared>) {
-    let mut changes = match shared.upgrade().and_then(|s| s.store.redis_store().cloned()) {
+    let mut changes = match shared
+        .upgrade()
+        .and_then(|s| s.store.redis_store().cloned())
+    {
         Some(redis) => redis.connection().state_changes(),
         None => return,
     };

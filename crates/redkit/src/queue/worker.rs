@@ -23,9 +23,9 @@ use tokio::time::Instant;
 
 use super::handle::{Queue, int_at, text_at};
 use super::job::Job;
+use super::metrics;
 use super::scripts;
 use super::shared::millis;
-use super::metrics;
 use crate::connection::Backoff;
 use crate::error::{BoxError, Result};
 use crate::store::{ScriptArg, ScriptValue};
@@ -215,7 +215,10 @@ where
     let abandoned = jobs.len();
     jobs.abort_all();
     while jobs.join_next().await.is_some() {}
-    running.fetch_sub(abandoned.min(running.load(Ordering::Relaxed)), Ordering::Relaxed);
+    running.fetch_sub(
+        abandoned.min(running.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
     if abandoned > 0 {
         tracing::warn!(
             queue = queue.name(),
@@ -241,7 +244,12 @@ async fn fetch<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
     let items = reply.as_array().unwrap_or_default();
     let (reclaimed, dead) = (int_at(items, 0), int_at(items, 1));
     if reclaimed > 0 || dead > 0 {
-        tracing::warn!(queue = queue.name(), reclaimed, dead, "took back jobs of a worker whose lease expired");
+        tracing::warn!(
+            queue = queue.name(),
+            reclaimed,
+            dead,
+            "took back jobs of a worker whose lease expired"
+        );
         metrics::reclaimed(queue.name(), u64::try_from(reclaimed + dead).unwrap_or(0));
         metrics::dead(queue.name(), u64::try_from(dead).unwrap_or(0));
     }
@@ -291,7 +299,11 @@ where
         waited: fetched.waited,
         payload,
     };
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(queue.clone(), fetched.id.clone(), fetched.attempt)));
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+        queue.clone(),
+        fetched.id.clone(),
+        fetched.attempt,
+    )));
     let handler_task = AbortOnDrop(tokio::spawn(handler.call(job)));
     let result = match wait(handler_task).await {
         Ok(Ok(())) => Ok(()),

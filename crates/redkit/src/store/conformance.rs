@@ -544,8 +544,14 @@ fn collections_script() -> Script {
         out.push(int(i64::from(ctx.zrem(0, "a")?)));
         ctx.hset(1, "f", Bytes::from_static(b"v1"))?;
         ctx.hset(1, "f", Bytes::from_static(b"v2"))?;
-        out.push(ctx.hget(1, "f")?.map_or(ScriptValue::Nil, ScriptValue::Bytes));
-        out.push(ctx.hget(1, "g")?.map_or(ScriptValue::Nil, ScriptValue::Bytes));
+        out.push(
+            ctx.hget(1, "f")?
+                .map_or(ScriptValue::Nil, ScriptValue::Bytes),
+        );
+        out.push(
+            ctx.hget(1, "g")?
+                .map_or(ScriptValue::Nil, ScriptValue::Bytes),
+        );
         out.push(int(i64::from(ctx.hdel(1, "f")?)));
         out.push(int(i64::from(ctx.hdel(1, "f")?)));
         let first = ctx.xadd(2, Bytes::from_static(b"e1"), 2)?;

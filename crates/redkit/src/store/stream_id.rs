@@ -71,10 +71,26 @@ mod tests {
     #[test]
     fn parses_and_prints_redis_ids() {
         let id: StreamId = "1700000000000-3".parse().unwrap_or_default();
-        assert_eq!(id, StreamId { ms: 1_700_000_000_000, seq: 3 });
+        assert_eq!(
+            id,
+            StreamId {
+                ms: 1_700_000_000_000,
+                seq: 3
+            }
+        );
         assert_eq!(id.to_string(), "1700000000000-3");
         assert_eq!(id.next().to_string(), "1700000000000-4");
-        for bad in ["", "1", "-1", "1-", "a-1", "1-b", "1-2-3", "+1-2", "99999999999999999999999-1"] {
+        for bad in [
+            "",
+            "1",
+            "-1",
+            "1-",
+            "a-1",
+            "1-b",
+            "1-2-3",
+            "+1-2",
+            "99999999999999999999999-1",
+        ] {
             assert!(bad.parse::<StreamId>().is_err(), "{bad}");
         }
     }

@@ -28,8 +28,14 @@ async fn check_append_and_replay_after_an_id<S: Store>(store: S) {
         Replay::Events(Vec::new())
     );
     // Unknown ids (never issued, in the future, other topic's) are gaps.
-    let unknown = StreamId { ms: first.ms, seq: first.seq + 1000 };
-    assert_eq!(log.read_after("user:1", unknown).await.unwrap(), Replay::Gap);
+    let unknown = StreamId {
+        ms: first.ms,
+        seq: first.seq + 1000,
+    };
+    assert_eq!(
+        log.read_after("user:1", unknown).await.unwrap(),
+        Replay::Gap
+    );
     assert_eq!(log.read_after("nobody", first).await.unwrap(), Replay::Gap);
 }
 
@@ -45,16 +51,30 @@ async fn check_trimmed_ids_are_gaps<S: Store>(store: S) {
         panic!("the oldest kept id replays");
     };
     assert_eq!(events.len(), 2);
-    assert_eq!(log.range("t", StreamId::default(), 10).await.unwrap().len(), 3);
+    assert_eq!(
+        log.range("t", StreamId::default(), 10).await.unwrap().len(),
+        3
+    );
 }
 
 async fn check_append_once_deduplicates<S: Store>(store: S) {
     let log = EventLog::new(store, EventLogConfig::default()).unwrap();
     let id = log.append_once("u", "task:1@t", b"first").await.unwrap();
     assert!(id.is_some());
-    assert_eq!(log.append_once("u", "task:1@t", b"again").await.unwrap(), None);
-    assert!(log.append_once("u", "task:1@u", b"other").await.unwrap().is_some());
-    assert_eq!(log.range("u", StreamId::default(), 10).await.unwrap().len(), 2);
+    assert_eq!(
+        log.append_once("u", "task:1@t", b"again").await.unwrap(),
+        None
+    );
+    assert!(
+        log.append_once("u", "task:1@u", b"other")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        log.range("u", StreamId::default(), 10).await.unwrap().len(),
+        2
+    );
 }
 
 async fn check_follow_replays_then_goes_live<S: Store>(store: S) {
@@ -67,7 +87,9 @@ async fn check_follow_replays_then_goes_live<S: Store>(store: S) {
     log.append("f", b"c").await.unwrap();
     assert_eq!(next_event(&mut stream).await, "c");
     let mut gap = Box::pin(log.follow("f", Some(StreamId { ms: 1, seq: 0 })));
-    let item = tokio::time::timeout(Duration::from_secs(5), gap.next()).await.unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(5), gap.next())
+        .await
+        .unwrap();
     assert!(matches!(item, Some(Ok(Followed::Gap))), "{item:?}");
     assert!(gap.next().await.is_none(), "ends after a gap");
 }

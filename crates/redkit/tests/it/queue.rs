@@ -91,7 +91,9 @@ async fn worker_child_process() {
         let store = store.clone();
         async move {
             use redkit::store::Store;
-            store.set(&format!("started:{}", job.id), b"child", None).await?;
+            store
+                .set(&format!("started:{}", job.id), b"child", None)
+                .await?;
             tokio::time::sleep(Duration::from_secs(60)).await;
             store.incr_by("completions", 1).await?;
             Ok(())
@@ -117,7 +119,12 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
     let job = queue.enqueue(&42).await.unwrap();
 
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "queue::worker_child_process", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "queue::worker_child_process",
+            "--nocapture",
+        ])
         .env(CHILD_URL, server.url())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -176,7 +183,11 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_job() {
         .concurrency(1)
         .visibility_timeout(Duration::from_millis(800))
         .poll_interval(Duration::from_millis(20));
-    let queue = kit.queue::<u32>("outage").unwrap().with_config(config.clone()).unwrap();
+    let queue = kit
+        .queue::<u32>("outage")
+        .unwrap()
+        .with_config(config.clone())
+        .unwrap();
     let processed: Arc<Mutex<Vec<u32>>> = Arc::default();
     let record = processed.clone();
     let handler = move |job: Job<u32>| {
@@ -223,7 +234,10 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_job() {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(!buffered.is_empty(), "some jobs were enqueued during the outage");
+    assert!(
+        !buffered.is_empty(),
+        "some jobs were enqueued during the outage"
+    );
     let all_done = crate::support::eventually(Duration::from_secs(20), || async {
         let seen: BTreeSet<u32> = processed.lock().iter().copied().collect();
         acknowledged.is_subset(&seen)
@@ -255,7 +269,10 @@ async fn health_reports_queue_counts_against_thresholds() {
     thresholds.max_queue_waiting = 2;
     thresholds.max_dead_jobs = 0;
     thresholds.max_queue_wait = Duration::from_millis(100);
-    let kit = Redkit::builder().health_thresholds(thresholds).build().unwrap();
+    let kit = Redkit::builder()
+        .health_thresholds(thresholds)
+        .build()
+        .unwrap();
     let queue = kit
         .queue::<u32>("watched")
         .unwrap()
@@ -278,7 +295,10 @@ async fn health_reports_queue_counts_against_thresholds() {
     assert!(counts.oldest_waiting_ms.unwrap() >= 150);
     assert_eq!(report.status, HealthStatus::Degraded);
     let reasons = report.reasons.join("\n");
-    assert!(reasons.contains("queue watched has 3 due jobs, above 2"), "{reasons}");
+    assert!(
+        reasons.contains("queue watched has 3 due jobs, above 2"),
+        "{reasons}"
+    );
     assert!(reasons.contains("oldest due job has waited"), "{reasons}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["queues"][0]["counts"]["waiting"], 3);
@@ -301,12 +321,34 @@ async fn hostile_bytes_in_redis_are_dead_lettered() {
         }
         command
     };
-    for (id, payload) in [("garbage", &b"\xff\x00not json"[..]), ("deep", &b"[[[[[[[[[[[[[[[[[[[["[..])] {
-        let _: i64 = connection.query(&raw(&[b"HSET", b"rq:{hostile}:jobs", id.as_bytes(), payload])).await.unwrap();
-        let _: i64 = connection.query(&raw(&[b"ZADD", b"rq:{hostile}:waiting", b"0", id.as_bytes()])).await.unwrap();
+    for (id, payload) in [
+        ("garbage", &b"\xff\x00not json"[..]),
+        ("deep", &b"[[[[[[[[[[[[[[[[[[[["[..]),
+    ] {
+        let _: i64 = connection
+            .query(&raw(&[
+                b"HSET",
+                b"rq:{hostile}:jobs",
+                id.as_bytes(),
+                payload,
+            ]))
+            .await
+            .unwrap();
+        let _: i64 = connection
+            .query(&raw(&[
+                b"ZADD",
+                b"rq:{hostile}:waiting",
+                b"0",
+                id.as_bytes(),
+            ]))
+            .await
+            .unwrap();
     }
     // A job listed as waiting whose payload is missing.
-    let _: i64 = connection.query(&raw(&[b"ZADD", b"rq:{hostile}:waiting", b"0", b"ghost"])).await.unwrap();
+    let _: i64 = connection
+        .query(&raw(&[b"ZADD", b"rq:{hostile}:waiting", b"0", b"ghost"]))
+        .await
+        .unwrap();
     let queue = kit
         .queue::<u32>("hostile")
         .unwrap()
@@ -324,7 +366,12 @@ async fn hostile_bytes_in_redis_are_dead_lettered() {
     })
     .await;
     worker.shutdown(Duration::from_secs(1)).await;
-    assert!(settled, "counts {:?}, seen {:?}", queue.counts().await.unwrap(), seen.lock());
+    assert!(
+        settled,
+        "counts {:?}, seen {:?}",
+        queue.counts().await.unwrap(),
+        seen.lock()
+    );
     for id in ["garbage", "deep"] {
         let info = queue.state(id).await.unwrap().unwrap();
         assert_eq!(info.state, JobState::Dead);

@@ -60,7 +60,13 @@ impl SortedSet {
     }
 
     /// Members with `min <= score <= max`, skipping `offset`, at most `count`.
-    pub(super) fn range(&self, min: i64, max: i64, offset: usize, count: usize) -> Vec<(String, i64)> {
+    pub(super) fn range(
+        &self,
+        min: i64,
+        max: i64,
+        offset: usize,
+        count: usize,
+    ) -> Vec<(String, i64)> {
         if min > max {
             return Vec::new();
         }

@@ -174,7 +174,12 @@ impl ScriptContext for NativeContext<'_> {
         shard.xadd(name, value, max_len, now)
     }
 
-    fn xrange(&mut self, key: usize, start: StreamId, count: usize) -> Result<Vec<(StreamId, Bytes)>> {
+    fn xrange(
+        &mut self,
+        key: usize,
+        start: StreamId,
+        count: usize,
+    ) -> Result<Vec<(StreamId, Bytes)>> {
         let now = self.now_ms();
         let (name, shard) = self.slot(key)?;
         shard.xrange(name, start, count, now)

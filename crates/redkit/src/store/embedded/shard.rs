@@ -501,7 +501,13 @@ impl Shard {
         Ok(removed)
     }
 
-    pub(super) fn xadd(&mut self, key: &str, value: Bytes, max_len: usize, now: u64) -> Result<StreamId> {
+    pub(super) fn xadd(
+        &mut self,
+        key: &str,
+        value: Bytes,
+        max_len: usize,
+        now: u64,
+    ) -> Result<StreamId> {
         let id = self
             .stream(key, now, true)?
             .map(|stream| stream.append(value, now, max_len))
