@@ -72,6 +72,26 @@ pub(crate) fn ratio_report(
     }
 }
 
+/// Every round of `paired`, for a report's `details` (shown by `--json`).
+pub(crate) fn rounds_detail(paired: &crate::measure::Paired) -> serde_json::Value {
+    paired
+        .rounds
+        .iter()
+        .map(|round| {
+            serde_json::json!({
+                "baseline_ops_per_sec": round.baseline.ops_per_sec.round(),
+                "baseline_p50_us": round.baseline.p50_us,
+                "baseline_p99_us": round.baseline.p99_us,
+                "ops_per_sec": round.scenario.ops_per_sec.round(),
+                "p50_us": round.scenario.p50_us,
+                "p99_us": round.scenario.p99_us,
+                "ratio": (round.ratio * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
 /// Prints a progress line on stderr.
 pub(crate) fn progress(scenario: &str, step: &str) {
     eprintln!("  {scenario}: {step}");
