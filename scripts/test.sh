@@ -2,7 +2,8 @@
 # Runs redkit's whole test suite on a Debian/Ubuntu machine.
 #
 # Installs what the tests need from the distribution's packages when it is
-# missing (redis-server first; chromium and its driver for the dashboard's
+# missing (redis-server first, then redis-sentinel for the Sentinel topology;
+# chromium and its driver for the dashboard's
 # browser test), then runs every test of the workspace. Tests start their own
 # redis-server and chromedriver processes on free ports; nothing needs to be
 # running beforehand.
@@ -30,6 +31,7 @@ need_package() { # need_package <command> <package>
 
 need_package redis-server redis-server
 need_package redis-cli redis-tools
+need_package redis-sentinel redis-sentinel
 need_package chromium chromium
 need_package chromedriver chromium-driver
 

@@ -58,11 +58,20 @@ impl ApiError {
 
     /// 500 for a failure the client cannot fix; the cause is logged.
     pub fn internal(context: &str, cause: &(dyn std::error::Error + 'static)) -> Self {
-        tracing::error!(error = %chain(cause), "{context}");
+        tracing::error!(error = %error_chain(cause), "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "internal error; it has been logged",
+        )
+    }
+
+    /// 503 while the service is at a bound it sets itself (a full queue).
+    pub fn busy(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{what} is at capacity; retry shortly"),
         )
     }
 
@@ -79,14 +88,23 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 here is a passing condition (a dependency away, a
+            // full queue, a missed deadline): tell clients when to come back.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
 impl From<redkit::Error> for ApiError {
     fn from(error: redkit::Error) -> Self {
         if error.is_unavailable() {
-            tracing::warn!(error = %chain(&error), "redis unavailable");
+            tracing::warn!(error = %error_chain(&error), "redis unavailable");
             return ApiError::unavailable("the session and cache store");
         }
         ApiError::internal("redkit call failed", &error)
@@ -103,7 +121,7 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// The error and its causes on one line, for logs and the console.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -138,6 +138,23 @@ pub struct ServeArgs {
     /// `false` counts every request in Redis.
     #[arg(long, env = "REDKIT_RATE_LIMIT_LEASES", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub rate_limit_leases: bool,
+    /// Every request is answered within this (ms, s or m): from Redis, from
+    /// a fallback, or as 503 with Retry-After — whatever Redis' latency.
+    #[arg(long, env = "REDKIT_REQUEST_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Client connections served at once; more are closed as they arrive.
+    #[arg(long, env = "REDKIT_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// A client must send a whole request head within this (ms, s or m) of
+    /// the connection being ready for one; idle and slow connections close.
+    #[arg(long, env = "REDKIT_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Password hashes computed at once (argon2id, ~19 MiB each) [default: CPUs, at most 4].
+    #[arg(long, env = "REDKIT_HASH_THREADS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub hash_threads: Option<u32>,
+    /// Password hashes waiting for a thread; more get 503 with Retry-After.
+    #[arg(long, env = "REDKIT_HASH_QUEUE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub hash_queue: u32,
 }
 
 /// A value that may be `off` on the command line (a newtype, because clap
@@ -154,11 +171,11 @@ impl ServeArgs {
         let mut config = ServiceConfig::with_database(&self.db);
         config.cookie_secure = self.cookie_secure;
         config.max_body_bytes = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
-        config.auth_policy = match self.auth_rate_limit.0 {
-            Some((count, window)) => Policy::new("auth", count, window)?,
-            // Off: a limit no client reaches.
-            None => Policy::new("auth", u64::from(u32::MAX), Duration::from_secs(1))?,
-        };
+        config.auth_policy = self
+            .auth_rate_limit
+            .0
+            .map(|(count, window)| Policy::new("auth", count, window))
+            .transpose()?;
         config.api_policy = self
             .api_rate_limit
             .0
@@ -177,6 +194,14 @@ impl ServeArgs {
         if !self.rate_limit_leases {
             config.rate_limit_leases = None;
         }
+        config.request_timeout = self.request_timeout;
+        config.connections.max_connections =
+            usize::try_from(self.max_connections).unwrap_or(usize::MAX);
+        config.connections.header_read_timeout = self.header_read_timeout;
+        if let Some(threads) = self.hash_threads {
+            config.password_hashing.threads = usize::try_from(threads).unwrap_or(1);
+        }
+        config.password_hashing.queue = usize::try_from(self.hash_queue).unwrap_or(usize::MAX);
         Ok(config)
     }
 }
@@ -207,17 +232,18 @@ fn parse_optional_duration(text: &str) -> Result<Toggle<Duration>, String> {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = "expected a positive number followed by s, m or h, such as 30s, 5m or 24h";
+    let expected =
+        "expected a positive number followed by ms, s, m or h, such as 500ms, 30s, 5m or 24h";
     let text = text.trim();
-    let split = text.len().saturating_sub(1);
-    let (number, unit) = (
-        text.get(..split).unwrap_or(""),
-        text.get(split..).unwrap_or(""),
-    );
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let millis: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(expected.to_owned()),
     };
     let number: u64 = number
@@ -226,8 +252,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .filter(|n| *n > 0)
         .ok_or_else(|| expected.to_owned())?;
     number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
+        .checked_mul(millis)
+        .map(Duration::from_millis)
         .ok_or_else(|| format!("too long; {expected}"))
 }
 
@@ -265,6 +291,13 @@ mod tests {
         );
         assert!(parse_optional_duration("2").unwrap_err().contains("`off`"));
         assert!(parse_duration("99999999999999999999h").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "ms", "0s", "1.5s", "-1s", "1 s", "1d", "1é"] {
+            assert!(
+                parse_duration(bad).unwrap_err().contains("expected"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::time::Duration;
 use redkit::ratelimit::{Policy, TrustedProxies};
 use redkit::session::SessionConfig;
 
+use crate::auth::HashingLimits;
+use crate::connections::ConnectionLimits;
+
 /// Everything the service needs besides Redis.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -17,9 +20,9 @@ pub struct ServiceConfig {
     pub cookie_secure: bool,
     /// Largest accepted request body, in bytes. Default: 64 KiB.
     pub max_body_bytes: usize,
-    /// Limit of `/auth/register` and `/auth/login`, per client IP.
-    /// Default: the AUTH preset, 5 per 5 minutes.
-    pub auth_policy: Policy,
+    /// Limit of `/auth/register` and `/auth/login`, per client IP; `None`
+    /// disables it. Default: the AUTH preset, 5 per 5 minutes.
+    pub auth_policy: Option<Policy>,
     /// Limit of `/tasks` and `/events`, per client IP; `None` disables it.
     /// Default: the DEFAULT preset, 100 per minute.
     pub api_policy: Option<Policy>,
@@ -49,6 +52,13 @@ pub struct ServiceConfig {
     /// Events kept per user for `Last-Event-ID` replay (the newest; a
     /// user's log is dropped 24 h after their last event). Default: 1000.
     pub events_kept: usize,
+    /// Every request is answered within this (from Redis, from a fallback,
+    /// or as 503 with `Retry-After`), whatever Redis' latency. Default: 2 s.
+    pub request_timeout: Duration,
+    /// Client connections: cap and header-read timeout. Default: 512, 5 s.
+    pub connections: ConnectionLimits,
+    /// Password hashing threads and queue. Default: CPUs (≤ 4), 32.
+    pub password_hashing: HashingLimits,
 }
 
 impl Default for ServiceConfig {
@@ -57,7 +67,7 @@ impl Default for ServiceConfig {
             database: PathBuf::from("./redkit.db"),
             cookie_secure: false,
             max_body_bytes: 64 * 1024,
-            auth_policy: Policy::auth(),
+            auth_policy: Some(Policy::auth()),
             api_policy: Some(Policy::default_preset()),
             rate_limit_leases: Some((Duration::from_millis(100), 0.1)),
             trusted_proxies: TrustedProxies::none(),
@@ -67,6 +77,9 @@ impl Default for ServiceConfig {
             tasks_ttl: Duration::from_secs(300),
             dashboard_interval: Duration::from_secs(2),
             events_kept: 1000,
+            request_timeout: Duration::from_secs(2),
+            connections: ConnectionLimits::default(),
+            password_hashing: HashingLimits::default(),
         }
     }
 }

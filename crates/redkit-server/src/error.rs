@@ -39,6 +39,9 @@ pub enum ServerError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The password-hashing threads could not be started.
+    #[error("cannot start the password-hashing threads")]
+    HashingThreads(#[source] std::io::Error),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),

@@ -122,7 +122,7 @@ async fn run(
     let database = service.database.display().to_string();
     let state = AppState::new(kit, metrics, service).await?;
     tracing::info!(%database, "database ready");
-    let listener = redkit_server::server_bind(listen).await?;
+    let listener = redkit_server::bind(listen).await?;
     let address = listener.local_addr().map_err(|source| ServerError::Bind {
         address: listen,
         source,

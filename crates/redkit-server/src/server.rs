@@ -16,6 +16,7 @@ use redkit::store::AnyStore;
 use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
+use crate::auth::Passwords;
 use crate::config::ServiceConfig;
 use crate::dashboard::{self, Dashboard};
 use crate::db::Database;
@@ -23,7 +24,7 @@ use crate::error::ServerError;
 use crate::events::TaskEvents;
 use crate::reminders::Reminders;
 use crate::shutdown::Shutdown;
-use crate::{auth, events, routes, tasks};
+use crate::{auth, connections, events, routes, tasks};
 
 /// How long shutdown waits for reminder deliveries in flight.
 const REMINDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -45,6 +46,8 @@ pub struct AppState {
     pub sessions: Sessions<AnyStore>,
     /// The rate limiter behind the auth and API policies.
     pub limiter: RateLimiter<AnyStore>,
+    /// The bounded password-hashing pool.
+    pub passwords: Passwords,
     /// Real-time task changes.
     pub events: TaskEvents,
     /// Reminders of due tasks (a job queue).
@@ -70,6 +73,8 @@ impl AppState {
             limiter = limiter.local_leases(interval, share);
         }
         let limiter = limiter.build()?;
+        let passwords =
+            Passwords::start(config.password_hashing).map_err(ServerError::HashingThreads)?;
         let shutdown = Shutdown::default();
         let events =
             TaskEvents::start(kit.store().clone(), config.events_kept, shutdown.clone()).await?;
@@ -89,6 +94,7 @@ impl AppState {
             tasks,
             sessions,
             limiter,
+            passwords,
             events,
             reminders,
             dashboard,
@@ -128,14 +134,16 @@ pub fn router(state: AppState) -> Router {
     let dashboard_routes = Router::new()
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/data", get(dashboard::data));
-    let credentials = Router::new()
+    let mut credentials = Router::new()
         .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .layer(
-            RateLimitLayer::new(state.limiter.clone(), config.auth_policy.clone())
+        .route("/auth/login", post(auth::login));
+    if let Some(policy) = &config.auth_policy {
+        credentials = credentials.layer(
+            RateLimitLayer::new(state.limiter.clone(), policy.clone())
                 .scope("auth")
                 .trusted_proxies(config.trusted_proxies.clone()),
         );
+    }
     let account = Router::new()
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
@@ -169,6 +177,10 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            crate::deadline::enforce,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::record_request))
         .with_state(state)
 }
@@ -226,6 +238,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let (kit, db, stopping) = (state.kit.clone(), state.db.clone(), state.shutdown.clone());
     let reminders = state.reminders.clone();
+    let limits = state.config.connections;
     let signal = {
         let stopping = stopping.clone();
         async move {
@@ -233,15 +246,11 @@ pub async fn serve(
             stopping.trigger();
         }
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await
-        .map_err(ServerError::Serve);
+    connections::serve(listener, router(state), limits, signal).await;
     stopping.trigger();
     // Deliveries in flight finish (or are left to another instance).
     reminders.shutdown(REMINDER_DRAIN).await;
     db.close().await;
     kit.shutdown().await;
-    result
+    Ok(())
 }

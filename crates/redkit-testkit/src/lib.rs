@@ -13,8 +13,19 @@
 //! For tests of pages, [`Chromedriver`] starts the distribution's
 //! `chromedriver` (which drives a real headless Chromium, see
 //! [`headless_chrome_capabilities`]) the same way, with the same rule.
+//!
+//! For network faults between a client and a healthy server, [`FaultProxy`]
+//! forwards a port and injects latency, blackholes, resets and refusals that a
+//! test switches while traffic flows.
+//!
+//! [`RedisCluster`] (three masters, three replicas) and [`RedisSentinel`] (a
+//! master, a replica and three sentinels) run the other topologies as real
+//! local processes, ready for failover tests.
 
 mod browser;
+mod cluster;
+mod proxy;
+mod sentinel;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +36,9 @@ use std::time::{Duration, Instant};
 pub use browser::{
     Chromedriver, chromedriver_binary, chromium_binary, headless_chrome_capabilities,
 };
+pub use cluster::RedisCluster;
+pub use proxy::{Fault, FaultProxy};
+pub use sentinel::RedisSentinel;
 
 /// How long a started server has to answer PING before the test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,6 +48,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 #[must_use]
 pub struct RedisServerBuilder {
     password: Option<String>,
+    port: Option<u16>,
     args: Vec<(String, String)>,
     tls: Option<TlsFiles>,
 }
@@ -53,6 +68,12 @@ impl RedisServerBuilder {
     /// Requires clients to authenticate with this password (`requirepass`).
     pub fn requirepass(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// Listens on this port instead of a free one picked at random.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -89,7 +110,7 @@ impl RedisServerBuilder {
             .unwrap_or_else(|err| panic!("cannot create a temp dir for redis-server: {err}"));
         let tls_port = self.tls.as_ref().map(|_| free_port());
         RedisServer {
-            port: free_port(),
+            port: self.port.unwrap_or_else(free_port),
             tls_port,
             dir,
             child: None,
@@ -196,6 +217,20 @@ impl RedisServer {
         self.wait_ready();
     }
 
+    /// Whether the process is running (started and not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Runs one command through `redis-cli` against this server and returns
+    /// its raw output (for fixtures and assertions; not for the code under test).
+    ///
+    /// # Panics
+    /// When redis-cli is not installed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, self.options.password.as_deref(), args)
+    }
+
     /// Kills the server with SIGKILL (no shutdown, no goodbye to clients).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -299,6 +334,60 @@ pub fn redis_server_binary() -> PathBuf {
                  (or run ./scripts/test.sh, which installs it)."
             )
         })
+}
+
+/// Runs `redis-cli -p <port> [-a password] <args…>` and returns its output
+/// (empty when the server does not answer within 10 s).
+///
+/// # Panics
+/// When redis-cli is not installed (it comes with redis-server's packages).
+pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    // redis-cli 7.0 has no timeout option: coreutils' `timeout` bounds a
+    // call to a paused or partitioned server.
+    let mut command = Command::new("timeout");
+    command
+        .arg("10")
+        .arg("redis-cli")
+        .arg("-p")
+        .arg(port.to_string());
+    if let Some(password) = password {
+        command.arg("--no-auth-warning").arg("-a").arg(password);
+    }
+    let output = command.args(args).stdin(Stdio::null()).output();
+    match output {
+        // `timeout` exits 127 when it cannot find the command.
+        Ok(output) if output.status.code() != Some(127) => {
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        }
+        _ => panic!(
+            "cannot run redis-cli; install it with `sudo apt-get install -y redis-tools` \
+             (or run ./scripts/test.sh, which installs it)"
+        ),
+    }
+}
+
+/// The value of `field` in an `INFO`-style `field:value` listing.
+pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| {
+        line.trim_end()
+            .strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+    })
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+///
+/// # Panics
+/// With `what` when the condition still fails at the deadline.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

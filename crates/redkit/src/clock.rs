@@ -14,6 +14,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + Debug + 'static {
     /// Time since the UNIX epoch.
     fn now(&self) -> Duration;
+
+    /// Milliseconds since the UNIX epoch: the unit of stored expiry times.
+    fn now_ms(&self) -> u64 {
+        millis(self.now())
+    }
+}
+
+/// A duration in whole milliseconds, saturating at `u64::MAX`: the one
+/// conversion every stored time and TTL goes through.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The system's wall clock.

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::connection::ConnectionState;
+use crate::connection_state::ConnectionState;
 
 /// Result alias used across redkit.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -99,6 +99,33 @@ pub enum Error {
         what: &'static str,
         /// Why, and what is expected.
         problem: String,
+    },
+
+    /// A session update kept losing the race against concurrent writers on
+    /// other instances (each attempt found a newer version); retrying later
+    /// usually succeeds.
+    #[error("session update conflicted with concurrent writers {attempts} times; retry")]
+    SessionConflict {
+        /// Attempts made.
+        attempts: usize,
+    },
+
+    /// The session has reached its absolute maximum lifetime
+    /// (`SessionConfig::absolute_max`): it can no longer be updated or moved
+    /// to a new id.
+    #[error("the session's absolute lifetime is over")]
+    SessionLifetimeOver,
+
+    /// Every freshly generated random id collided with an existing one: the
+    /// random generator cannot be trusted.
+    #[error(
+        "{attempts} random {what}s in a row collided with existing ones; the random generator is broken"
+    )]
+    IdCollision {
+        /// Which id (`session id`).
+        what: &'static str,
+        /// Ids generated.
+        attempts: usize,
     },
 
     /// The embedded store cannot make room for a value within its memory budget.
@@ -207,4 +234,30 @@ pub(crate) fn is_connection_error(err: &redis::RedisError) -> bool {
         || err.is_connection_dropped()
         || err.is_io_error()
         || err.is_timeout()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn runtime_conditions_are_not_input_errors() {
+        let conflict = Error::SessionConflict { attempts: 16 };
+        assert_eq!(
+            conflict.to_string(),
+            "session update conflicted with concurrent writers 16 times; retry"
+        );
+        let collision = Error::IdCollision {
+            what: "session id",
+            attempts: 4,
+        };
+        assert_eq!(
+            collision.to_string(),
+            "4 random session ids in a row collided with existing ones; the random generator is broken"
+        );
+        for error in [conflict, collision, Error::SessionLifetimeOver] {
+            assert!(!error.is_unavailable(), "{error:?}");
+            assert!(std::error::Error::source(&error).is_none(), "{error:?}");
+        }
+    }
 }

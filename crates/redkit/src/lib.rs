@@ -25,6 +25,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod connection;
+mod connection_state;
 mod error;
 pub mod events;
 pub mod health;
@@ -33,6 +34,8 @@ pub mod ratelimit;
 mod redkit;
 pub mod session;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use error::{BoxError, Error, Result};
 pub use redkit::{Redkit, RedkitBuilder};

@@ -100,8 +100,10 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
             .unwrap_or_else(|err| panic!("policy: {err}")),
     );
     // Registration is limited per IP in Redis, across runs of the harness.
-    config.auth_policy = Policy::new("auth", 1_000_000, Duration::from_secs(60))
-        .unwrap_or_else(|err| panic!("policy: {err}"));
+    config.auth_policy = Some(
+        Policy::new("auth", 1_000_000, Duration::from_secs(60))
+            .unwrap_or_else(|err| panic!("policy: {err}")),
+    );
     let state = AppState::new(kit, metrics, config)
         .await
         .unwrap_or_else(|err| panic!("service: {err}"));

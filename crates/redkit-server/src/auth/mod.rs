@@ -10,6 +10,7 @@ mod password;
 mod routes;
 mod session;
 
+pub use password::{HashingLimits, Passwords};
 pub(crate) use routes::{login, logout, logout_all, me, register};
 pub(crate) use session::set_cookie;
 pub use session::{COOKIE_NAME, CurrentUser};

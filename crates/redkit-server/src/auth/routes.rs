@@ -7,7 +7,6 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::password;
 use super::session::{self, CurrentUser};
 use crate::api_error::ApiError;
 use crate::db::{NewUserOutcome, User};
@@ -62,7 +61,7 @@ pub(crate) async fn register(
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
     credentials.validate()?;
-    let hash = password::hash(credentials.password).await?;
+    let hash = state.passwords.hash(credentials.password).await?;
     let user = match state.db.create_user(&credentials.username, &hash).await? {
         NewUserOutcome::Created(user) => user,
         NewUserOutcome::Taken => {
@@ -73,8 +72,63 @@ pub(crate) async fn register(
             ));
         }
     };
-    let cookie = start_session(&state, &headers, &user).await?;
-    Ok((StatusCode::CREATED, cookie, Json(user)))
+    // Registering is all or nothing: a user whose session cannot be started
+    // (Redis away, the request's deadline) is removed again, so the client's
+    // retry registers instead of finding the name taken.
+    let mut undo = UndoRegistration::new(&state, user.id);
+    match start_session(&state, &headers, &user).await {
+        Ok(cookie) => {
+            undo.disarm();
+            Ok((StatusCode::CREATED, cookie, Json(user)))
+        }
+        Err(error) => {
+            // Undone before answering, so an immediate retry finds the name free.
+            undo.now().await;
+            Err(error)
+        }
+    }
+}
+
+/// Deletes a just-registered user unless disarmed — also when the handler is
+/// dropped mid-way (its deadline passed), which no `?` path would catch.
+struct UndoRegistration {
+    db: Option<crate::db::Database>,
+    user_id: i64,
+}
+
+impl UndoRegistration {
+    fn new(state: &AppState, user_id: i64) -> Self {
+        UndoRegistration {
+            db: Some(state.db.clone()),
+            user_id,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.db = None;
+    }
+
+    async fn now(mut self) {
+        if let Some(db) = self.db.take() {
+            undo_registration(&db, self.user_id).await;
+        }
+    }
+}
+
+async fn undo_registration(db: &crate::db::Database, user_id: i64) {
+    match db.delete_user(user_id).await {
+        Ok(_) => tracing::info!(user_id, "registration undone: no session could be started"),
+        Err(error) => tracing::error!(user_id, %error, "cannot undo a registration"),
+    }
+}
+
+impl Drop for UndoRegistration {
+    fn drop(&mut self) {
+        let (Some(db), user_id) = (self.db.take(), self.user_id) else {
+            return;
+        };
+        tokio::spawn(async move { undo_registration(&db, user_id).await });
+    }
 }
 
 /// POST /auth/login: checks the password and starts a fresh session.
@@ -85,7 +139,7 @@ pub(crate) async fn login(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = state.db.find_user_by_name(&credentials.username).await?;
     let hash = user.as_ref().map(|user| user.password_hash.clone());
-    let matches = password::verify(credentials.password, hash).await?;
+    let matches = state.passwords.verify(credentials.password, hash).await?;
     let user = match user {
         Some(user) if matches => user,
         _ => return Err(ApiError::unauthorized("invalid username or password")),

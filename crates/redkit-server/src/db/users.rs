@@ -49,6 +49,15 @@ impl Database {
         }
     }
 
+    /// Deletes the user `id` (and, by cascade, their tasks); true when it existed.
+    pub async fn delete_user(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let deleted = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     /// The user named `username` (case-insensitively).
     pub async fn find_user_by_name(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
         sqlx::query_as::<_, User>(

@@ -7,7 +7,7 @@ use redkit::config::RedisConfig;
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
-use crate::support::{Client, Events, TestDb, fast_redis, start, start_with, test_config};
+use crate::support::{Client, Events, TestDb, fast_redis_config, start, start_with, test_config};
 
 /// Runs `$name` once on the embedded store and once on a real redis-server.
 macro_rules! on_both_stores {
@@ -25,7 +25,7 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let server = redkit_testkit::RedisServer::new();
-                    super::$name(Some(crate::support::fast_redis(&server.url()))).await;
+                    super::$name(Some(crate::support::fast_redis_config(&server.url()))).await;
                 }
             )*
         }
@@ -38,7 +38,104 @@ on_both_stores!(
     bad_requests_get_clear_json_errors_and_change_nothing,
     task_lists_are_cached_and_writes_invalidate_them,
     events_stream_the_users_own_changes,
+    task_lists_are_paginated_by_id,
 );
+
+/// The `after` of a `Link: <…>; rel="next"` header, if any.
+fn next_after(reply: &crate::support::Reply) -> Option<String> {
+    let link = reply.headers.get("link")?.to_str().unwrap().to_owned();
+    assert!(link.ends_with("rel=\"next\""), "{link}");
+    let target = link.trim_start_matches('<').split('>').next().unwrap();
+    Some(target.split("after=").nth(1).unwrap().to_owned())
+}
+
+fn titles(reply: &crate::support::Reply) -> Vec<String> {
+    reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn task_lists_are_paginated_by_id(redis: Option<RedisConfig>) {
+    let server = start(redis).await;
+    let mut alice = Client::registered(&server, "alice").await;
+    let mut bob = Client::registered(&server, "bob").await;
+    for n in 1..=7 {
+        assert_eq!(
+            alice
+                .post("/tasks", json!({"title": format!("a{n}")}))
+                .await
+                .status,
+            201
+        );
+    }
+    assert_eq!(bob.post("/tasks", json!({"title": "b1"})).await.status, 201);
+
+    // Pages of 3 by id, following Link until it is absent.
+    let mut pages = Vec::new();
+    let mut path = "/tasks?limit=3".to_owned();
+    loop {
+        let reply = alice.get(&path).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        pages.push(titles(&reply));
+        match next_after(&reply) {
+            Some(after) => path = format!("/tasks?limit=3&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![vec!["a1", "a2", "a3"], vec!["a4", "a5", "a6"], vec!["a7"]]
+    );
+    // The default page holds everything here, with no Link.
+    let all = alice.get("/tasks").await;
+    assert_eq!(titles(&all).len(), 7);
+    assert!(all.headers.get("link").is_none());
+
+    // Pages are cached, and a write invalidates every page of the user.
+    let last_after = {
+        let second = alice.get("/tasks?limit=3&after=0").await;
+        next_after(&second).unwrap()
+    };
+    assert_eq!(
+        alice.post("/tasks", json!({"title": "a8"})).await.status,
+        201
+    );
+    let page = alice.get("/tasks?limit=3&after=0").await;
+    assert_eq!(titles(&page), vec!["a1", "a2", "a3"]);
+    let rest = alice
+        .get(&format!("/tasks?limit=100&after={last_after}"))
+        .await;
+    assert_eq!(titles(&rest), vec!["a4", "a5", "a6", "a7", "a8"]);
+
+    // Bad parameters are named; nothing else is accepted.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=", "limit"),
+        ("limit=99999999999999999999999", "limit"),
+        ("after=-1", "after"),
+        ("after=1.5", "after"),
+        ("limit=1&limit=2", "limit"),
+        ("page=2", "query"),
+        ("limit=%31", "limit"),
+    ] {
+        let reply = alice.get(&format!("/tasks?{query}")).await;
+        assert_eq!(reply.status, 422, "{query}: {reply:?}");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{query}: {message}");
+        assert!(message.contains("expected"), "{query}: {message}");
+    }
+    // `limit` is bounded at 1000: a user with many tasks never gets them all at once.
+    let bounded = alice.get("/tasks?limit=1000").await;
+    assert_eq!(bounded.status, 200);
+    assert_eq!(titles(&bob.get("/tasks").await), vec!["b1"]);
+    server.stop().await;
+}
 
 async fn register_login_logout_and_me(redis: Option<RedisConfig>) {
     let server = start(redis).await;
@@ -604,7 +701,11 @@ async fn events_stream_the_users_own_changes(redis: Option<RedisConfig>) {
 async fn login_and_register_are_rate_limited_by_the_auth_policy() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.auth_policy = crate::support::exact_policy("auth", 3, Duration::from_secs(300));
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        3,
+        Duration::from_secs(300),
+    ));
     let server = start_with(None, db, config).await;
     let mut client = Client::registered(&server, "carol").await;
     let first = client.login("carol", "wrong password").await;
@@ -640,7 +741,7 @@ async fn the_api_policy_limits_task_routes() {
         Duration::from_secs(60),
     ));
     let redis = RedisServer::new();
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let mut client = Client::registered(&server, "dave").await;
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use redkit_testkit::{Chromedriver, RedisServer, headless_chrome_capabilities};
 use serde_json::{Map, Value, json};
 
-use crate::support::{Client, TestDb, TestServer, fast_redis, start_with, test_config};
+use crate::support::{Client, TestDb, TestServer, fast_redis_config, start_with, test_config};
 
 /// Generous for a loaded two-core machine; polls end as soon as they pass.
 const WITHIN: Duration = Duration::from_secs(20);
@@ -137,7 +137,11 @@ async fn start_server(redis: Option<redkit::config::RedisConfig>) -> TestServer 
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.dashboard_interval = Duration::from_millis(200);
-    config.auth_policy = crate::support::exact_policy("auth", 2, Duration::from_secs(300));
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        2,
+        Duration::from_secs(300),
+    ));
     start_with(redis, db, config).await
 }
 
@@ -185,7 +189,7 @@ async fn sees_traffic(page: &Page) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_follows_redis_in_a_real_browser() {
     let mut redis = RedisServer::new();
-    let server = start_server(Some(fast_redis(&redis.url()))).await;
+    let server = start_server(Some(fast_redis_config(&redis.url()))).await;
     let driver = Chromedriver::start();
     let page = Page::open(&driver, &server).await;
 

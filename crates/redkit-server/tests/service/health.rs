@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redkit_testkit::RedisServer;
 
-use crate::support::{fast_redis, get_json, start};
+use crate::support::{fast_redis_config, get_json, start};
 
 #[tokio::test]
 async fn embedded_mode_is_healthy_without_redis() {
@@ -27,7 +27,7 @@ async fn starts_with_redis_down_and_becomes_healthy_when_it_starts() {
     let mut redis = RedisServer::builder()
         .requirepass("pw-not-in-output")
         .prepare();
-    let server = start(Some(fast_redis(&redis.url()))).await;
+    let server = start(Some(fast_redis_config(&redis.url()))).await;
 
     let (status, body) = get_json(&server, "/health").await;
     assert_eq!(
@@ -71,7 +71,7 @@ async fn starts_with_redis_down_and_becomes_healthy_when_it_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_only_mode_answers_503_while_redis_is_down() {
     let redis = RedisServer::builder().prepare();
-    let mut config = fast_redis(&redis.url());
+    let mut config = fast_redis_config(&redis.url());
     config.fallback = false;
     let server = start(Some(config)).await;
     let (status, body) = get_json(&server, "/health").await;
@@ -85,7 +85,7 @@ async fn redis_only_mode_answers_503_while_redis_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
     let mut redis = RedisServer::new();
-    let server = start(Some(fast_redis(&redis.url()))).await;
+    let server = start(Some(fast_redis_config(&redis.url()))).await;
     // Health checks send PING, INFO and DBSIZE through the shared connection.
     let ready = async {
         loop {

@@ -7,7 +7,7 @@ use redkit_testkit::RedisServer;
 use serde_json::json;
 
 use crate::support::{
-    Client, Events, TestDb, TestServer, eventually, fast_redis, start_with, test_config,
+    Client, Events, TestDb, TestServer, eventually, fast_redis_config, start_with, test_config,
 };
 
 /// Servers A and B on `redis` and one database, with `auth_limit` logins
@@ -15,9 +15,18 @@ use crate::support::{
 async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
-    config.auth_policy = crate::support::exact_policy("auth", auth_limit, Duration::from_secs(300));
-    let a = start_with(Some(fast_redis(&redis.url())), db.clone(), config.clone()).await;
-    let b = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    config.auth_policy = Some(crate::support::exact_policy(
+        "auth",
+        auth_limit,
+        Duration::from_secs(300),
+    ));
+    let a = start_with(
+        Some(fast_redis_config(&redis.url())),
+        db.clone(),
+        config.clone(),
+    )
+    .await;
+    let b = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     (a, b)
 }
 

@@ -5,8 +5,10 @@
 mod api;
 mod binary;
 mod dashboard;
+mod faults;
 mod health;
 mod instances;
+mod limits;
 mod outage;
 mod queue_cli;
 mod reminders;

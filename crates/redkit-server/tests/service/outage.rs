@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
-use crate::support::{Client, fast_redis, get_json, start};
+use crate::support::{Client, fast_redis_config, get_json, start};
 
 /// GET `path` and check it answers `status` within two seconds.
 async fn answers_quickly(client: &mut Client, path: &str, status: u16) -> serde_json::Value {
@@ -29,7 +29,7 @@ async fn redis_hung_killed_and_restarted_under_the_service() {
         .arg("appendonly", "yes")
         .arg("appendfsync", "always")
         .start();
-    let server = start(Some(fast_redis(&redis.url()))).await;
+    let server = start(Some(fast_redis_config(&redis.url()))).await;
     let mut alice = Client::registered(&server, "alice").await;
     alice.post("/tasks", json!({"title": "survives"})).await;
     assert_eq!(alice.get("/tasks").await.status, 200);

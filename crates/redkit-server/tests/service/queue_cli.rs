@@ -8,7 +8,7 @@ use redkit::config::RetryConfig;
 use redkit::queue::{Job, QueueConfig};
 use redkit_testkit::RedisServer;
 
-use crate::support::{eventually, fast_redis};
+use crate::support::{eventually, fast_redis_config};
 
 fn redkit_queue(redis_url: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
@@ -32,7 +32,7 @@ fn redkit_queue(redis_url: Option<&str>, args: &[&str]) -> (bool, String, String
 async fn queue_subcommands_list_show_retry_and_purge_dead_jobs() {
     let redis = RedisServer::new();
     let kit = Redkit::builder()
-        .redis(fast_redis(&redis.url()))
+        .redis(fast_redis_config(&redis.url()))
         .build()
         .unwrap();
     kit.connection()

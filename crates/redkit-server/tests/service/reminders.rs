@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::support::{
-    Client, Events, TestDb, TestServer, fast_redis, start, start_with, test_config,
+    Client, Events, TestDb, TestServer, fast_redis_config, start, start_with, test_config,
 };
 
 /// An RFC 3339 time `after` from now.
@@ -128,8 +128,8 @@ async fn a_reminder_arrives_when_due_on_the_embedded_store() {
 
 async fn pair(redis: &RedisServer, db: &TestDb) -> (TestServer, TestServer) {
     let config = test_config(&db.path());
-    let a = start_with(Some(fast_redis(&redis.url())), db.clone(), config.clone()).await;
-    let b = start_with(Some(fast_redis(&redis.url())), db.clone(), config).await;
+    let a = start_with(Some(fast_redis_config(&redis.url())), db.clone(), config.clone()).await;
+    let b = start_with(Some(fast_redis_config(&redis.url())), db.clone(), config).await;
     (a, b)
 }
 
@@ -216,7 +216,7 @@ async fn a_reminder_survives_the_instance_that_scheduled_it() {
     .await
     .unwrap();
     let b = start_with(
-        Some(fast_redis(&redis.url())),
+        Some(fast_redis_config(&redis.url())),
         db.clone(),
         test_config(&db.path()),
     )
@@ -246,7 +246,7 @@ async fn a_reminder_survives_the_instance_that_scheduled_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_event_id_replays_missed_events_and_resyncs_unknown_ids() {
     let redis = RedisServer::new();
-    let server = start(Some(fast_redis(&redis.url()))).await;
+    let server = start(Some(fast_redis_config(&redis.url()))).await;
     let mut erin = Client::registered(&server, "erin").await;
     let mut events = Events::open(&erin).await;
     erin.post("/tasks", json!({"title": "one"})).await;
@@ -297,7 +297,7 @@ async fn a_last_event_id_older_than_the_log_keeps_gets_a_resync() {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.events_kept = 3;
-    let server = start_with(Some(fast_redis(&redis.url())), db, config).await;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
     let mut frank = Client::registered(&server, "frank").await;
     let mut events = Events::open(&frank).await;
     frank.post("/tasks", json!({"title": "old"})).await;

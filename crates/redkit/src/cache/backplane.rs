@@ -1,4 +1,5 @@
-//! Keeping every instance's L1 coherent through pub/sub.
+//! Keeping every instance's L1 coherent through pub/sub: the messages, the
+//! publishing, the subscriber loop and what a message does, in one place.
 //!
 //! Every set, delete and invalidation publishes a small message on the
 //! namespace's channel: the instance id and the keys, tag or prefix — never
@@ -10,7 +11,15 @@
 //! instance drops its whole L1 and its cached tag versions, so nothing it
 //! holds can be older than what Redis has.
 
+use std::sync::{Arc, Weak};
+
 use serde::{Deserialize, Serialize};
+use tokio::task::AbortHandle;
+
+use super::key::Layout;
+use super::local_tier::LocalTier;
+use crate::error::Result;
+use crate::store::{PubSubEvent, Store};
 
 /// One backplane message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,12 +28,13 @@ pub(crate) struct Notice {
     #[serde(rename = "i")]
     pub(crate) instance: String,
     #[serde(flatten)]
-    pub(crate) change: Change,
+    pub(crate) change: CacheChange,
 }
 
+/// What a backplane message says changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op")]
-pub(crate) enum Change {
+pub(crate) enum CacheChange {
     /// Keys were written.
     #[serde(rename = "set")]
     Set { k: Vec<String> },
@@ -52,6 +62,108 @@ impl Notice {
     }
 }
 
+/// One cache's end of the backplane: its instance id, whether it is on,
+/// and the subscriber task (stopped when the cache is dropped).
+pub(crate) struct Backplane {
+    enabled: bool,
+    instance: String,
+    listener: parking_lot::Mutex<Option<AbortHandle>>,
+}
+
+impl Drop for Backplane {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get_mut().take() {
+            listener.abort();
+        }
+    }
+}
+
+impl Backplane {
+    /// A backplane end with a fresh random instance id.
+    pub(super) fn new(enabled: bool) -> Self {
+        Backplane {
+            enabled,
+            instance: format!("{:016x}", fastrand::u64(..)),
+            listener: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// This instance's id (also used to make lock tokens unique).
+    pub(super) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Tells the other instances about `change`. A failed publish is only
+    /// logged: their entries then expire on their own.
+    pub(super) async fn publish<S: Store>(&self, store: &S, layout: &Layout, change: CacheChange) {
+        if !self.enabled {
+            return;
+        }
+        let notice = Notice {
+            instance: self.instance.clone(),
+            change,
+        };
+        if let Err(error) = store.publish(&layout.channel(), &notice.to_bytes()).await {
+            tracing::debug!(cache = layout.namespace(), error = %error, "cache backplane publish failed");
+        }
+    }
+
+    /// Subscribes (when enabled) and applies other instances' messages to
+    /// `local` until the cache is dropped. The subscription is active when
+    /// this returns, so no write made after `build` can be missed.
+    pub(super) async fn start<S: Store>(
+        &self,
+        store: &S,
+        layout: &Layout,
+        local: &Arc<LocalTier>,
+    ) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let mut subscription = store.subscribe(&[&layout.channel()]).await?;
+        let local: Weak<LocalTier> = Arc::downgrade(local);
+        let instance = self.instance.clone();
+        let namespace = layout.namespace().to_owned();
+        let task = tokio::spawn(async move {
+            while let Some(event) = subscription.next().await {
+                let Some(local) = local.upgrade() else {
+                    return;
+                };
+                match event {
+                    PubSubEvent::Message(message) => {
+                        if let Some(notice) = Notice::from_bytes(&message.payload)
+                            && notice.instance != instance
+                        {
+                            apply(&local, notice.change);
+                        }
+                    }
+                    PubSubEvent::Resubscribed => {
+                        tracing::info!(
+                            cache = namespace,
+                            "cache backplane reconnected; dropping L1 and tag versions"
+                        );
+                        local.forget_all();
+                    }
+                }
+            }
+        });
+        *self.listener.lock() = Some(task.abort_handle());
+        Ok(())
+    }
+}
+
+/// Applies another instance's change to this instance's L1.
+fn apply(local: &LocalTier, change: CacheChange) {
+    match change {
+        CacheChange::Set { k } | CacheChange::Delete { k } => {
+            local.evict(k.iter().map(String::as_str));
+        }
+        CacheChange::Tag { t, v } => local.tags().observe(&t, v),
+        CacheChange::Prefix { p } => local.evict_prefix(&p),
+        CacheChange::Clear => local.forget_all(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,7 +172,7 @@ mod tests {
     fn messages_are_small_json_without_values() {
         let notice = Notice {
             instance: "abc".to_owned(),
-            change: Change::Tag {
+            change: CacheChange::Tag {
                 t: "user:1".to_owned(),
                 v: 4,
             },

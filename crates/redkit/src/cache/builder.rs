@@ -3,19 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backplane::{Change, Notice};
 use super::breaker::Breaker;
 use super::codec::Codec;
-use super::flight::Flights;
-use super::handle::{Cache, CacheInner};
+use super::engine::{Engine, EngineSettings};
+use super::handle::Cache;
 use super::key::Layout;
 use super::l1;
 use super::options::EntryOptions;
-use super::stats::{CacheRegistry, Counters, StatsSource};
+use super::stats::{CacheRegistry, StatsSource};
 use super::tags::TagVersions;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::store::{PubSubEvent, Store};
+use crate::store::Store;
 
 /// Builds a [`Cache`]; every setting documents its default.
 #[must_use]
@@ -37,8 +36,16 @@ pub struct CacheBuilder<S> {
     registry: Option<CacheRegistry>,
 }
 
+impl<S: Store> Cache<S> {
+    /// A builder for a cache named `namespace` (its keys, tags and channel
+    /// live under it) on `store`.
+    pub fn builder(store: S, namespace: &str) -> CacheBuilder<S> {
+        CacheBuilder::new(store, namespace)
+    }
+}
+
 impl<S: Store> CacheBuilder<S> {
-    pub(super) fn new(store: S, namespace: &str) -> Self {
+    fn new(store: S, namespace: &str) -> Self {
         CacheBuilder {
             store,
             namespace: namespace.to_owned(),
@@ -158,75 +165,27 @@ impl<S: Store> CacheBuilder<S> {
         let l1 = self
             .l1_enabled
             .then(|| l1::build(self.l1_max_bytes, self.clock.clone()));
-        let instance = format!("{:016x}", fastrand::u64(..));
-        let inner = Arc::new(CacheInner {
-            counters: Counters::new(layout.namespace()),
-            store: self.store,
+        let engine = Engine::start(
+            self.store,
             layout,
-            instance,
             l1,
-            defaults: self.defaults,
-            codec: self.codec,
-            compress_above: self.compress_above,
-            backplane: self.backplane,
-            max_key_len: self.max_key_len,
-            breaker: Breaker::new(self.breaker_threshold, self.breaker_open_for),
-            tags: TagVersions::new(self.tag_versions_max_age),
-            flights: Flights::default(),
-            lock_ttl: self.lock_ttl,
-            clock: self.clock,
-            listener: parking_lot::Mutex::new(None),
-        });
+            TagVersions::new(self.tag_versions_max_age),
+            Breaker::new(self.breaker_threshold, self.breaker_open_for),
+            self.backplane,
+            EngineSettings {
+                defaults: self.defaults,
+                codec: self.codec,
+                compress_above: self.compress_above,
+                max_key_len: self.max_key_len,
+                lock_ttl: self.lock_ttl,
+                clock: self.clock,
+            },
+        )
+        .await?;
         if let Some(registry) = &self.registry {
-            let weak: std::sync::Weak<dyn StatsSource> = Arc::downgrade(&inner) as _;
-            registry.register(inner.layout.namespace(), weak);
+            let weak: std::sync::Weak<dyn StatsSource> = Arc::downgrade(&engine) as _;
+            registry.register(engine.layout.namespace(), weak);
         }
-        if inner.backplane {
-            let channel = inner.layout.channel();
-            let mut subscription = inner.store.subscribe(&[&channel]).await?;
-            let weak = Arc::downgrade(&inner);
-            let task = tokio::spawn(async move {
-                while let Some(event) = subscription.next().await {
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
-                    match event {
-                        PubSubEvent::Message(message) => {
-                            if let Some(notice) = Notice::from_bytes(&message.payload) {
-                                apply(&inner, notice);
-                            }
-                        }
-                        PubSubEvent::Resubscribed => {
-                            tracing::info!(
-                                cache = inner.layout.namespace(),
-                                "cache backplane reconnected; dropping L1 and tag versions"
-                            );
-                            inner.forget_local();
-                        }
-                    }
-                }
-            });
-            *inner.listener.lock() = Some(task.abort_handle());
-        }
-        Ok(Cache { inner })
-    }
-}
-
-/// Applies another instance's change to this instance's L1.
-fn apply<S: Store>(inner: &CacheInner<S>, notice: Notice) {
-    if notice.instance == inner.instance {
-        return;
-    }
-    match notice.change {
-        Change::Set { k } | Change::Delete { k } => {
-            if let Some(l1) = &inner.l1 {
-                for key in k {
-                    l1.invalidate(&key);
-                }
-            }
-        }
-        Change::Tag { t, v } => inner.tags.observe(&t, v),
-        Change::Prefix { p } => inner.evict_prefix_locally(&p),
-        Change::Clear => inner.forget_local(),
+        Ok(Cache { engine })
     }
 }

@@ -32,7 +32,7 @@ pub(crate) struct Meta {
 
 /// A decoded envelope: metadata and the (decompressed) payload.
 #[derive(Debug)]
-pub(crate) struct Envelope {
+pub(crate) struct DecodedEntry {
     pub(crate) meta: Meta,
     pub(crate) codec: Codec,
     pub(crate) payload: Bytes,
@@ -69,7 +69,7 @@ pub(crate) fn encode(meta: &Meta, codec: Codec, payload: &[u8], compress_above: 
     out.freeze()
 }
 
-pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, Corrupt> {
+pub(crate) fn decode(bytes: &Bytes) -> Result<DecodedEntry, Corrupt> {
     let mut reader = Reader { bytes, at: 0 };
     if reader.take(2)? != MAGIC || reader.u8()? != VERSION {
         return Err(Corrupt::Header);
@@ -100,7 +100,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, Corrupt> {
     } else {
         body
     };
-    Ok(Envelope {
+    Ok(DecodedEntry {
         meta: Meta {
             fresh_until,
             keep_until,

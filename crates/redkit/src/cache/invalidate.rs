@@ -6,9 +6,8 @@
 //! than one small page; the pattern is glob-escaped, so a prefix containing
 //! `*`, `?` or `[` matches only itself.
 
-use super::backplane::Change;
+use super::backplane::CacheChange;
 use super::handle::Cache;
-use super::key::validate;
 use crate::error::Result;
 use crate::store::{ScanCursor, Store};
 
@@ -23,17 +22,17 @@ impl<S: Store> Cache<S> {
 
     /// Invalidates every entry tagged with any of `tags`, on every instance.
     pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<()> {
-        let inner = &self.inner;
+        let engine = &self.engine;
         for tag in tags {
-            validate("cache tag", tag, inner.max_key_len, false)?;
+            engine.check_tag(tag)?;
         }
         for tag in tags {
-            let version = inner.store.incr_by(&inner.layout.tag(tag), 1).await?;
+            let version = engine.store.incr_by(&engine.layout.tag(tag), 1).await?;
             let version = u64::try_from(version).unwrap_or(0);
-            inner.tags.observe(tag, version);
-            inner.counters.invalidations(1);
-            inner
-                .publish(Change::Tag {
+            engine.tags().observe(tag, version);
+            engine.counters.invalidations(1);
+            engine
+                .publish(CacheChange::Tag {
                     t: (*tag).to_owned(),
                     v: version,
                 })
@@ -45,15 +44,15 @@ impl<S: Store> Cache<S> {
     /// Deletes every entry whose key starts with `prefix`, on every instance;
     /// returns how many L2 entries were deleted.
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64> {
-        let inner = &self.inner;
-        validate("cache prefix", prefix, inner.max_key_len, true)?;
-        inner.evict_prefix_locally(prefix);
+        let engine = &self.engine;
+        engine.check_prefix(prefix)?;
+        engine.evict_prefix_locally(prefix);
         let deleted = self
-            .unlink_matching(&inner.layout.entries_with_prefix(prefix))
+            .unlink_matching(&engine.layout.entries_with_prefix(prefix))
             .await?;
-        inner.counters.invalidations(1);
-        inner
-            .publish(Change::Prefix {
+        engine.counters.invalidations(1);
+        engine
+            .publish(CacheChange::Prefix {
                 p: prefix.to_owned(),
             })
             .await;
@@ -64,17 +63,17 @@ impl<S: Store> Cache<S> {
     /// locks) and nothing else, on every instance; returns how many L2 keys
     /// were deleted.
     pub async fn clear(&self) -> Result<u64> {
-        let inner = &self.inner;
-        inner.forget_local();
-        let deleted = self.unlink_matching(&inner.layout.everything()).await?;
-        inner.forget_local();
-        inner.counters.invalidations(1);
-        inner.publish(Change::Clear).await;
+        let engine = &self.engine;
+        engine.forget_local();
+        let deleted = self.unlink_matching(&engine.layout.everything()).await?;
+        engine.forget_local();
+        engine.counters.invalidations(1);
+        engine.publish(CacheChange::Clear).await;
         Ok(deleted)
     }
 
     async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
-        let store = &self.inner.store;
+        let store = &self.engine.store;
         let mut cursor = ScanCursor::START;
         let mut deleted = 0;
         loop {

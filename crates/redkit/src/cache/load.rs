@@ -10,9 +10,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::engine::Found;
 use super::flight::{Landing, owned_error};
-use super::handle::{Cache, Found, millis};
+use super::handle::Cache;
 use super::options::{EntryOptions, Loaded};
+use crate::clock::millis;
 use crate::error::{BoxError, Error, Result};
 use crate::store::{Script, ScriptArg, ScriptContext, ScriptValue, Store};
 
@@ -85,23 +87,23 @@ impl<S: Store> Cache<S> {
         Fut: Future<Output = std::result::Result<Loaded<T>, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        let inner = &self.inner;
-        inner.check_key(key)?;
-        inner.check_tags(&options.tags)?;
-        let (found, from_l1) = inner.lookup::<T>(key, options.l1).await;
-        let now = inner.now_ms();
+        let engine = &self.engine;
+        engine.check_key(key)?;
+        engine.check_tags(&options.tags)?;
+        let (found, from_l1) = engine.lookup::<T>(key, options.l1).await;
+        let now = engine.now_ms();
         let stale = match found {
             Some(found) if now < found.meta.fresh_until => {
                 if from_l1 {
-                    inner.counters.l1_hits(1);
+                    engine.counters.l1_hits(1);
                 } else {
-                    inner.counters.l2_hits(1);
+                    engine.counters.l2_hits(1);
                 }
                 return Ok(found.value);
             }
             other => other,
         };
-        inner.counters.misses(1);
+        engine.counters.misses(1);
         if let Some(found) = &stale
             && now
                 < found
@@ -109,7 +111,7 @@ impl<S: Store> Cache<S> {
                     .fresh_until
                     .saturating_add(millis(options.stale_window))
         {
-            inner.counters.stale_served(1);
+            engine.counters.stale_served(1);
             let cache = self.clone();
             let (key, options) = (key.to_owned(), options.clone());
             tokio::spawn(async move {
@@ -125,7 +127,7 @@ impl<S: Store> Cache<S> {
                     Ok(landing) => landing,
                     Err(_) => {
                         // The load goes on in its own task and will land in the cache.
-                        inner.counters.stale_served(1);
+                        engine.counters.stale_served(1);
                         return Ok(found.value.clone());
                     }
                 }
@@ -142,15 +144,15 @@ impl<S: Store> Cache<S> {
             },
             Err(error) => match stale {
                 Some(found)
-                    if inner.now_ms()
+                    if engine.now_ms()
                         < found
                             .meta
                             .fresh_until
                             .saturating_add(millis(options.fail_safe_max)) =>
                 {
-                    inner.counters.stale_served(1);
+                    engine.counters.stale_served(1);
                     tracing::warn!(
-                        cache = inner.layout.namespace(), key, error = %error,
+                        cache = engine.layout.namespace(), key, error = %error,
                         "loader failed; serving the stale value (fail-safe)"
                     );
                     Ok(found.value)
@@ -171,8 +173,8 @@ impl<S: Store> Cache<S> {
     {
         let cache = self.clone();
         let (owned_key, options) = (key.to_owned(), options.clone());
-        self.inner
-            .flights
+        self.engine
+            .flights()
             .join(key, move || async move {
                 let task =
                     tokio::spawn(
@@ -200,7 +202,7 @@ impl<S: Store> Cache<S> {
         Fut: Future<Output = std::result::Result<Loaded<T>, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        let inner = &self.inner;
+        let engine = &self.engine;
         // Another flight may have landed between our lookup and this one.
         if let Some(value) = self.fresh::<T>(&key, options.l1).await {
             return Ok(Arc::new(value));
@@ -214,7 +216,7 @@ impl<S: Store> Cache<S> {
         } else {
             None
         };
-        inner.counters.loader_calls(1);
+        engine.counters.loader_calls(1);
         let started = Instant::now();
         let loaded = match options.hard_timeout {
             Some(limit) => match tokio::time::timeout(limit, loader()).await {
@@ -226,7 +228,7 @@ impl<S: Store> Cache<S> {
             },
             None => loader().await.map_err(Into::into),
         };
-        inner
+        engine
             .counters
             .loader_duration
             .record(started.elapsed().as_secs_f64());
@@ -240,17 +242,17 @@ impl<S: Store> Cache<S> {
                     if let Some(tags) = loaded.tags.clone() {
                         options.tags = tags;
                     }
-                    if let Err(error) = inner
+                    if let Err(error) = engine
                         .write(&[(key.as_str(), &loaded.value)], &options)
                         .await
                     {
-                        tracing::warn!(cache = inner.layout.namespace(), key, error = %error, "loaded value not cached");
+                        tracing::warn!(cache = engine.layout.namespace(), key, error = %error, "loaded value not cached");
                     }
                 }
                 Ok(Arc::new(loaded.value) as Arc<dyn Any + Send + Sync>)
             }
             Err(error) => {
-                inner.counters.loader_errors(1);
+                engine.counters.loader_errors(1);
                 Err(Arc::new(match error.downcast::<Error>() {
                     Ok(timeout) if matches!(*timeout, Error::LoaderTimeout { .. }) => *timeout,
                     Ok(other) => Error::Loader {
@@ -265,14 +267,14 @@ impl<S: Store> Cache<S> {
             }
         };
         if let Some(token) = lock {
-            let lock_key = inner.layout.lock(&key);
+            let lock_key = engine.layout.lock(&key);
             let args = [ScriptArg::Bytes(Bytes::from(token))];
-            if let Err(error) = inner
+            if let Err(error) = engine
                 .store
                 .run_script(&RELEASE_LOCK, &[&lock_key], &args)
                 .await
             {
-                tracing::debug!(cache = inner.layout.namespace(), error = %error, "lock release failed; it expires");
+                tracing::debug!(cache = engine.layout.namespace(), error = %error, "lock release failed; it expires");
             }
         }
         landing
@@ -282,8 +284,8 @@ impl<S: Store> Cache<S> {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let (found, _) = self.inner.lookup::<T>(key, use_l1).await;
-        let now = self.inner.now_ms();
+        let (found, _) = self.engine.lookup::<T>(key, use_l1).await;
+        let now = self.engine.now_ms();
         found
             .filter(|found: &Found<T>| now < found.meta.fresh_until)
             .map(|found| found.value)
@@ -295,16 +297,16 @@ impl<S: Store> Cache<S> {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let inner = &self.inner;
-        let lock_key = inner.layout.lock(key);
-        let token = format!("{}:{:016x}", inner.instance, fastrand::u64(..));
+        let engine = &self.engine;
+        let lock_key = engine.layout.lock(key);
+        let token = format!("{}:{:016x}", engine.instance(), fastrand::u64(..));
         let lock_ttl = options
             .hard_timeout
-            .unwrap_or(inner.lock_ttl)
+            .unwrap_or(engine.lock_ttl())
             .max(Duration::from_millis(1));
-        let deadline = Instant::now() + inner.lock_ttl;
+        let deadline = Instant::now() + engine.lock_ttl();
         loop {
-            match inner
+            match engine
                 .store
                 .set_if_absent(&lock_key, token.as_bytes(), Some(lock_ttl))
                 .await

@@ -91,7 +91,7 @@ impl Env<'_> {
         }
     }
 
-    fn millis(&self, name: &str) -> Result<Option<Duration>> {
+    fn duration_ms(&self, name: &str) -> Result<Option<Duration>> {
         const EXPECTED: &str = "a whole number of milliseconds greater than zero, such as 500";
         match self.parse::<u64>(name, EXPECTED)? {
             Some(0) => Err(Error::invalid_config(name, "`0` is not allowed", EXPECTED)),
@@ -115,7 +115,23 @@ impl Env<'_> {
     }
 }
 
-pub(super) fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig> {
+impl RedisConfig {
+    /// Reads the configuration from the process environment; see the crate
+    /// README for the variables. Call it once, at the edge of the program.
+    ///
+    /// Neither `REDIS_URL` nor `REDIS_HOST` set, or `REDIS_ENABLED=false`,
+    /// gives a configuration with `enabled == false` (embedded store).
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Like [`RedisConfig::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
+        from_lookup(&lookup)
+    }
+}
+
+fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig> {
     let env = Env { lookup };
     let mut config = RedisConfig::default();
 
@@ -176,10 +192,10 @@ pub(super) fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<R
     if let Some(prefix) = env.get("REDIS_KEY_PREFIX")? {
         config.key_prefix = prefix;
     }
-    if let Some(timeout) = env.millis("REDIS_CONNECT_TIMEOUT_MS")? {
+    if let Some(timeout) = env.duration_ms("REDIS_CONNECT_TIMEOUT_MS")? {
         config.connect_timeout = timeout;
     }
-    if let Some(timeout) = env.millis("REDIS_COMMAND_TIMEOUT_MS")? {
+    if let Some(timeout) = env.duration_ms("REDIS_COMMAND_TIMEOUT_MS")? {
         config.command_timeout = timeout;
     }
     if let Some(secs) = env.parse::<u64>(
@@ -200,13 +216,13 @@ pub(super) fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<R
         }
         config.pool_size = size;
     }
-    if let Some(interval) = env.millis("REDIS_HEALTH_CHECK_INTERVAL_MS")? {
+    if let Some(interval) = env.duration_ms("REDIS_HEALTH_CHECK_INTERVAL_MS")? {
         config.health_check_interval = interval;
     }
-    if let Some(delay) = env.millis("REDIS_RETRY_INITIAL_DELAY_MS")? {
+    if let Some(delay) = env.duration_ms("REDIS_RETRY_INITIAL_DELAY_MS")? {
         config.retry.initial_delay = delay;
     }
-    if let Some(delay) = env.millis("REDIS_RETRY_MAX_DELAY_MS")? {
+    if let Some(delay) = env.duration_ms("REDIS_RETRY_MAX_DELAY_MS")? {
         config.retry.max_delay = delay;
     }
     if let Some(attempts) = env.parse::<u32>(
@@ -222,14 +238,56 @@ pub(super) fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<R
         }
         config.retry.max_attempts = attempts;
     }
-    if let Some(interval) = env.millis("REDIS_DEGRADED_PROBE_INTERVAL_MS")? {
+    if let Some(interval) = env.duration_ms("REDIS_DEGRADED_PROBE_INTERVAL_MS")? {
         config.retry.degraded_probe_interval = interval;
     }
     if let Some(fallback) = env.bool("REDIS_FALLBACK")? {
         config.fallback = fallback;
     }
-    config.validate()?;
+    config.validate().map_err(name_variables)?;
     Ok(config)
+}
+
+/// Validation names fields (`retry.max_delay`); read from the environment,
+/// the error names the variables a user sets instead.
+fn name_variables(error: Error) -> Error {
+    const NAMES: &[(&str, &str)] = &[
+        (
+            "retry.degraded_probe_interval",
+            "REDIS_DEGRADED_PROBE_INTERVAL_MS",
+        ),
+        ("retry.initial_delay", "REDIS_RETRY_INITIAL_DELAY_MS"),
+        ("retry.max_delay", "REDIS_RETRY_MAX_DELAY_MS"),
+        ("retry.max_attempts", "REDIS_RETRY_MAX_ATTEMPTS"),
+        ("health_check_interval", "REDIS_HEALTH_CHECK_INTERVAL_MS"),
+        ("connect_timeout", "REDIS_CONNECT_TIMEOUT_MS"),
+        ("command_timeout", "REDIS_COMMAND_TIMEOUT_MS"),
+        ("keep_alive", "REDIS_KEEPALIVE_SECS"),
+        ("host", "REDIS_HOST (or the host of REDIS_URL)"),
+        ("port", "REDIS_PORT (or the port of REDIS_URL)"),
+    ];
+    let rename = |text: &str| {
+        NAMES
+            .iter()
+            .fold(text.to_owned(), |text, (field, variable)| {
+                text.replace(field, variable)
+            })
+    };
+    match error {
+        Error::InvalidConfig {
+            setting,
+            problem,
+            expected,
+        } => Error::InvalidConfig {
+            setting: NAMES
+                .iter()
+                .find(|(field, _)| *field == setting)
+                .map_or(setting, |(_, variable)| (*variable).to_owned()),
+            problem: rename(&problem),
+            expected,
+        },
+        other => other,
+    }
 }
 
 /// With a URL, the separate variables may fill in what the URL leaves out,

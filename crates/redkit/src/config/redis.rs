@@ -145,29 +145,6 @@ impl RedisConfig {
         }
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://…`
-    /// (TLS) into a configuration with default timeouts.
-    pub fn from_url(url: &str) -> Result<Self> {
-        let mut config = RedisConfig::default();
-        super::url::apply_url(&mut config, url, "redis URL")?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Reads the configuration from the process environment; see the crate
-    /// README for the variables. Call it once, at the edge of the program.
-    ///
-    /// Neither `REDIS_URL` nor `REDIS_HOST` set, or `REDIS_ENABLED=false`,
-    /// gives a configuration with `enabled == false` (embedded store).
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var_os(name))
-    }
-
-    /// Like [`RedisConfig::from_env`], reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
-        super::env::from_lookup(&lookup)
-    }
-
     /// `host:port/db`, for logs and health output (never credentials).
     pub fn address(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.db)
@@ -257,16 +234,10 @@ fn positive(setting: &str, value: Duration) -> Result<()> {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisConfigBuilder {
-    config: RedisConfig,
+    pub(super) config: RedisConfig,
 }
 
 impl RedisConfigBuilder {
-    /// Starts from a parsed URL instead of the defaults.
-    pub fn url(mut self, url: &str) -> Result<Self> {
-        super::url::apply_url(&mut self.config, url, "redis URL")?;
-        Ok(self)
-    }
-
     /// Whether Redis is used at all.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.config.enabled = enabled;

@@ -2,10 +2,29 @@
 //!
 //! Errors never echo the URL: it may hold a password.
 
-use super::{RedisConfig, Secret};
+use super::{RedisConfig, RedisConfigBuilder, Secret};
 use crate::error::{Error, Result};
 
 const EXPECTED: &str = "redis://[[username]:password@]host[:port][/db] or rediss://… for TLS";
+
+impl RedisConfig {
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://…`
+    /// (TLS) into a configuration with default timeouts.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut config = RedisConfig::default();
+        apply_url(&mut config, url, "redis URL")?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl RedisConfigBuilder {
+    /// Starts from a parsed URL instead of the defaults.
+    pub fn url(mut self, url: &str) -> Result<Self> {
+        apply_url(&mut self.config, url, "redis URL")?;
+        Ok(self)
+    }
+}
 
 /// Applies the address, credentials, database and TLS mode of `url` to
 /// `config`. `setting` names the source in errors (such as `REDIS_URL`).
@@ -41,19 +60,24 @@ pub(super) fn apply_url(config: &mut RedisConfig, url: &str, setting: &str) -> R
     }
     let path = parsed.path().trim_start_matches('/');
     if !path.is_empty() {
+        // Not echoed: a password holding `/` lands here when not encoded.
         config.db = path.parse().map_err(|_| {
             Error::invalid_config(
                 setting,
-                format!("database `/{path}` is not a non-negative number"),
-                EXPECTED,
+                "the path after the host is not a database number",
+                format!("{EXPECTED} (a `/`, `?` or `#` in a password must be percent-encoded)"),
             )
         })?;
     }
-    if let Some((name, _)) = parsed.query_pairs().next() {
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        // Not echoed either: a password holding `?` or `#` lands here.
         return Err(Error::invalid_config(
             setting,
-            format!("unsupported URL parameter `{name}`"),
-            format!("{EXPECTED}, without parameters (use the other REDIS_* settings)"),
+            "the URL has parameters (`?…`) or a fragment (`#…`)",
+            format!(
+                "{EXPECTED}, without parameters (use the other REDIS_* settings; \
+                 a `?` or `#` in a password must be percent-encoded)"
+            ),
         ));
     }
     Ok(())

@@ -11,23 +11,23 @@ use crate::config::RetryConfig;
 /// instances does not reconnect in lock-step. Once `max_attempts` is reached
 /// the delay becomes the slow probe interval.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     retry: RetryConfig,
 }
 
 impl Backoff {
     /// A backoff following `retry`.
-    pub fn new(retry: RetryConfig) -> Self {
+    pub(crate) fn new(retry: RetryConfig) -> Self {
         Backoff { retry }
     }
 
     /// Whether `failed_attempts` failures exhaust the retries (→ `Degraded`).
-    pub fn exhausted(&self, failed_attempts: u32) -> bool {
+    pub(crate) fn exhausted(&self, failed_attempts: u32) -> bool {
         failed_attempts >= self.retry.max_attempts
     }
 
     /// The delay after `failed_attempts` consecutive failures (1 or more).
-    pub fn delay(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn delay(&self, failed_attempts: u32) -> Duration {
         if self.exhausted(failed_attempts) {
             return self.retry.degraded_probe_interval;
         }
@@ -38,7 +38,7 @@ impl Backoff {
     }
 
     /// The delay before jitter: `min(initial * 2^(n-1), max)`.
-    pub fn ceiling(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn ceiling(&self, failed_attempts: u32) -> Duration {
         let exponent = failed_attempts.saturating_sub(1).min(31);
         self.retry
             .initial_delay

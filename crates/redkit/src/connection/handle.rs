@@ -1,44 +1,18 @@
 //! The shared, cheap-to-clone connection handle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{Cmd, FromRedisValue, Pipeline};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::ConnectionState;
 use super::client::Connector;
 use super::metrics::ConnectionMetrics;
+use super::shared::Shared;
 use crate::config::RedisConfig;
 use crate::error::{Error, Result, is_connection_error};
-
-/// The live connections of one successful (re)connection.
-pub(super) struct Live {
-    pub(super) generation: u64,
-    pub(super) connections: Vec<MultiplexedConnection>,
-}
-
-pub(super) struct Inner {
-    pub(super) connector: Connector,
-    pub(super) live: ArcSwapOption<Live>,
-    pub(super) generation: AtomicU64,
-    pub(super) state: watch::Sender<ConnectionState>,
-    /// The current state as a number, for lock-free reads on the hot path.
-    pub(super) state_now: AtomicU8,
-    /// Mirrors `closing` for lock-free reads on the hot path.
-    pub(super) closed: AtomicBool,
-    /// Wakes the supervisor when a command saw the connection die.
-    pub(super) broken: Notify,
-    /// `true` once shutdown started.
-    pub(super) closing: watch::Sender<bool>,
-    in_flight: AtomicUsize,
-    drained: Notify,
-    next: AtomicUsize,
-    pub(super) metrics: ConnectionMetrics,
-}
 
 /// The shared Redis connection; clone it freely, every clone is the same
 /// connection. See the [module docs](super).
@@ -50,21 +24,19 @@ pub struct RedisConnection {
 /// Shared by all clones; when the last clone goes, the supervisor stops and
 /// the connections close.
 struct Owner {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.inner.closed.store(true, Ordering::Release);
-        self.inner.closing.send_replace(true);
-        self.inner.live.store(None);
+        self.shared.abandon();
     }
 }
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConnection")
-            .field("address", &self.inner().connector.config().address())
+            .field("address", &self.shared().config().address())
             .field("state", &self.state())
             .finish()
     }
@@ -80,51 +52,37 @@ impl RedisConnection {
         config.validate()?;
         let metrics = ConnectionMetrics::register(config.address());
         let connector = Connector::new(Arc::new(config))?;
-        metrics.state(ConnectionState::Connecting);
-        let inner = Arc::new(Inner {
-            connector,
-            live: ArcSwapOption::empty(),
-            generation: AtomicU64::new(0),
-            state: watch::Sender::new(ConnectionState::Connecting),
-            state_now: AtomicU8::new(ConnectionState::Connecting.index()),
-            closed: AtomicBool::new(false),
-            broken: Notify::new(),
-            closing: watch::Sender::new(false),
-            in_flight: AtomicUsize::new(0),
-            drained: Notify::new(),
-            next: AtomicUsize::new(0),
-            metrics,
-        });
-        tokio::spawn(super::supervisor::run(inner.clone()));
+        let shared = Arc::new(Shared::new(connector, metrics));
+        tokio::spawn(super::supervisor::run(shared.clone()));
         Ok(RedisConnection {
-            owner: Arc::new(Owner { inner }),
+            owner: Arc::new(Owner { shared }),
         })
     }
 
-    fn inner(&self) -> &Inner {
-        &self.owner.inner
+    fn shared(&self) -> &Shared {
+        &self.owner.shared
     }
 
     /// The configuration this handle was built from.
     pub fn config(&self) -> &RedisConfig {
-        self.inner().connector.config()
+        self.shared().config()
     }
 
     /// The current state.
     pub fn state(&self) -> ConnectionState {
-        ConnectionState::from_index(self.inner().state_now.load(Ordering::Acquire))
+        self.shared().state()
     }
 
     /// A stream of state changes, starting with the current state.
     pub fn state_changes(&self) -> StateChanges {
-        let mut receiver = self.inner().state.subscribe();
+        let mut receiver = self.shared().subscribe_state();
         receiver.mark_changed();
         StateChanges { receiver }
     }
 
     /// Waits until the state is `Ready`, for at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let mut receiver = self.inner().state.subscribe();
+        let mut receiver = self.shared().subscribe_state();
         let ready = receiver
             .wait_for(|state| matches!(state, ConnectionState::Ready | ConnectionState::Closed));
         match tokio::time::timeout(timeout, ready).await {
@@ -141,7 +99,7 @@ impl RedisConnection {
     /// Fails fast with [`Error::Unavailable`] when not connected, and never
     /// waits past the command timeout ([`Error::Timeout`]).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let (mut connection, generation, _guard) = self.checkout()?;
+        let (mut connection, generation, _guard) = self.shared().checkout()?;
         let started = Instant::now();
         let result = cmd.query_async::<redis::Value>(&mut connection).await;
         self.finish(started, generation, result, || {
@@ -151,7 +109,7 @@ impl RedisConnection {
 
     /// Sends a pipeline (or a MULTI/EXEC transaction) in one round trip.
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T> {
-        let (mut connection, generation, _guard) = self.checkout()?;
+        let (mut connection, generation, _guard) = self.shared().checkout()?;
         let started = Instant::now();
         let result = pipeline.query_async::<redis::Value>(&mut connection).await;
         self.finish(started, generation, result, || "PIPELINE".to_owned())
@@ -169,58 +127,29 @@ impl RedisConnection {
     /// stall everyone else's commands on the shared one.
     pub async fn dedicated(&self) -> Result<MultiplexedConnection> {
         self.ensure_open()?;
-        self.inner().connector.multiplexed().await
+        self.shared().connector().multiplexed().await
     }
 
     /// Opens a dedicated pub/sub connection with the same settings.
     pub async fn pubsub(&self) -> Result<PubSub> {
         self.ensure_open()?;
-        self.inner().connector.pubsub().await
+        self.shared().connector().pubsub().await
     }
 
     /// Stops accepting commands, lets in-flight ones finish (for at most the
     /// command timeout), closes the connections and ends in `Closed`.
     pub async fn shutdown(&self) {
-        let inner = self.inner();
-        inner.closed.store(true, Ordering::Release);
-        if inner.closing.send_replace(true) {
-            return;
+        if self.shared().start_closing() {
+            self.shared().finish_closing().await;
         }
-        let drained = inner.drained.notified();
-        tokio::pin!(drained);
-        drained.as_mut().enable();
-        if inner.in_flight.load(Ordering::Acquire) > 0 {
-            let _ = tokio::time::timeout(inner.connector.config().command_timeout, drained).await;
-        }
-        inner.live.store(None);
-        super::supervisor::set_state(inner, ConnectionState::Closed);
     }
 
     fn ensure_open(&self) -> Result<()> {
-        if self.inner().closed.load(Ordering::Acquire) {
+        if self.shared().is_closed() {
             Err(Error::Closed)
         } else {
             Ok(())
         }
-    }
-
-    /// Picks a live connection, or fails fast.
-    fn checkout(&self) -> Result<(MultiplexedConnection, u64, InFlight<'_>)> {
-        let guard = InFlight::enter(self.inner());
-        if self.inner().closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        let live = self.inner().live.load();
-        let Some(live) = live.as_ref() else {
-            return Err(Error::Unavailable {
-                state: self.state(),
-            });
-        };
-        let index = match live.connections.len() {
-            1 => 0,
-            n => self.inner().next.fetch_add(1, Ordering::Relaxed) % n,
-        };
-        Ok((live.connections[index].clone(), live.generation, guard))
     }
 
     fn finish<T: FromRedisValue>(
@@ -230,7 +159,7 @@ impl RedisConnection {
         result: redis::RedisResult<redis::Value>,
         name: impl FnOnce() -> String,
     ) -> Result<T> {
-        let metrics = &self.inner().metrics;
+        let metrics = self.shared().metrics();
         metrics.commands.increment(1);
         metrics.duration.record(started.elapsed().as_secs_f64());
         let decoded = result.and_then(|value| T::from_redis_value(value).map_err(Into::into));
@@ -247,34 +176,12 @@ impl RedisConnection {
             });
         }
         if is_connection_error(&error) {
-            super::supervisor::mark_broken(self.inner(), generation);
+            self.shared().mark_broken(generation);
         }
         Err(Error::Command {
             command,
             source: Box::new(error),
         })
-    }
-}
-
-/// Counts a command in flight so that shutdown can wait for it.
-struct InFlight<'a> {
-    inner: &'a Inner,
-}
-
-impl<'a> InFlight<'a> {
-    fn enter(inner: &'a Inner) -> Self {
-        inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight { inner }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if self.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
-            && self.inner.closed.load(Ordering::Acquire)
-        {
-            self.inner.drained.notify_waiters();
-        }
     }
 }
 

@@ -24,9 +24,9 @@ mod backoff;
 mod client;
 mod handle;
 mod metrics;
-mod state;
+mod shared;
 mod supervisor;
 
-pub use backoff::Backoff;
+pub use crate::connection_state::ConnectionState;
+pub(crate) use backoff::Backoff;
 pub use handle::{RedisConnection, StateChanges};
-pub use state::ConnectionState;

@@ -62,11 +62,13 @@
 //! (by lease expiry) and `dead` (by death time), hashes `jobs` (payload,
 //! JSON), `attempts` and `errors`, and the counter `seq`. Every state change
 //! is one script ([`scripts`](self) has the Lua and its native twin), so the
-//! embedded store behaves the same; one suite ([`conformance`]) checks both.
+//! embedded store behaves the same; one suite (`conformance`, feature
+//! `test-util`) checks both.
 
 mod buffer;
 mod config;
 /// The shared behavioural suite (for the tests of each store).
+#[cfg(feature = "test-util")]
 pub mod conformance;
 mod handle;
 mod job;

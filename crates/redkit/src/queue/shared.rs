@@ -193,8 +193,9 @@ fn parse_enqueued(reply: &ScriptValue) -> Result<Enqueued> {
 }
 
 /// Milliseconds of `duration`, for script arguments.
+/// (Unlike `ScriptArg::millis`, zero stays zero: a delay of 0 means due now.)
 pub(super) fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(crate::clock::millis(duration)).unwrap_or(i64::MAX)
 }
 
 /// Delivers buffered jobs to Redis, in order, whenever it is ready; stops

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::policy::{Algorithm, Policy};
 use crate::error::{Error, Result};
 use crate::store::{Script, ScriptArg, ScriptContext, ScriptValue};
 
@@ -173,6 +174,33 @@ fn sliding_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<Scr
         0,
         window - elapsed,
     ))
+}
+
+/// The script a check of `policy` runs and its arguments (`ARGV`), for
+/// benchmarks and audits: the key is `rl:<policy>:<key>` under the store's
+/// prefix. Public with the `test-util` feature.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; 3]) {
+    let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
+    let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
+    match policy.algorithm() {
+        Algorithm::Gcra { burst } => (
+            &GCRA,
+            [
+                ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
+                ScriptArg::Int((window_us / limit).max(1)),
+                ScriptArg::Int(cost),
+            ],
+        ),
+        Algorithm::SlidingWindow => (
+            &SLIDING_WINDOW,
+            [
+                ScriptArg::Int(limit),
+                ScriptArg::Int(window_us),
+                ScriptArg::Int(cost),
+            ],
+        ),
+    }
 }
 
 fn reply(allowed: bool, remaining: i64, retry_after: i64, reset_after: i64) -> ScriptValue {

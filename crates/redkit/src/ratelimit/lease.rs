@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::limiter::{Decision, DecisionSource};
+use super::decision::{Decision, DecisionSource};
 use super::policy::Policy;
 
 /// Keys tracked at most.
@@ -137,18 +137,28 @@ impl Leases {
 
     /// Records the store's answer to a request that asked for `extra`
     /// (`granted` of them were leased); `None` when the store failed.
+    ///
+    /// Runs under the key's mutex, like `plan`, so a settlement and a local
+    /// admission never interleave: a caller sees either the old lease or
+    /// the new one, never units counted twice.
     pub(super) fn settle(&self, key: &str, decision: Option<&Decision>, extra: u64, granted: u64) {
         let entry = self.entry(key);
         let mut lease = entry.lock();
+        // Only the caller that asked for a lease clears the in-flight mark;
+        // plain requests that ran meanwhile must not open the door early.
         if extra > 0 {
             lease.in_flight = None;
         }
+        // Insurance and fail-open answers say nothing about the shared
+        // quota: learn from the store's answers only.
         let Some(decision) = decision.filter(|d| d.source == DecisionSource::Store) else {
             return;
         };
         lease.seen = true;
         lease.store_remaining = decision.remaining;
         lease.reset_after = decision.reset_after;
+        // What was left of the previous lease was dropped by `plan` when it
+        // asked for this one: counted by the store, given up (strict).
         if granted > 0 {
             lease.tokens = granted;
             lease.granted = granted;

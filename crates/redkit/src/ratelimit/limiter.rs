@@ -7,50 +7,15 @@ use std::time::{Duration, Instant};
 
 use crate::config::EmbeddedConfig;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, EmbeddedStore, Script, ScriptArg, ScriptValue, Store};
+use crate::store::{AnyStore, EmbeddedStore, ScriptValue, Store};
 
-use super::algorithm::{GCRA, SLIDING_WINDOW};
+use super::algorithm::script_invocation;
+use super::decision::{Decision, DecisionSource};
 use super::lease::{Leases, Plan};
-use super::policy::{Algorithm, Policy};
+use super::policy::Policy;
 
 /// Longest accepted rate-limit key, in bytes.
 const MAX_KEY_LEN: usize = 512;
-
-/// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request is admitted.
-    pub allowed: bool,
-    /// The policy's name.
-    pub policy: String,
-    /// The policy's limit.
-    pub limit: u64,
-    /// Requests still admitted now.
-    pub remaining: u64,
-    /// When a rejected request may be retried (zero when admitted).
-    pub retry_after: Duration,
-    /// Until the quota is fully available again.
-    pub reset_after: Duration,
-    /// Who decided.
-    pub source: DecisionSource,
-}
-
-/// Where a decision came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionSource {
-    /// The shared store (Redis, or the embedded store when that is the backend).
-    Store,
-    /// The in-process block of a key already over its limit (no round trip).
-    LocalBlock,
-    /// The per-instance insurance limiter, while the store is unavailable.
-    Insurance,
-    /// Admitted without counting: the store is unavailable and the limiter
-    /// fails open.
-    FailOpen,
-    /// Admitted locally from units this instance leased from the store
-    /// beforehand (see [`RateLimiterBuilder::local_leases`]).
-    Lease,
-}
 
 /// What to do while the store is unavailable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -212,10 +177,17 @@ impl<S: Store> RateLimiter<S> {
         self.consume(policy, key, -points).await
     }
 
+    /// One check, cheapest answer first: the local block, then a lease,
+    /// then the store. Many tasks run this for one key at once; nothing here
+    /// holds a lock across an `.await`, so the only shared decisions are the
+    /// store's (atomic per script) and the lease's (under its own mutex).
     async fn consume(&self, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
         validate_key(key)?;
         let inner = &self.inner;
         let local = block_key(policy, key);
+        // A rejection's retry time is the same for every caller until it
+        // passes, so concurrent callers need not ask the store again.
+        // Rewards (cost ≤ 0) always reach the store, which may lift it.
         if cost > 0
             && inner.local_block
             && let Some(until) = inner.blocked.get(&local)
@@ -235,6 +207,10 @@ impl<S: Store> RateLimiter<S> {
             }
             inner.blocked.invalidate(&local);
         }
+        // `plan` either admits from units the store already counted, or
+        // tells us how many extra units to ask for with this request (zero
+        // while another caller's lease request is in flight, so at most one
+        // lease per key and instance is being asked for at a time).
         let plan = match &inner.leases {
             Some(leases) if cost > 0 => leases.plan(policy, &local, cost.unsigned_abs()),
             _ => Plan::Store { extra: 0 },
@@ -252,6 +228,9 @@ impl<S: Store> RateLimiter<S> {
             granted = 0;
             result = self.decide(policy, &store_key, cost).await;
         }
+        // Settle even on errors: `plan` marked a lease request in flight,
+        // and until it is settled (or an interval passes) no other caller
+        // of this key may ask for one.
         if let Some(leases) = &inner.leases
             && cost > 0
         {
@@ -269,6 +248,8 @@ impl<S: Store> RateLimiter<S> {
             // Leased units are still this caller's to use.
             decision.remaining = decision.remaining.saturating_add(granted);
         }
+        // Concurrent rejections insert the same deadline give or take a
+        // round trip; the last write wins, which is harmless.
         if inner.local_block && !decision.allowed && !decision.retry_after.is_zero() {
             inner
                 .blocked
@@ -374,32 +355,6 @@ impl<S: Store> RateLimiterBuilder<S> {
                 leases,
             }),
         })
-    }
-}
-
-/// The script a check of `policy` runs and its arguments (`ARGV`), for
-/// benchmarks and audits: the key is `rl:<policy>:<key>` under the store's
-/// prefix.
-pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; 3]) {
-    let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
-    let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
-    match policy.algorithm() {
-        Algorithm::Gcra { burst } => (
-            &GCRA,
-            [
-                ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
-                ScriptArg::Int((window_us / limit).max(1)),
-                ScriptArg::Int(cost),
-            ],
-        ),
-        Algorithm::SlidingWindow => (
-            &SLIDING_WINDOW,
-            [
-                ScriptArg::Int(limit),
-                ScriptArg::Int(window_us),
-                ScriptArg::Int(cost),
-            ],
-        ),
     }
 }
 

@@ -24,15 +24,16 @@
 
 mod algorithm;
 mod client_ip;
+mod decision;
 mod lease;
 mod limiter;
 mod middleware;
 mod policy;
 
+#[cfg(feature = "test-util")]
+pub use algorithm::script_invocation;
 pub use client_ip::TrustedProxies;
-pub use limiter::{
-    Decision, DecisionSource, RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable,
-    script_invocation,
-};
-pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, ResponseFuture};
+pub use decision::{Decision, DecisionSource};
+pub use limiter::{RateLimiter, RateLimiterBuilder, RateLimiterStats, WhenUnavailable};
+pub use middleware::{KeyBy, KeyFn, RateLimit, RateLimitLayer, future};
 pub use policy::{Algorithm, Policy};

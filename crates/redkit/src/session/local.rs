@@ -19,6 +19,7 @@
 //!
 //! [`SessionConfig::local_cache`]: super::SessionConfig::local_cache
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -26,7 +27,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
-use super::{Session, SessionId};
+use super::SessionId;
+use super::model::Session;
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
 use crate::store::{PubSubEvent, Store};
 
 /// The channel of session changes (under the store's key prefix).
@@ -37,7 +41,7 @@ const MAX_ENTRIES: u64 = 100_000;
 
 /// A change every instance must forget.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) enum Change {
+pub(super) enum SessionChange {
     /// One session, by digest.
     #[serde(rename = "s")]
     Session(u64),
@@ -97,17 +101,6 @@ impl LocalSessions {
         local
     }
 
-    /// The cached session `id`, if coherent, present and fresh.
-    pub(super) fn get(&self, id: &SessionId) -> Option<Session> {
-        self.read(id, self.fresh_for)
-    }
-
-    /// The cached session `id` within the fail-safe duration, for when the
-    /// store is unavailable.
-    pub(super) fn get_fail_safe(&self, id: &SessionId) -> Option<Session> {
-        self.read(id, self.fail_safe)
-    }
-
     /// The entry for `id` if it is at most `max_age` old and its session
     /// has not reached its absolute end.
     fn read(&self, id: &SessionId, max_age: Duration) -> Option<Session> {
@@ -118,18 +111,112 @@ impl LocalSessions {
         let session = &entry.session;
         let alive = session
             .absolute_expiry_ms
-            .is_none_or(|end| end > super::sessions::now_ms());
+            .is_none_or(|end| end > SystemClock.now_ms());
         (session.id == *id && alive && entry.read_at.elapsed() < max_age).then(|| session.clone())
     }
 
-    /// The epoch to pass to [`LocalSessions::put`] after a load.
-    pub(super) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    fn forget_everything(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
     }
+}
+
+/// This instance's copies of sessions, composed in front of the store the
+/// way tower-sessions' `CachingSessionStore<Cache, Store>` is: `Sessions`
+/// reads through it ([`read_through`]) and tells it every change. Without
+/// a local cache it is [`NoLocalCache`], which holds nothing.
+pub(super) trait SessionCache: Send + Sync + 'static {
+    /// The cached session `id`, if coherent, present and fresh.
+    fn fresh(&self, id: &SessionId) -> Option<Session>;
+
+    /// The cached session `id` within the fail-safe duration, for when the
+    /// store is unavailable.
+    fn stand_in(&self, id: &SessionId) -> Option<Session>;
+
+    /// The epoch to pass to [`SessionCache::put`] after a load.
+    fn epoch(&self) -> u64;
 
     /// Caches `session`, loaded when the epoch was `epoch`, unless an
     /// eviction happened since.
-    pub(super) fn put(&self, session: &Session, epoch: u64) {
+    fn put(&self, session: &Session, epoch: u64);
+
+    /// Forgets `change` here; true when other instances must hear of it.
+    fn forget(&self, change: &SessionChange) -> bool;
+}
+
+/// The cache of a `Sessions` built without `local_cache`: every read goes
+/// to the store, and no change is announced.
+#[derive(Debug)]
+pub(super) struct NoLocalCache;
+
+impl SessionCache for NoLocalCache {
+    fn fresh(&self, _: &SessionId) -> Option<Session> {
+        None
+    }
+
+    fn stand_in(&self, _: &SessionId) -> Option<Session> {
+        None
+    }
+
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    fn put(&self, _: &Session, _: u64) {}
+
+    fn forget(&self, _: &SessionChange) -> bool {
+        false
+    }
+}
+
+/// Reads session `id` through `cache`: a fresh copy when there is one and
+/// no extension is due (a due extension goes to the store, so rolling
+/// expiry still works); else `load` from the store, caching what it found;
+/// and when the store is unavailable, a copy within the fail-safe duration.
+pub(super) async fn read_through(
+    cache: &dyn SessionCache,
+    id: &SessionId,
+    extend: bool,
+    load: impl Future<Output = Result<Option<Session>>>,
+) -> Result<Option<Session>> {
+    if !extend && let Some(session) = cache.fresh(id) {
+        return Ok(Some(session));
+    }
+    // Taken before the load: an eviction while it runs bumps the epoch,
+    // and `put` then refuses what may be a stale read.
+    let epoch = cache.epoch();
+    match load.await {
+        Ok(loaded) => {
+            if let Some(session) = &loaded {
+                cache.put(session, epoch);
+            }
+            Ok(loaded)
+        }
+        Err(error) if error.is_unavailable() => match cache.stand_in(id) {
+            Some(session) => {
+                tracing::debug!("session store unavailable; serving a session read earlier");
+                Ok(Some(session))
+            }
+            None => Err(error),
+        },
+        Err(error) => Err(error),
+    }
+}
+
+impl SessionCache for LocalSessions {
+    fn fresh(&self, id: &SessionId) -> Option<Session> {
+        self.read(id, self.fresh_for)
+    }
+
+    fn stand_in(&self, id: &SessionId) -> Option<Session> {
+        self.read(id, self.fail_safe)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn put(&self, session: &Session, epoch: u64) {
         if self.coherent.load(Ordering::Acquire) && self.epoch() == epoch {
             let entry = Entry {
                 session: session.clone(),
@@ -139,12 +226,11 @@ impl LocalSessions {
         }
     }
 
-    /// Forgets `change` here.
-    pub(super) fn forget(&self, change: &Change) {
+    fn forget(&self, change: &SessionChange) -> bool {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match change {
-            Change::Session(digest) => self.entries.invalidate(digest),
-            Change::User(user) => {
+            SessionChange::Session(digest) => self.entries.invalidate(digest),
+            SessionChange::User(user) => {
                 let user = user.clone();
                 // Only fails without `support_invalidation_closures`, set above.
                 let _ = self
@@ -152,11 +238,7 @@ impl LocalSessions {
                     .invalidate_entries_if(move |_, entry| entry.session.user_id == user);
             }
         }
-    }
-
-    fn forget_everything(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        true
     }
 }
 
@@ -168,12 +250,11 @@ impl Drop for LocalSessions {
     }
 }
 
-/// Forgets `change` here and announces it to every instance. A failed
-/// announcement is logged: the other instances' entries then expire on
-/// their own, within the local cache duration.
-pub(super) async fn announce<S: Store>(local: &LocalSessions, store: &S, change: Change) {
-    local.forget(&change);
-    match serde_json::to_vec(&change) {
+/// Announces `change` to every instance. A failed announcement is
+/// logged: the other instances' entries then expire on their own, within
+/// the local cache duration.
+pub(super) async fn announce<S: Store>(store: &S, change: &SessionChange) {
+    match serde_json::to_vec(change) {
         Ok(payload) => {
             if let Err(error) = store.publish(CHANNEL, &payload).await {
                 tracing::warn!(%error, "cannot announce a session change to other instances");
@@ -205,8 +286,10 @@ async fn pump<S: Store>(store: S, local: Weak<LocalSessions>) {
                     let Some(cache) = local.upgrade() else { return };
                     match event {
                         PubSubEvent::Message(message) => {
-                            match serde_json::from_slice::<Change>(&message.payload) {
-                                Ok(change) => cache.forget(&change),
+                            match serde_json::from_slice::<SessionChange>(&message.payload) {
+                                Ok(change) => {
+                                    cache.forget(&change);
+                                }
                                 Err(error) => {
                                     tracing::warn!(%error, "ignoring a malformed session change");
                                 }

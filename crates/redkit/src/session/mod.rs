@@ -24,14 +24,19 @@
 //!   the standard axum session stack.
 
 mod config;
+mod coordination;
 mod id;
+mod keys;
 mod local;
+mod model;
+mod scripts;
 mod sessions;
 #[cfg(feature = "tower-sessions")]
 mod tower_store;
 
 pub use config::SessionConfig;
 pub use id::SessionId;
-pub use sessions::{Session, SessionUpdate, Sessions};
+pub use model::{Session, SessionUpdate};
+pub use sessions::Sessions;
 #[cfg(feature = "tower-sessions")]
 pub use tower_store::SessionStore;

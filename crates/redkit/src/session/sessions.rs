@@ -1,206 +1,30 @@
-//! The native session API.
+//! The native session API: [`Sessions`] and its operations on the store.
 
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::local::{self, Change, LocalSessions};
+use super::coordination::{TouchMemo, WriterLocks};
+use super::keys::{index_key, raw_session_key, redact, session_key};
+use super::local::{self, LocalSessions, NoLocalCache, SessionCache, SessionChange};
+use super::model::{Session, SessionUpdate, Stored, decode, encode, validate_user};
+use super::scripts::{CREATE, DESTROY, SAVE_IF_VERSION};
 use super::{SessionConfig, SessionId};
+use crate::clock::{Clock, SystemClock, millis};
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, KeyTtl, Script, ScriptArg, ScriptContext, ScriptValue, Store};
+use crate::store::{AnyStore, ScriptArg, ScriptValue, Store};
 
-/// Largest accepted encoded session, in bytes.
-const MAX_SESSION_BYTES: usize = 1024 * 1024;
-/// Longest accepted user id, in bytes.
-const MAX_USER_ID_LEN: usize = 256;
 /// Attempts of a conflicting concurrent update before giving up.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
-
-/// A session as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Session {
-    /// The id (a secret: `Debug` hides it).
-    pub id: SessionId,
-    /// The user it belongs to.
-    pub user_id: String,
-    /// Application data.
-    pub data: Map<String, Value>,
-    /// Creation time, ms since the UNIX epoch.
-    pub created_at_ms: u64,
-    /// Absolute end of life, ms since the UNIX epoch, when configured.
-    pub absolute_expiry_ms: Option<u64>,
-    version: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    user_id: String,
-    data: Map<String, Value>,
-    created_ms: u64,
-    absolute_ms: Option<u64>,
-}
-
-/// Changes to apply to a session's data; keys not named are left as they are,
-/// so concurrent updates of different keys never lose each other's writes.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[must_use]
-pub struct SessionUpdate {
-    set: Map<String, Value>,
-    remove: Vec<String>,
-}
-
-impl SessionUpdate {
-    /// No changes yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets `key` to `value`.
-    pub fn set(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.set.insert(key.into(), value.into());
-        self
-    }
-
-    /// Removes `key`.
-    pub fn remove(mut self, key: impl Into<String>) -> Self {
-        self.remove.push(key.into());
-        self
-    }
-
-    fn apply(&self, data: &mut Map<String, Value>) {
-        for key in &self.remove {
-            data.remove(key);
-        }
-        for (key, value) in &self.set {
-            data.insert(key.clone(), value.clone());
-        }
-    }
-}
-
-/// Creates the session (SET NX) and adds it to the user's index, atomically.
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-        if ctx.get(0)?.is_some() {
-            return Ok(ScriptValue::Int(0));
-        }
-        let value = bytes_arg(args, 0);
-        ctx.set(0, value, Some(millis_arg(args, 1)))?;
-        let id = String::from_utf8_lossy(&bytes_arg(args, 2)).into_owned();
-        ctx.set_add(1, &[&id])?;
-        ctx.expire(1, millis_arg(args, 3))?;
-        Ok(ScriptValue::Int(1))
-    }
-    Script::new(
-        "redkit_session_create",
-        r"
-if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
-  redis.call('SADD', KEYS[2], ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  return 1
-end
-return 0
-",
-        native,
-    )
-});
-
-/// Writes the session only if its version is still the expected one.
-/// Returns 1 when written, 0 on a version conflict, -1 when it is gone.
-static SAVE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
-    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-        let Some(current) = ctx.get(0)? else {
-            return Ok(ScriptValue::Int(-1));
-        };
-        let expected = bytes_arg(args, 0);
-        if version_prefix(&current) != Some(&expected[..]) {
-            return Ok(ScriptValue::Int(0));
-        }
-        let ttl = match args.get(2).and_then(ScriptArg::as_i64) {
-            Some(ms) if ms > 0 => Some(Duration::from_millis(ms.unsigned_abs())),
-            _ => match ctx.ttl(0)? {
-                KeyTtl::ExpiresIn(left) => Some(left.max(Duration::from_millis(1))),
-                _ => None,
-            },
-        };
-        ctx.set(0, bytes_arg(args, 1), ttl)?;
-        Ok(ScriptValue::Int(1))
-    }
-    Script::new(
-        "redkit_session_save_if_version",
-        r"
-local current = redis.call('GET', KEYS[1])
-if not current then return -1 end
-if string.match(current, '^(%d+)|') ~= ARGV[1] then return 0 end
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-end
-return 1
-",
-        native,
-    )
-});
-
-/// Deletes the session and removes it from the user's index.
-static DESTROY: LazyLock<Script> = LazyLock::new(|| {
-    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-        let existed = ctx.delete(0)?;
-        let id = String::from_utf8_lossy(&bytes_arg(args, 0)).into_owned();
-        ctx.set_remove(1, &[&id])?;
-        Ok(ScriptValue::Int(i64::from(existed)))
-    }
-    Script::new(
-        "redkit_session_destroy",
-        "local n = redis.call('DEL', KEYS[1]); redis.call('SREM', KEYS[2], ARGV[1]); return n",
-        native,
-    )
-});
-
-fn bytes_arg(args: &[ScriptArg], index: usize) -> Bytes {
-    match args.get(index) {
-        Some(ScriptArg::Bytes(bytes)) => bytes.clone(),
-        Some(ScriptArg::Int(value)) => Bytes::from(value.to_string()),
-        None => Bytes::new(),
-    }
-}
-
-fn millis_arg(args: &[ScriptArg], index: usize) -> Duration {
-    Duration::from_millis(
-        args.get(index)
-            .and_then(ScriptArg::as_i64)
-            .unwrap_or(1)
-            .max(1)
-            .unsigned_abs(),
-    )
-}
-
-fn version_prefix(stored: &[u8]) -> Option<&[u8]> {
-    let end = stored.iter().position(|b| *b == b'|')?;
-    let prefix = &stored[..end];
-    (!prefix.is_empty() && prefix.iter().all(u8::is_ascii_digit)).then_some(prefix)
-}
+/// Random ids tried when creating a session before blaming the generator.
+const ID_ATTEMPTS: usize = 4;
 
 fn conflict_backoff(attempt: usize) -> Duration {
     let cap_ms = 1u64 << attempt.min(6);
     Duration::from_micros(fastrand::u64(0..=cap_ms * 500))
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1)
 }
 
 /// Sessions on a [`Store`]: create, get, update, destroy, touch, cycle ids,
@@ -233,88 +57,9 @@ struct SessionsInner<S> {
     /// Serialises this instance's writers of one session, so optimistic
     /// version checks only ever race against other instances.
     writers: WriterLocks,
-    /// The in-process cache, when [`SessionConfig::local_cache`] is set.
-    local: Option<Arc<LocalSessions>>,
-}
-
-/// Striped async locks keyed by session id: bounded memory, and two
-/// updates of one session in this process never conflict with each other.
-struct WriterLocks {
-    hasher: std::hash::RandomState,
-    stripes: Vec<tokio::sync::Mutex<()>>,
-}
-
-impl WriterLocks {
-    const STRIPES: usize = 64;
-
-    fn new() -> Self {
-        WriterLocks {
-            hasher: std::hash::RandomState::new(),
-            stripes: (0..Self::STRIPES).map(|_| Default::default()).collect(),
-        }
-    }
-
-    async fn lock(&self, id: &SessionId) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(id.expose());
-        self.stripes[hash as usize % Self::STRIPES].lock().await
-    }
-}
-
-/// Which sessions were extended recently: a sharded map of id hashes to the
-/// time of extension. Cheaper than a general cache on the read path.
-struct TouchMemo {
-    interval: Duration,
-    hasher: std::hash::RandomState,
-    shards: Vec<parking_lot::Mutex<std::collections::HashMap<u64, Instant>>>,
-}
-
-impl TouchMemo {
-    const SHARDS: usize = 16;
-    const PRUNE_ABOVE: usize = 65_536;
-
-    fn new(interval: Duration) -> Self {
-        TouchMemo {
-            interval,
-            hasher: std::hash::RandomState::new(),
-            shards: (0..Self::SHARDS).map(|_| Default::default()).collect(),
-        }
-    }
-
-    fn slot(
-        &self,
-        id: &SessionId,
-    ) -> (
-        u64,
-        &parking_lot::Mutex<std::collections::HashMap<u64, Instant>>,
-    ) {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(id.expose());
-        (hash, &self.shards[hash as usize % Self::SHARDS])
-    }
-
-    fn recently(&self, id: &SessionId) -> bool {
-        if self.interval.is_zero() {
-            return false;
-        }
-        let (hash, shard) = self.slot(id);
-        shard
-            .lock()
-            .get(&hash)
-            .is_some_and(|at| at.elapsed() < self.interval)
-    }
-
-    fn mark(&self, id: &SessionId) {
-        if self.interval.is_zero() {
-            return;
-        }
-        let (hash, shard) = self.slot(id);
-        let mut shard = shard.lock();
-        if shard.len() > Self::PRUNE_ABOVE {
-            shard.retain(|_, at| at.elapsed() < self.interval);
-        }
-        shard.insert(hash, Instant::now());
-    }
+    /// The in-process cache reads go through ([`NoLocalCache`] unless
+    /// [`SessionConfig::local_cache`] is set).
+    cache: Arc<dyn SessionCache>,
 }
 
 impl<S: Store> std::fmt::Debug for Sessions<S> {
@@ -347,8 +92,8 @@ impl<S: Store> Sessions<S> {
                 "a non-zero local_cache with it",
             ));
         }
-        let local = if config.local_cache.is_zero() {
-            None
+        let cache: Arc<dyn SessionCache> = if config.local_cache.is_zero() {
+            Arc::new(NoLocalCache)
         } else {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(Error::invalid_config(
@@ -357,11 +102,7 @@ impl<S: Store> Sessions<S> {
                     "Sessions built inside a Tokio runtime, or a zero local_cache",
                 ));
             }
-            Some(LocalSessions::start(
-                store.clone(),
-                config.local_cache,
-                config.local_fail_safe,
-            ))
+            LocalSessions::start(store.clone(), config.local_cache, config.local_fail_safe)
         };
         Ok(Sessions {
             inner: Arc::new(SessionsInner {
@@ -370,7 +111,7 @@ impl<S: Store> Sessions<S> {
                 refreshed,
                 touched,
                 writers: WriterLocks::new(),
-                local,
+                cache,
             }),
         })
     }
@@ -378,17 +119,6 @@ impl<S: Store> Sessions<S> {
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config
-    }
-
-    fn session_key(id: &SessionId) -> String {
-        let mut key = String::with_capacity(7 + id.expose().len());
-        key.push_str("sess:s:");
-        key.push_str(id.expose());
-        key
-    }
-
-    fn index_key(user_id: &str) -> String {
-        format!("sess:u:{user_id}")
     }
 
     fn index_ttl(&self) -> Duration {
@@ -468,12 +198,12 @@ impl<S: Store> Sessions<S> {
 
     async fn create_inner(&self, user_id: &str, data: Map<String, Value>) -> Result<Session> {
         validate_user(user_id)?;
-        let created = now_ms();
+        let created = SystemClock.now_ms();
         let absolute = self
             .inner
             .config
             .absolute_max
-            .map(|max| created + ms(max).unsigned_abs());
+            .map(|max| created + millis(max).max(1));
         self.insert(user_id, data, created, absolute).await
     }
 
@@ -492,14 +222,14 @@ impl<S: Store> Sessions<S> {
         };
         let encoded = encode(0, &stored)?;
         let ttl = self.lifetime(absolute)?;
-        for _ in 0..4 {
+        for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate()?;
-            let keys = [Self::session_key(&id), Self::index_key(user_id)];
+            let keys = [session_key(&id), index_key(user_id)];
             let args = [
                 ScriptArg::Bytes(encoded.clone()),
-                ScriptArg::Int(ms(ttl)),
+                ScriptArg::millis(ttl),
                 ScriptArg::Bytes(Bytes::copy_from_slice(id.expose().as_bytes())),
-                ScriptArg::Int(ms(self.index_ttl())),
+                ScriptArg::millis(self.index_ttl()),
             ];
             let created_now = self
                 .inner
@@ -518,10 +248,10 @@ impl<S: Store> Sessions<S> {
                 });
             }
         }
-        Err(Error::invalid_input(
-            "session id",
-            "four random 256-bit ids collided; the random generator is broken",
-        ))
+        Err(Error::IdCollision {
+            what: "session id",
+            attempts: ID_ATTEMPTS,
+        })
     }
 
     /// How long a session may live from now: the inactivity TTL, capped by
@@ -530,12 +260,9 @@ impl<S: Store> Sessions<S> {
         match absolute {
             None => Ok(self.inner.config.ttl),
             Some(end) => {
-                let left = end.saturating_sub(now_ms());
+                let left = end.saturating_sub(SystemClock.now_ms());
                 if left == 0 {
-                    return Err(Error::invalid_input(
-                        "session",
-                        "its absolute lifetime is over",
-                    ));
+                    return Err(Error::SessionLifetimeOver);
                 }
                 Ok(self.inner.config.ttl.min(Duration::from_millis(left)))
             }
@@ -544,40 +271,14 @@ impl<S: Store> Sessions<S> {
 
     async fn get_inner(&self, id: &SessionId) -> Result<Option<Session>> {
         let extend = self.inner.config.rolling && !self.inner.touched.recently(id);
-        let Some(local) = &self.inner.local else {
-            return self.load(id, extend).await;
-        };
-        // A due extension goes to the store, so rolling expiry still works.
-        if !extend && let Some(session) = local.get(id) {
-            return Ok(Some(session));
-        }
-        let epoch = local.epoch();
-        let loaded = match self.load(id, extend).await {
-            Ok(loaded) => loaded,
-            Err(error) if error.is_unavailable() => {
-                return match local.get_fail_safe(id) {
-                    Some(session) => {
-                        tracing::debug!(
-                            "session store unavailable; serving a session read earlier"
-                        );
-                        Ok(Some(session))
-                    }
-                    None => Err(error),
-                };
-            }
-            Err(error) => return Err(error),
-        };
-        if let Some(session) = &loaded {
-            local.put(session, epoch);
-        }
-        Ok(loaded)
+        local::read_through(&*self.inner.cache, id, extend, self.load(id, extend)).await
     }
 
     /// Forgets `change` in this instance's cache and announces it to the
-    /// others (no-op without a local cache).
-    async fn announce(&self, change: Change) {
-        if let Some(cache) = &self.inner.local {
-            local::announce(cache, &self.inner.store, change).await;
+    /// others (nothing to do without a local cache).
+    async fn announce(&self, change: SessionChange) {
+        if self.inner.cache.forget(&change) {
+            local::announce(&self.inner.store, &change).await;
         }
     }
 
@@ -590,7 +291,7 @@ impl<S: Store> Sessions<S> {
     /// index alive as long as the session. A session past its absolute end is
     /// destroyed; one that does not decode is deleted.
     async fn load(&self, id: &SessionId, extend: bool) -> Result<Option<Session>> {
-        let key = Self::session_key(id);
+        let key = session_key(id);
         let store = &self.inner.store;
         let raw = if extend {
             store.get_and_expire(&key, self.inner.config.ttl).await?
@@ -609,7 +310,7 @@ impl<S: Store> Sessions<S> {
             return Ok(None);
         };
         if let Some(end) = session.absolute_expiry_ms {
-            let left = Duration::from_millis(end.saturating_sub(now_ms()));
+            let left = Duration::from_millis(end.saturating_sub(SystemClock.now_ms()));
             if left.is_zero() {
                 self.destroy_known(&session).await?;
                 return Ok(None);
@@ -630,7 +331,7 @@ impl<S: Store> Sessions<S> {
         }
         self.inner
             .store
-            .expire(&Self::index_key(user_id), self.index_ttl())
+            .expire(&index_key(user_id), self.index_ttl())
             .await?;
         self.inner.refreshed.insert(user_id.to_owned(), ());
         Ok(())
@@ -641,7 +342,11 @@ impl<S: Store> Sessions<S> {
         id: &SessionId,
         update: &SessionUpdate,
     ) -> Result<Option<Session>> {
-        let key = Self::session_key(id);
+        let key = session_key(id);
+        // Writers of one session in this instance queue here, so the
+        // version check below only ever loses to another instance — never
+        // to a sibling task, which would turn every burst of local updates
+        // into retries.
         let _writer = self.inner.writers.lock(id).await;
         for attempt in 0..MAX_UPDATE_ATTEMPTS {
             let Some(raw) = self.inner.store.get(&key).await? else {
@@ -658,16 +363,20 @@ impl<S: Store> Sessions<S> {
                 absolute_ms: session.absolute_expiry_ms,
             };
             let encoded = encode(session.version + 1, &stored)?;
+            // Zero keeps the key's TTL (`KEEPTTL`).
             let ttl = if self.inner.config.rolling {
-                ms(self.lifetime(session.absolute_expiry_ms)?)
+                ScriptArg::millis(self.lifetime(session.absolute_expiry_ms)?)
             } else {
-                0
+                ScriptArg::Int(0)
             };
             let args = [
                 ScriptArg::Bytes(Bytes::from(session.version.to_string())),
                 ScriptArg::Bytes(encoded),
-                ScriptArg::Int(ttl),
+                ttl,
             ];
+            // Read-modify-write made safe by the version: the script writes
+            // only if nobody wrote since our read, so no key set by another
+            // writer is lost.
             match self
                 .inner
                 .store
@@ -676,7 +385,10 @@ impl<S: Store> Sessions<S> {
             {
                 ScriptValue::Int(1) => {
                     session.version += 1;
-                    self.announce(Change::Session(local::digest(id))).await;
+                    // Announced after the write: another instance evicting
+                    // earlier could reload the old value and keep it.
+                    self.announce(SessionChange::Session(local::digest(id)))
+                        .await;
                     return Ok(Some(session));
                 }
                 ScriptValue::Int(-1) => return Ok(None),
@@ -685,14 +397,13 @@ impl<S: Store> Sessions<S> {
                 _ => tokio::time::sleep(conflict_backoff(attempt)).await,
             }
         }
-        Err(Error::invalid_input(
-            "session update",
-            format!("{MAX_UPDATE_ATTEMPTS} concurrent writers kept conflicting; retry"),
-        ))
+        Err(Error::SessionConflict {
+            attempts: MAX_UPDATE_ATTEMPTS,
+        })
     }
 
     async fn destroy_inner(&self, id: &SessionId) -> Result<bool> {
-        let key = Self::session_key(id);
+        let key = session_key(id);
         let Some(raw) = self.inner.store.get(&key).await? else {
             return Ok(false);
         };
@@ -703,10 +414,7 @@ impl<S: Store> Sessions<S> {
     }
 
     async fn destroy_known(&self, session: &Session) -> Result<bool> {
-        let keys = [
-            Self::session_key(&session.id),
-            Self::index_key(&session.user_id),
-        ];
+        let keys = [session_key(&session.id), index_key(&session.user_id)];
         let args = [ScriptArg::Bytes(Bytes::copy_from_slice(
             session.id.expose().as_bytes(),
         ))];
@@ -715,13 +423,13 @@ impl<S: Store> Sessions<S> {
             .store
             .run_script(&DESTROY, &[&keys[0], &keys[1]], &args)
             .await?;
-        self.announce(Change::Session(local::digest(&session.id)))
+        self.announce(SessionChange::Session(local::digest(&session.id)))
             .await;
         Ok(deleted == ScriptValue::Int(1))
     }
 
     async fn cycle_id_inner(&self, id: &SessionId) -> Result<Option<Session>> {
-        let Some(raw) = self.inner.store.get(&Self::session_key(id)).await? else {
+        let Some(raw) = self.inner.store.get(&session_key(id)).await? else {
             return Ok(None);
         };
         let Some(old) = decode(id, &raw) else {
@@ -741,12 +449,12 @@ impl<S: Store> Sessions<S> {
 
     async fn list_inner(&self, user_id: &str) -> Result<Vec<Session>> {
         validate_user(user_id)?;
-        let index = Self::index_key(user_id);
+        let index = index_key(user_id);
         let ids = self.inner.store.set_members(&index).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| format!("sess:s:{id}")).collect();
+        let keys: Vec<String> = ids.iter().map(|id| raw_session_key(id)).collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let values = self.inner.store.get_many(&key_refs).await?;
         let mut sessions = Vec::new();
@@ -770,72 +478,13 @@ impl<S: Store> Sessions<S> {
 
     async fn destroy_all_inner(&self, user_id: &str) -> Result<u64> {
         validate_user(user_id)?;
-        let index = Self::index_key(user_id);
+        let index = index_key(user_id);
         let ids = self.inner.store.set_members(&index).await?;
-        let mut keys: Vec<String> = ids.iter().map(|id| format!("sess:s:{id}")).collect();
+        let mut keys: Vec<String> = ids.iter().map(|id| raw_session_key(id)).collect();
         keys.push(index);
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let deleted = self.inner.store.delete(&key_refs).await?;
-        self.announce(Change::User(user_id.to_owned())).await;
+        self.announce(SessionChange::User(user_id.to_owned())).await;
         Ok(deleted.saturating_sub(u64::from(!ids.is_empty())))
     }
-}
-
-/// Errors that name a key would name a session id (a bearer secret): hide it.
-pub(super) fn redact(error: Error) -> Error {
-    match error {
-        Error::WrongType { expected, .. } => Error::WrongType {
-            key: "<session key>".to_owned(),
-            expected,
-        },
-        other => other,
-    }
-}
-
-fn validate_user(user_id: &str) -> Result<()> {
-    if user_id.is_empty()
-        || user_id.len() > MAX_USER_ID_LEN
-        || user_id.chars().any(char::is_control)
-    {
-        return Err(Error::invalid_input(
-            "session user id",
-            format!("expected 1 to {MAX_USER_ID_LEN} printable characters"),
-        ));
-    }
-    Ok(())
-}
-
-fn encode(version: u64, stored: &Stored) -> Result<Bytes> {
-    let json = serde_json::to_vec(stored).map_err(|source| Error::Encode {
-        key: "session".to_owned(),
-        source: Box::new(source),
-    })?;
-    let mut out = Vec::with_capacity(json.len() + 21);
-    out.extend_from_slice(version.to_string().as_bytes());
-    out.push(b'|');
-    out.extend_from_slice(&json);
-    if out.len() > MAX_SESSION_BYTES {
-        return Err(Error::invalid_input(
-            "session data",
-            format!(
-                "it encodes to {} bytes; at most {MAX_SESSION_BYTES} are allowed",
-                out.len()
-            ),
-        ));
-    }
-    Ok(Bytes::from(out))
-}
-
-fn decode(id: &SessionId, raw: &[u8]) -> Option<Session> {
-    let prefix = version_prefix(raw)?;
-    let version = std::str::from_utf8(prefix).ok()?.parse().ok()?;
-    let stored: Stored = serde_json::from_slice(&raw[prefix.len() + 1..]).ok()?;
-    Some(Session {
-        id: id.clone(),
-        user_id: stored.user_id,
-        data: stored.data,
-        created_at_ms: stored.created_ms,
-        absolute_expiry_ms: stored.absolute_ms,
-        version,
-    })
 }

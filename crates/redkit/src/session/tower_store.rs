@@ -52,7 +52,7 @@ impl<S: Store> SessionStore<S> {
 }
 
 fn backend(error: crate::Error) -> StoreError {
-    StoreError::Backend(super::sessions::redact(error).to_string())
+    StoreError::Backend(super::keys::redact(error).to_string())
 }
 
 fn ttl_until(expiry: OffsetDateTime) -> Option<Duration> {

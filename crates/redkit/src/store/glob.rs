@@ -17,30 +17,29 @@ pub fn escape_glob(s: &str) -> String {
 
 /// Whether `text` matches `pattern` with Redis' rules: `*`, `?`, `[abc]`,
 /// `[^a]`, `[a-z]` and `\` escapes.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    matches_from(&pattern, &text)
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
+    // Redis matches bytes, not characters: `?` takes one byte of `é`.
+    matches_from(pattern.as_bytes(), text.as_bytes())
 }
 
-fn matches_from(pattern: &[char], text: &[char]) -> bool {
+fn matches_from(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Backtracking point for the last `*`: (pattern index after it, text index).
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         if p < pattern.len() {
             match pattern[p] {
-                '*' => {
+                b'*' => {
                     star = Some((p + 1, t));
                     p += 1;
                     continue;
                 }
-                '?' => {
+                b'?' => {
                     p += 1;
                     t += 1;
                     continue;
                 }
-                '[' => {
+                b'[' => {
                     if let Some((matched, next)) = class_matches(pattern, p, text[t])
                         && matched
                     {
@@ -49,7 +48,7 @@ fn matches_from(pattern: &[char], text: &[char]) -> bool {
                         continue;
                     }
                 }
-                '\\' if p + 1 < pattern.len() => {
+                b'\\' if p + 1 < pattern.len() => {
                     if pattern[p + 1] == text[t] {
                         p += 2;
                         t += 1;
@@ -74,27 +73,36 @@ fn matches_from(pattern: &[char], text: &[char]) -> bool {
             None => return false,
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+fn signed(byte: u8) -> i8 {
+    i8::from_ne_bytes([byte])
 }
 
 /// Matches `c` against the class starting at `pattern[start] == '['`.
 /// Returns whether it matched and the index after the class.
-fn class_matches(pattern: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+fn class_matches(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
     let mut i = start + 1;
-    let negate = pattern.get(i) == Some(&'^');
+    let negate = pattern.get(i) == Some(&b'^');
     if negate {
         i += 1;
     }
     let mut matched = false;
-    while i < pattern.len() && pattern[i] != ']' {
-        if pattern[i] == '\\' && i + 1 < pattern.len() {
+    while i < pattern.len() && pattern[i] != b']' {
+        if pattern[i] == b'\\' && i + 1 < pattern.len() {
             matched |= pattern[i + 1] == c;
             i += 2;
-        } else if i + 2 < pattern.len() && pattern[i + 1] == '-' && pattern[i + 2] != ']' {
-            let (low, high) = if pattern[i] <= pattern[i + 2] {
-                (pattern[i], pattern[i + 2])
+        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' {
+            // As in Redis, `x-]` is a range up to `]` (which then does not
+            // close the class).
+            // Redis compares range bounds as C `char`s, which are signed
+            // on x86-64: a non-ASCII bound is negative there.
+            let (start, end, c) = (signed(pattern[i]), signed(pattern[i + 2]), signed(c));
+            let (low, high) = if start <= end {
+                (start, end)
             } else {
-                (pattern[i + 2], pattern[i])
+                (end, start)
             };
             matched |= low <= c && c <= high;
             i += 3;

@@ -16,243 +16,30 @@
 //! the trait itself stays this narrow. In the embedded store those values
 //! are never evicted to make room (they count against the budget).
 //!
-//! The same behavioural suite ([`conformance`]) runs against every store; a
+//! The same behavioural suite (`conformance`, feature `test-util`) runs against every store; a
 //! difference between them is a bug unless documented here.
 
 mod any;
+#[cfg(feature = "test-util")]
 pub mod conformance;
 mod embedded;
 mod glob;
+mod primitives;
 mod pubsub;
 mod redis;
 mod script;
 mod stream_id;
-
-use std::future::Future;
-use std::time::Duration;
-
-use bytes::Bytes;
-use serde::Serialize;
+mod ttl;
 
 pub use any::AnyStore;
 pub use embedded::{EmbeddedStats, EmbeddedStore};
-pub use glob::{escape_glob, glob_matches};
+pub use glob::escape_glob;
+pub(crate) use glob::glob_matches;
+pub(crate) use primitives::CursorPosition;
+pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, scan_all};
 pub use pubsub::{Message, PubSubEvent, Subscription};
 pub use redis::RedisStore;
 pub use script::{NativeScript, Script, ScriptArg, ScriptContext, ScriptValue};
 pub use stream_id::StreamId;
-
-use crate::error::Result;
-
-/// Which store serves the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// Redis only.
-    Redis,
-    /// The embedded in-memory store only.
-    Embedded,
-    /// Redis, with the embedded store while Redis is unavailable.
-    Fallback,
-}
-
-impl Backend {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Redis => "redis",
-            Backend::Embedded => "embedded",
-            Backend::Fallback => "fallback",
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The remaining life of a key (Redis' `PTTL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyTtl {
-    /// The key does not exist.
-    Missing,
-    /// The key exists and does not expire.
-    Persistent,
-    /// The key expires after this long (millisecond precision).
-    ExpiresIn(Duration),
-}
-
-/// One entry of [`Store::set_many`].
-#[derive(Debug, Clone, Copy)]
-pub struct SetEntry<'a> {
-    /// The key.
-    pub key: &'a str,
-    /// The value.
-    pub value: &'a [u8],
-    /// Time to live; `None` keeps the key until deleted.
-    pub ttl: Option<Duration>,
-}
-
-/// Where a [`Store::scan`] continues; start with [`ScanCursor::START`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ScanCursor(pub(crate) CursorPosition);
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) enum CursorPosition {
-    #[default]
-    Start,
-    Redis(u64),
-    Embedded {
-        shard: usize,
-        after: Option<String>,
-    },
-    Done,
-}
-
-impl ScanCursor {
-    /// The beginning of a scan.
-    pub const START: ScanCursor = ScanCursor(CursorPosition::Start);
-
-    /// Whether the scan is complete.
-    pub fn is_done(&self) -> bool {
-        self.0 == CursorPosition::Done
-    }
-}
-
-/// One step of a [`Store::scan`].
-#[derive(Debug, Clone)]
-pub struct ScanPage {
-    /// Keys matching the pattern found in this step (possibly none).
-    pub keys: Vec<String>,
-    /// Where to continue; [`ScanCursor::is_done`] when finished.
-    pub cursor: ScanCursor,
-}
-
-/// The primitives redkit's modules need, implemented by Redis and by the
-/// embedded store with the same behaviour.
-///
-/// Keys and channels are given without the configured key prefix; stores add
-/// it. TTLs have millisecond precision and must be greater than zero.
-pub trait Store: Clone + Send + Sync + 'static {
-    /// Which backend this store uses right now.
-    fn backend(&self) -> Backend;
-
-    /// The value of `key`, or `None`.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>>> + Send;
-
-    /// The value of `key`, setting its TTL to `ttl` in the same step when it
-    /// exists (`GETEX … PX`; Redis 6.2+): a read that extends a lifetime.
-    fn get_and_expire(
-        &self,
-        key: &str,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<Option<Bytes>>> + Send;
-
-    /// Whether calls are being served by a stand-in for the configured
-    /// backend (the embedded store while Redis is down, in fallback mode).
-    fn is_degraded(&self) -> bool {
-        false
-    }
-
-    /// Sets `key`, replacing any value and TTL.
-    fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Sets `key` only when it does not exist (`SET NX`); true when set.
-    fn set_if_absent(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send;
-
-    /// Values of `keys`, in order (`MGET`).
-    fn get_many(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send;
-
-    /// Sets every entry in one round trip (pipelined `SET … PX`).
-    fn set_many(&self, entries: &[SetEntry<'_>]) -> impl Future<Output = Result<()>> + Send;
-
-    /// Deletes `keys` (`UNLINK`); returns how many existed.
-    fn delete(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send;
-
-    /// Sets the TTL of an existing key; false when the key does not exist.
-    fn expire(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<bool>> + Send;
-
-    /// The remaining life of `key`.
-    fn ttl(&self, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send;
-
-    /// Adds `delta` to the integer at `key` (0 when missing) and returns the
-    /// result; keeps the key's TTL (`INCRBY`).
-    fn incr_by(&self, key: &str, delta: i64) -> impl Future<Output = Result<i64>> + Send;
-
-    /// Adds members to the set at `key`; returns how many were new (`SADD`).
-    fn set_add(&self, key: &str, members: &[&str]) -> impl Future<Output = Result<u64>> + Send;
-
-    /// Removes members; returns how many were there (`SREM`). An emptied set
-    /// is deleted.
-    fn set_remove(&self, key: &str, members: &[&str]) -> impl Future<Output = Result<u64>> + Send;
-
-    /// Every member of the set at `key` (empty when missing), sorted.
-    fn set_members(&self, key: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
-
-    /// One step of an incremental scan over keys matching the glob `pattern`
-    /// (Redis `MATCH` syntax; use [`escape_glob`] for literal parts), looking
-    /// at about `count` keys. Keys present for the whole scan are returned at
-    /// least once; keys added or removed meanwhile may or may not be.
-    fn scan(
-        &self,
-        cursor: &ScanCursor,
-        pattern: &str,
-        count: usize,
-    ) -> impl Future<Output = Result<ScanPage>> + Send;
-
-    /// Publishes `payload` on `channel`; returns how many subscribers got it.
-    fn publish(&self, channel: &str, payload: &[u8]) -> impl Future<Output = Result<u64>> + Send;
-
-    /// Subscribes to `channels`; the subscription is active when this returns.
-    fn subscribe(&self, channels: &[&str]) -> impl Future<Output = Result<Subscription>> + Send;
-
-    /// Runs `script` atomically on `keys` with `args`: `EVALSHA` (loading the
-    /// script on `NOSCRIPT`) on Redis, the script's native twin in the
-    /// embedded store.
-    fn run_script(
-        &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[ScriptArg],
-    ) -> impl Future<Output = Result<ScriptValue>> + Send;
-}
-
-/// Every key matching `pattern`, by scanning to the end. For tests and small
-/// keyspaces; large ones should process [`Store::scan`] pages as they come.
-pub async fn scan_all<S: Store>(store: &S, pattern: &str, count: usize) -> Result<Vec<String>> {
-    let mut cursor = ScanCursor::START;
-    let mut keys = Vec::new();
-    loop {
-        let page = store.scan(&cursor, pattern, count).await?;
-        keys.extend(page.keys);
-        if page.cursor.is_done() {
-            keys.sort();
-            keys.dedup();
-            return Ok(keys);
-        }
-        cursor = page.cursor;
-    }
-}
-
-/// Rejects a zero TTL and rounds sub-millisecond ones up to 1 ms.
-pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
-    if ttl.is_zero() {
-        return Err(crate::Error::invalid_input(
-            "ttl",
-            "zero; expected a duration of at least 1 ms, or no TTL",
-        ));
-    }
-    Ok(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-}
+pub use ttl::KeyTtl;
+pub(crate) use ttl::ttl_millis;

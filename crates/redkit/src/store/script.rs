@@ -80,6 +80,12 @@ pub enum ScriptArg {
 }
 
 impl ScriptArg {
+    /// A TTL argument in milliseconds, at least 1 (a script setting `PX 0`
+    /// would fail).
+    pub(crate) fn millis(ttl: std::time::Duration) -> Self {
+        ScriptArg::Int(i64::try_from(crate::clock::millis(ttl).max(1)).unwrap_or(i64::MAX))
+    }
+
     /// The argument as an integer, parsing text like Lua's `tonumber`.
     pub fn as_i64(&self) -> Option<i64> {
         match self {

@@ -75,6 +75,29 @@ mod suite {
         assert_eq!(cache.get::<Task>("k0").await.unwrap(), None);
     }
 
+    /// `get_many` serves L1 by the same rules as `get`: a tagged entry is an
+    /// L1 hit while its tags are current, and gone once one is invalidated.
+    pub async fn get_many_follows_get_l1_rules<S: Store>(store: S) {
+        let cache = Cache::builder(store, "bulk-tags").build().await.unwrap();
+        let tagged = cache.options().tags(["owner:1"]);
+        cache.set("a", &task(1), &tagged).await.unwrap();
+        let before = cache.stats();
+        let values = cache.get_many::<Task>(&["a"]).await.unwrap();
+        assert_eq!(values, vec![Some(task(1))]);
+        let after = cache.stats();
+        assert_eq!(
+            (
+                after.l1_hits - before.l1_hits,
+                after.l2_hits - before.l2_hits
+            ),
+            (1, 0),
+            "{after:?}"
+        );
+        cache.invalidate_tag("owner:1").await.unwrap();
+        assert_eq!(cache.get_many::<Task>(&["a"]).await.unwrap(), vec![None]);
+        assert_eq!(cache.get::<Task>("a").await.unwrap(), None);
+    }
+
     pub async fn single_flight<S: Store>(store: S) {
         let cache = Cache::builder(store, "flight").build().await.unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
@@ -455,6 +478,7 @@ macro_rules! every_check {
             get_set_delete,
             l2_serves_when_l1_is_off,
             bulk_operations,
+            get_many_follows_get_l1_rules,
             single_flight,
             stale_while_revalidate,
             fail_safe_and_timeouts,
@@ -608,13 +632,7 @@ async fn fail_safe_serves_stale_while_redis_is_killed_and_recovers_after_restart
     }
     assert!(cache.stats().stale_served >= 20);
 
-    server.start();
-    crate::support::wait_for_state(
-        &connection,
-        redkit::connection::ConnectionState::Ready,
-        Duration::from_secs(5),
-    )
-    .await;
+    crate::support::restart_and_wait(&mut server, &connection).await;
     // Recovered: the loader's fresh value is cached in Redis again.
     let recovered = eventually(Duration::from_secs(3), || async {
         cache

@@ -112,7 +112,31 @@ fn bad_values_name_the_variable_the_problem_and_the_expected_form() {
         ),
         (
             &[("REDIS_URL", "redis://localhost/abc")],
-            &["REDIS_URL", "database `/abc`"],
+            &["REDIS_URL", "not a database number"],
+        ),
+        (
+            // An unencoded `/` or `?` in a password moves its tail into the
+            // path or the query; neither is echoed.
+            &[("REDIS_URL", "redis://:hunt/er2@h")],
+            &["REDIS_URL"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h/0/er2@x")],
+            &["REDIS_URL", "not a database number", "percent-encoded"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h?er2@x")],
+            &["REDIS_URL", "parameters", "percent-encoded"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_RETRY_INITIAL_DELAY_MS", "5000"),
+            ],
+            &[
+                "REDIS_RETRY_MAX_DELAY_MS",
+                "shorter than REDIS_RETRY_INITIAL_DELAY_MS",
+            ],
         ),
         (
             &[
@@ -172,6 +196,7 @@ fn bad_values_name_the_variable_the_problem_and_the_expected_form() {
             );
         }
         assert!(message.contains("expected"), "{message}");
+        assert!(!message.contains("er2"), "{message}");
     }
 }
 

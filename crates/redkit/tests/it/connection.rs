@@ -9,12 +9,12 @@ use redkit::Error;
 use redkit::connection::{ConnectionState, RedisConnection};
 use redkit_testkit::RedisServer;
 
-use crate::support::{connected, fast_config, wait_for_state};
+use crate::support::{connected, fast_redis_config, wait_for_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_while_redis_is_down_and_heals_when_it_starts() {
     let mut server = RedisServer::builder().prepare();
-    let connection = RedisConnection::connect(fast_config(&server.url())).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&server.url())).unwrap();
     // Lazy: the handle exists, commands fail fast, nothing hangs.
     let started = Instant::now();
     let error = connection.ping().await.unwrap_err();
@@ -145,7 +145,7 @@ async fn a_hung_server_never_blocks_a_call_past_the_command_timeout() {
 async fn the_right_password_connects() {
     let server = RedisServer::builder().requirepass("s3cret pass").start();
     let url = format!("redis://:{}@127.0.0.1:{}", "s3cret%20pass", server.port());
-    let connection = RedisConnection::connect(fast_config(&url)).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&url)).unwrap();
     connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     connection.ping().await.unwrap();
 }
@@ -154,7 +154,7 @@ async fn the_right_password_connects() {
 async fn a_wrong_password_is_a_clear_error_not_a_hang() {
     let server = RedisServer::builder().requirepass("right").start();
     let url = format!("redis://:wrong-password@127.0.0.1:{}", server.port());
-    let connection = RedisConnection::connect(fast_config(&url)).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&url)).unwrap();
     let error = connection.dedicated().await.unwrap_err();
     assert!(matches!(error, Error::Authentication { .. }), "{error:?}");
     let message = error.to_string();
@@ -188,7 +188,7 @@ async fn acl_users_authenticate_with_username_and_password() {
         .await
         .unwrap();
     let url = format!("redis://app:app-pass@127.0.0.1:{}", server.port());
-    let connection = RedisConnection::connect(fast_config(&url)).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&url)).unwrap();
     connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     let who: String = connection
         .query(&redis::cmd("ACL").arg("WHOAMI").to_owned())
@@ -200,7 +200,8 @@ async fn acl_users_authenticate_with_username_and_password() {
 #[tokio::test]
 async fn selects_the_configured_database() {
     let server = RedisServer::new();
-    let connection = RedisConnection::connect(fast_config(&format!("{}/3", server.url()))).unwrap();
+    let connection =
+        RedisConnection::connect(fast_redis_config(&format!("{}/3", server.url()))).unwrap();
     connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     let _: () = connection
         .query(redis::cmd("SET").arg("k").arg("v"))
@@ -216,7 +217,7 @@ async fn selects_the_configured_database() {
 #[tokio::test]
 async fn pool_of_connections_spreads_commands() {
     let server = RedisServer::new();
-    let mut config = fast_config(&server.url());
+    let mut config = fast_redis_config(&server.url());
     config.pool_size = 3;
     let connection = RedisConnection::connect(config).unwrap();
     connection.wait_ready(Duration::from_secs(5)).await.unwrap();

@@ -8,17 +8,13 @@ use redkit::connection::ConnectionState;
 use redkit::store::{Backend, PubSubEvent, Store};
 use redkit_testkit::RedisServer;
 
-use crate::support::{fast_config, wait_for_state};
+use crate::support::{fast_redis_config, ready_kit, restart_and_wait, wait_for_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_from_the_embedded_store_while_redis_is_down() {
     let mut server = RedisServer::new();
-    let kit = Redkit::builder()
-        .redis(fast_config(&server.url()))
-        .build()
-        .unwrap();
+    let kit = ready_kit(&server).await;
     let connection = kit.connection().unwrap().clone();
-    connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     let store = kit.store();
     store.set("k", b"from redis", None).await.unwrap();
     assert_eq!(store.backend(), Backend::Redis);
@@ -42,8 +38,7 @@ async fn serves_from_the_embedded_store_while_redis_is_down() {
         "redis data is not in the embedded store"
     );
 
-    server.start();
-    wait_for_state(&connection, ConnectionState::Ready, Duration::from_secs(5)).await;
+    restart_and_wait(&mut server, &connection).await;
     assert_eq!(store.backend(), Backend::Redis);
     // The restarted server kept nothing (no persistence) and nothing of the
     // outage was copied to it; the embedded store was cleared.
@@ -56,7 +51,7 @@ async fn serves_from_the_embedded_store_while_redis_is_down() {
 async fn works_from_the_start_when_redis_never_came_up() {
     let server = RedisServer::builder().prepare();
     let kit = Redkit::builder()
-        .redis(fast_config(&server.url()))
+        .redis(fast_redis_config(&server.url()))
         .build()
         .unwrap();
     let store = kit.store();
@@ -71,7 +66,7 @@ async fn works_from_the_start_when_redis_never_came_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_only_mode_fails_fast_instead() {
     let server = RedisServer::builder().prepare();
-    let mut config = fast_config(&server.url());
+    let mut config = fast_redis_config(&server.url());
     config.fallback = false;
     let kit = Redkit::builder().redis(config).build().unwrap();
     let started = Instant::now();
@@ -83,12 +78,8 @@ async fn redis_only_mode_fails_fast_instead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_resubscribe_after_redis_restarts() {
     let mut server = RedisServer::new();
-    let kit = Redkit::builder()
-        .redis(fast_config(&server.url()))
-        .build()
-        .unwrap();
+    let kit = ready_kit(&server).await;
     let connection = kit.connection().unwrap().clone();
-    connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     let store = kit.store();
     let mut subscription = store.subscribe(&["events"]).await.unwrap();
     store.publish("events", b"before").await.unwrap();

@@ -8,7 +8,7 @@ use redkit::health::HealthStatus;
 use redkit::store::Backend;
 use redkit_testkit::RedisServer;
 
-use crate::support::fast_config;
+use crate::support::{fast_redis_config, ready_kit};
 
 #[tokio::test]
 async fn embedded_mode_is_healthy() {
@@ -22,15 +22,7 @@ async fn embedded_mode_is_healthy() {
 #[tokio::test]
 async fn redis_mode_reports_info_and_dbsize_without_the_password() {
     let server = RedisServer::builder().requirepass("topsecret").start();
-    let kit = Redkit::builder()
-        .redis(fast_config(&server.url()))
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let kit = ready_kit(&server).await;
     let report = kit.health().await;
     let redis = report.redis.as_ref().unwrap();
     assert!(redis.ping_ms.unwrap() >= 0.0);
@@ -55,7 +47,7 @@ async fn redis_mode_reports_info_and_dbsize_without_the_password() {
 async fn unreachable_redis_is_unhealthy_or_degraded_with_fallback() {
     let server = RedisServer::builder().prepare();
     let fallback = Redkit::builder()
-        .redis(fast_config(&server.url()))
+        .redis(fast_redis_config(&server.url()))
         .build()
         .unwrap();
     let report = fallback.health().await;
@@ -67,7 +59,7 @@ async fn unreachable_redis_is_unhealthy_or_degraded_with_fallback() {
         report.reasons
     );
 
-    let mut strict: RedisConfig = fast_config(&server.url());
+    let mut strict: RedisConfig = fast_redis_config(&server.url());
     strict.fallback = false;
     let strict = Redkit::builder().redis(strict).build().unwrap();
     let report = strict.health().await;
@@ -78,7 +70,7 @@ async fn unreachable_redis_is_unhealthy_or_degraded_with_fallback() {
 async fn slow_ping_degrades() {
     let server = RedisServer::new();
     let kit = Redkit::builder()
-        .redis(fast_config(&server.url()))
+        .redis(fast_redis_config(&server.url()))
         .health_thresholds({
             let mut thresholds = redkit::health::HealthThresholds::default();
             thresholds.max_ping = Duration::from_nanos(1);

@@ -9,6 +9,7 @@ mod events;
 mod fallback;
 mod health;
 mod queue;
+mod properties;
 mod ratelimit;
 mod session;
 mod store;

@@ -7,7 +7,7 @@ use redkit::Redkit;
 use redkit::config::{EmbeddedConfig, RedisConfig};
 use redkit_testkit::RedisServer;
 
-use crate::support::fast_config;
+use crate::support::fast_redis_config;
 
 mod embedded {
     use super::*;
@@ -38,7 +38,7 @@ mod redis {
 
     async fn make() -> (Redkit, RedisServer) {
         let server = RedisServer::new();
-        let mut config = fast_config(&server.url());
+        let mut config = fast_redis_config(&server.url());
         config.fallback = false;
         (on_redis(config).await, server)
     }
@@ -51,7 +51,7 @@ mod fallback_while_redis_is_up {
 
     async fn make() -> (Redkit, RedisServer) {
         let server = RedisServer::new();
-        let mut config = fast_config(&server.url());
+        let mut config = fast_redis_config(&server.url());
         config.key_prefix = "app:".to_owned();
         (on_redis(config).await, server)
     }
@@ -78,7 +78,7 @@ async fn worker_child_process() {
     let Ok(url) = std::env::var(CHILD_URL) else {
         return;
     };
-    let mut config = fast_config(&url);
+    let mut config = fast_redis_config(&url);
     config.fallback = false;
     let kit = on_redis(config).await;
     let store = kit.store().clone();
@@ -108,7 +108,7 @@ async fn worker_child_process() {
 async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
     use redkit::store::Store;
     let server = RedisServer::new();
-    let mut config = fast_config(&server.url());
+    let mut config = fast_redis_config(&server.url());
     config.fallback = false;
     let kit = on_redis(config).await;
     let queue = kit
@@ -178,7 +178,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_job() {
         .arg("appendonly", "yes")
         .arg("appendfsync", "always")
         .start();
-    let kit = on_redis(fast_config(&server.url())).await;
+    let kit = on_redis(fast_redis_config(&server.url())).await;
     let config = QueueConfig::default()
         .concurrency(1)
         .visibility_timeout(Duration::from_millis(800))
@@ -312,7 +312,7 @@ async fn hostile_bytes_in_redis_are_dead_lettered() {
     use redkit::queue::{Job, JobState, QueueConfig};
 
     let server = RedisServer::new();
-    let kit = on_redis(fast_config(&server.url())).await;
+    let kit = on_redis(fast_redis_config(&server.url())).await;
     let connection = kit.connection().unwrap().clone();
     let raw = |args: &[&[u8]]| {
         let mut command = ::redis::cmd(std::str::from_utf8(args[0]).unwrap());

@@ -207,13 +207,7 @@ async fn insurance_limiter_while_redis_is_killed_then_redis_again() {
         sources.iter().all(|s| *s == DecisionSource::Insurance),
         "{sources:?}"
     );
-    server.start();
-    crate::support::wait_for_state(
-        &connection,
-        redkit::connection::ConnectionState::Ready,
-        Duration::from_secs(5),
-    )
-    .await;
+    crate::support::restart_and_wait(&mut server, &connection).await;
     let decision = limiter.check(&policy, "k", 1).await.unwrap();
     assert_eq!(decision.source, DecisionSource::Store);
     // Admitted: 2 before the outage, 5 by insurance, 1 back on Redis (which
@@ -258,6 +252,39 @@ fn app(layer: RateLimitLayer<EmbeddedStore>) -> Router {
         .layer(layer)
 }
 
+/// A limiter on a fresh embedded store, with the defaults.
+fn embedded_limiter() -> RateLimiter<EmbeddedStore> {
+    RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap()
+}
+
+/// Sends one request from `peer` with `headers` through `router`.
+async fn send(router: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
+    router
+        .clone()
+        .oneshot(request(peer, headers))
+        .await
+        .unwrap()
+}
+
+/// The statuses of requests from `peer`, one per value of `header`, in order.
+async fn statuses_by_header(
+    router: &Router,
+    peer: &str,
+    header: &str,
+    values: &[&str],
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for value in values {
+        statuses.push(
+            send(router, peer, &[(header, value)])
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    statuses
+}
+
 fn request(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
     let mut request = Request::builder().uri("/");
     for (name, value) in headers {
@@ -271,14 +298,10 @@ fn request(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
 
 #[tokio::test]
 async fn the_layer_sends_ietf_headers_and_a_429_with_retry_after() {
-    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let limiter = embedded_limiter();
     let router = app(RateLimitLayer::new(limiter, Policy::auth()).legacy_headers(true));
     for remaining in (0..5).rev() {
-        let response = router
-            .clone()
-            .oneshot(request("203.0.113.1:1000", &[]))
-            .await
-            .unwrap();
+        let response = send(&router, "203.0.113.1:1000", &[]).await;
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
         assert_eq!(headers["ratelimit-policy"], "\"auth\";q=5;w=300");
@@ -293,11 +316,7 @@ async fn the_layer_sends_ietf_headers_and_a_429_with_retry_after() {
             remaining.to_string().as_str()
         );
     }
-    let response = router
-        .clone()
-        .oneshot(request("203.0.113.1:1000", &[]))
-        .await
-        .unwrap();
+    let response = send(&router, "203.0.113.1:1000", &[]).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = response.headers()["retry-after"]
         .to_str()
@@ -314,17 +333,13 @@ async fn the_layer_sends_ietf_headers_and_a_429_with_retry_after() {
     assert_eq!(body["policy"], "auth");
     assert_eq!(body["retry_after_seconds"], retry);
     // Another client is not affected.
-    let other = router
-        .clone()
-        .oneshot(request("203.0.113.2:1000", &[]))
-        .await
-        .unwrap();
+    let other = send(&router, "203.0.113.2:1000", &[]).await;
     assert_eq!(other.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn spoofed_forwarding_headers_from_an_untrusted_peer_do_not_change_the_key() {
-    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let limiter = embedded_limiter();
     let policy = Policy::new("spoof", 3, Duration::from_secs(60)).unwrap();
     let layer = RateLimitLayer::new(limiter.clone(), policy.clone())
         .trusted_proxies(TrustedProxies::parse(["10.0.0.0/8"]).unwrap());
@@ -332,17 +347,12 @@ async fn spoofed_forwarding_headers_from_an_untrusted_peer_do_not_change_the_key
     let mut statuses = Vec::new();
     for i in 0..5 {
         let spoof = format!("198.51.100.{i}");
-        let response = router
-            .clone()
-            .oneshot(request(
-                "203.0.113.7:1000",
-                &[
-                    ("x-forwarded-for", &spoof),
-                    ("forwarded", &format!("for={spoof}")),
-                ],
-            ))
-            .await
-            .unwrap();
+        let forwarded = format!("for={spoof}");
+        let headers = [
+            ("x-forwarded-for", spoof.as_str()),
+            ("forwarded", &forwarded),
+        ];
+        let response = send(&router, "203.0.113.7:1000", &headers).await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(
@@ -353,49 +363,22 @@ async fn spoofed_forwarding_headers_from_an_untrusted_peer_do_not_change_the_key
     // Behind a trusted proxy, the forwarded client is the key.
     for i in 0..3 {
         let client = format!("198.51.100.{i}");
-        let response = router
-            .clone()
-            .oneshot(request("10.1.2.3:1000", &[("x-forwarded-for", &client)]))
-            .await
-            .unwrap();
+        let response = send(&router, "10.1.2.3:1000", &[("x-forwarded-for", &client)]).await;
         assert_eq!(response.status(), StatusCode::OK, "{client}");
     }
 }
 
 #[tokio::test]
 async fn keys_by_header_or_custom_function_and_scope() {
-    let limiter = RateLimiter::new(EmbeddedStore::new(EmbeddedConfig::default()).unwrap()).unwrap();
+    let limiter = embedded_limiter();
     let policy = Policy::new("keyed", 1, Duration::from_secs(60)).unwrap();
     let by_header = app(RateLimitLayer::new(limiter.clone(), policy.clone())
         .key_by(KeyBy::Header(http::HeaderName::from_static("x-api-key")))
         .scope("route-a"));
     let same_ip = "203.0.113.9:1";
     assert_eq!(
-        by_header
-            .clone()
-            .oneshot(request(same_ip, &[("x-api-key", "one")]))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        by_header
-            .clone()
-            .oneshot(request(same_ip, &[("x-api-key", "two")]))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        by_header
-            .clone()
-            .oneshot(request(same_ip, &[("x-api-key", "one")]))
-            .await
-            .unwrap()
-            .status(),
-        429
+        statuses_by_header(&by_header, same_ip, "x-api-key", &["one", "two", "one"]).await,
+        [200, 200, 429]
     );
     let by_user = app(RateLimitLayer::new(limiter, policy)
         .key_by(KeyBy::custom(|parts, _| {
@@ -407,31 +390,8 @@ async fn keys_by_header_or_custom_function_and_scope() {
         }))
         .scope("route-b"));
     assert_eq!(
-        by_user
-            .clone()
-            .oneshot(request(same_ip, &[("x-user", "ada")]))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        by_user
-            .clone()
-            .oneshot(request(same_ip, &[("x-user", "bob")]))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        by_user
-            .clone()
-            .oneshot(request(same_ip, &[("x-user", "ada")]))
-            .await
-            .unwrap()
-            .status(),
-        429
+        statuses_by_header(&by_user, same_ip, "x-user", &["ada", "bob", "ada"]).await,
+        [200, 200, 429]
     );
 }
 
@@ -539,4 +499,32 @@ async fn a_lease_request_dropped_mid_flight_does_not_stop_leasing() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(admitted(&limiter, &policy, "k", 10).await, 10);
     assert!(limiter.stats().leased > 0, "{:?}", limiter.stats());
+}
+
+/// Like tower's services, `RateLimit` gives access to the service it wraps,
+/// and its future lives in `ratelimit::future`.
+#[tokio::test]
+async fn the_service_exposes_what_it_wraps() {
+    use tower::Layer;
+
+    let limiter = embedded_limiter();
+    let policy = Policy::new("wrap", 1, Duration::from_secs(60)).unwrap();
+    let inner = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+    });
+    let mut service = RateLimitLayer::new(limiter, policy).layer((inner, 7u8));
+    assert_eq!(service.get_ref().1, 7);
+    service.get_mut().1 = 8;
+    assert_eq!(service.into_inner().1, 8);
+
+    let limiter = embedded_limiter();
+    let mut service = RateLimitLayer::new(
+        limiter,
+        Policy::new("wrap", 1, Duration::from_secs(60)).unwrap(),
+    )
+    .layer(inner);
+    let ready = service.ready().await.unwrap();
+    let future: redkit::ratelimit::future::ResponseFuture<http::Response<Body>, _> =
+        tower::Service::call(ready, request("203.0.113.9:1000", &[]));
+    assert_eq!(future.await.unwrap().status(), StatusCode::OK);
 }

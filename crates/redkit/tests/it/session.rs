@@ -409,15 +409,7 @@ async fn destroy_all_on_one_instance_is_seen_by_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_down_sessions_fail_closed_or_keep_serving() {
     let mut server = RedisServer::new();
-    let kit = redkit::Redkit::builder()
-        .redis(crate::support::fast_config(&server.url()))
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let kit = crate::support::ready_kit(&server).await;
     let closed = Sessions::new(
         kit.store().clone(),
         SessionConfig::default().fail_closed(true),
@@ -645,4 +637,33 @@ async fn the_fail_safe_never_outlives_a_sessions_absolute_end() {
     let error = sessions.get(&session.id).await.unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
     server.resume();
+}
+
+/// A session whose absolute end has passed while its key still exists (the
+/// store's clock stands still here) cannot be updated or moved: a runtime
+/// condition with its own error, not an input error.
+#[tokio::test]
+async fn a_session_past_its_absolute_end_reports_lifetime_over() {
+    let clock = redkit::clock::ManualClock::new();
+    let store =
+        EmbeddedStore::with_clock(EmbeddedConfig::default(), std::sync::Arc::new(clock)).unwrap();
+    let sessions = Sessions::new(
+        store,
+        SessionConfig::default().absolute_max(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let session = sessions.create("u", Map::new()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let update = SessionUpdate::new().set("k", 1);
+    let error = sessions.update(&session.id, &update).await.unwrap_err();
+    assert!(
+        matches!(error, redkit::Error::SessionLifetimeOver),
+        "{error:?}"
+    );
+    assert_eq!(error.to_string(), "the session's absolute lifetime is over");
+    let error = sessions.cycle_id(&session.id).await.unwrap_err();
+    assert!(
+        matches!(error, redkit::Error::SessionLifetimeOver),
+        "{error:?}"
+    );
 }

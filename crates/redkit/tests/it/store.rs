@@ -35,7 +35,7 @@ mod redis_with_prefix {
 
     async fn make() -> (RedisStore, RedisServer) {
         let server = RedisServer::new();
-        let config = crate::support::fast_config(&server.url());
+        let config = crate::support::fast_redis_config(&server.url());
         let mut config = config;
         config.key_prefix = "app*[1]:".to_owned();
         let connection = redkit::connection::RedisConnection::connect(config).unwrap();
@@ -66,7 +66,7 @@ mod fallback_while_redis_is_up {
 #[tokio::test]
 async fn key_prefix_namespaces_keys_on_the_server() {
     let server = RedisServer::new();
-    let mut config = crate::support::fast_config(&server.url());
+    let mut config = crate::support::fast_redis_config(&server.url());
     config.key_prefix = "tenant:".to_owned();
     let connection = redkit::connection::RedisConnection::connect(config).unwrap();
     connection.wait_ready(Duration::from_secs(5)).await.unwrap();

@@ -2,32 +2,34 @@
 
 use std::time::Duration;
 
-use redkit::config::{RedisConfig, RetryConfig};
+use redkit::Redkit;
 use redkit::connection::{ConnectionState, RedisConnection};
+pub use redkit::test_util::fast_redis_config;
 use redkit_testkit::RedisServer;
 
-/// A configuration for `server` with short timeouts so tests run fast.
-pub fn fast_config(url: &str) -> RedisConfig {
-    RedisConfig::builder()
-        .url(url)
-        .unwrap()
-        .command_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500))
-        .health_check_interval(Duration::from_millis(200))
-        .retry(
-            RetryConfig::default()
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(200))
-                .max_attempts(5)
-                .degraded_probe_interval(Duration::from_millis(300)),
-        )
+/// A `Redkit` on `server` (short timeouts), its connection ready.
+pub async fn ready_kit(server: &RedisServer) -> Redkit {
+    let kit = Redkit::builder()
+        .redis(fast_redis_config(&server.url()))
         .build()
+        .unwrap();
+    kit.connection()
         .unwrap()
+        .wait_ready(Duration::from_secs(5))
+        .await
+        .unwrap();
+    kit
+}
+
+/// Starts `server` again and waits until `connection` is `Ready` on it.
+pub async fn restart_and_wait(server: &mut RedisServer, connection: &RedisConnection) {
+    server.start();
+    wait_for_state(connection, ConnectionState::Ready, Duration::from_secs(5)).await;
 }
 
 /// A connected handle to `server`.
 pub async fn connected(server: &RedisServer) -> RedisConnection {
-    let connection = RedisConnection::connect(fast_config(&server.url())).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&server.url())).unwrap();
     connection.wait_ready(Duration::from_secs(5)).await.unwrap();
     connection
 }

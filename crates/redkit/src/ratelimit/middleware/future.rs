@@ -1,4 +1,5 @@
-//! [`ResponseFuture`]: the future of a rate-limited call.
+//! Futures of the rate-limit middleware (as in axum, in their own module):
+//! [`ResponseFuture`], the future of a rate-limited call.
 
 use std::future::Future;
 use std::pin::Pin;

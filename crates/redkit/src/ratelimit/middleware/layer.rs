@@ -1,60 +1,14 @@
 //! [`RateLimitLayer`]: which policy, which key, which headers.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::request::Parts;
 use tower::Layer;
 
+use super::config::LayerConfig;
+use super::key::KeyBy;
 use super::service::RateLimit;
 use crate::ratelimit::{Policy, RateLimiter, TrustedProxies};
 use crate::store::{AnyStore, Store};
-
-/// A function from a request to its rate-limit key.
-pub type KeyFn = Arc<dyn Fn(&Parts, IpAddr) -> Option<String> + Send + Sync>;
-
-/// How a request is turned into a rate-limit key.
-#[derive(Clone)]
-pub enum KeyBy {
-    /// The client IP (see [`TrustedProxies`]). Default.
-    ClientIp,
-    /// The value of a request header (for example an API key); requests
-    /// without it are keyed by client IP.
-    Header(http::HeaderName),
-    /// A function of the request (for example the user id an auth middleware
-    /// put in the extensions); `None` falls back to the client IP.
-    Custom(KeyFn),
-}
-
-impl KeyBy {
-    /// A custom key function.
-    pub fn custom(f: impl Fn(&Parts, IpAddr) -> Option<String> + Send + Sync + 'static) -> Self {
-        KeyBy::Custom(Arc::new(f))
-    }
-
-    pub(super) fn key(&self, parts: &Parts, ip: IpAddr) -> String {
-        let custom = match self {
-            KeyBy::ClientIp => None,
-            KeyBy::Header(name) => parts
-                .headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(|value| format!("h:{value}")),
-            KeyBy::Custom(f) => f(parts, ip).map(|key| format!("c:{key}")),
-        };
-        custom.unwrap_or_else(|| format!("ip:{ip}"))
-    }
-}
-
-impl std::fmt::Debug for KeyBy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyBy::ClientIp => f.write_str("ClientIp"),
-            KeyBy::Header(name) => f.debug_tuple("Header").field(name).finish(),
-            KeyBy::Custom(_) => f.write_str("Custom(..)"),
-        }
-    }
-}
 
 /// Applies a [`Policy`] to every request of the wrapped service.
 ///
@@ -67,17 +21,6 @@ impl std::fmt::Debug for KeyBy {
 #[must_use]
 pub struct RateLimitLayer<S: Store = AnyStore> {
     pub(super) config: Arc<LayerConfig<S>>,
-}
-
-#[derive(Debug)]
-pub(super) struct LayerConfig<S: Store> {
-    pub(super) limiter: RateLimiter<S>,
-    pub(super) policy: Policy,
-    pub(super) key_by: KeyBy,
-    pub(super) scope: Option<String>,
-    pub(super) cost: u64,
-    pub(super) proxies: TrustedProxies,
-    pub(super) legacy_headers: bool,
 }
 
 impl<S: Store> RateLimitLayer<S> {
@@ -97,18 +40,7 @@ impl<S: Store> RateLimitLayer<S> {
     }
 
     fn with(self, change: impl FnOnce(&mut LayerConfig<S>)) -> Self {
-        let mut config = match Arc::try_unwrap(self.config) {
-            Ok(config) => config,
-            Err(shared) => LayerConfig {
-                limiter: shared.limiter.clone(),
-                policy: shared.policy.clone(),
-                key_by: shared.key_by.clone(),
-                scope: shared.scope.clone(),
-                cost: shared.cost,
-                proxies: shared.proxies.clone(),
-                legacy_headers: shared.legacy_headers,
-            },
-        };
+        let mut config = Arc::unwrap_or_clone(self.config);
         change(&mut config);
         RateLimitLayer {
             config: Arc::new(config),

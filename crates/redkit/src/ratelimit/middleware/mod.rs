@@ -1,11 +1,13 @@
 //! The tower middleware, shaped like tower's `limit::rate`: a layer, a
 //! service and a future, each in its own file.
 
-mod future;
+mod config;
+pub mod future;
 mod headers;
+mod key;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
-pub use layer::{KeyBy, KeyFn, RateLimitLayer};
+pub use key::{KeyBy, KeyFn};
+pub use layer::RateLimitLayer;
 pub use service::RateLimit;

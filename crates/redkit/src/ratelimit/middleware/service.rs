@@ -8,9 +8,9 @@ use axum::extract::ConnectInfo;
 use http::{Request, Response};
 use tower::Service;
 
+use super::config::LayerConfig;
 use super::future::ResponseFuture;
 use super::headers;
-use super::layer::LayerConfig;
 use crate::error::Error;
 use crate::store::Store;
 
@@ -34,6 +34,21 @@ impl<Inner: Clone, S: Store> Clone for RateLimit<Inner, S> {
 impl<Inner, S: Store> RateLimit<Inner, S> {
     pub(super) fn new(inner: Inner, config: Arc<LayerConfig<S>>) -> Self {
         RateLimit { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+
+    /// Unwraps the service, dropping the rate limit.
+    pub fn into_inner(self) -> Inner {
+        self.inner
     }
 }
 

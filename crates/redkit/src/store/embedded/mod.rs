@@ -140,10 +140,6 @@ impl EmbeddedStore {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.inner.clock.now().as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn expires_at(&self, ttl: Option<Duration>, now: u64) -> Result<Option<u64>> {
         ttl.map(|ttl| ttl_millis(ttl).map(|ms| now.saturating_add(ms)))
             .transpose()
@@ -176,7 +172,7 @@ impl EmbeddedStore {
         if inner.used.load(Ordering::Relaxed) <= inner.budget {
             return;
         }
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let count = inner.shards.len();
         for offset in 0..count {
             let mut shard = inner.shards[(start + offset) % count].lock();
@@ -216,12 +212,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         self.shard(key).1.get(key, now)
     }
 
     async fn get_and_expire(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let at = now.saturating_add(ttl_millis(ttl)?);
         let mut shard = self.shard(key).1;
         let value = shard.get(key, now)?;
@@ -233,7 +229,7 @@ impl Store for EmbeddedStore {
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         self.check_fits(key, value.len())?;
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let expires_at = self.expires_at(ttl, now)?;
         let (index, mut shard) = self.shard(key);
         shard.set(key, Bytes::copy_from_slice(value), expires_at);
@@ -244,7 +240,7 @@ impl Store for EmbeddedStore {
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
         self.check_fits(key, value.len())?;
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let expires_at = self.expires_at(ttl, now)?;
         let (index, mut shard) = self.shard(key);
         if shard.contains(key, now) {
@@ -257,7 +253,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         // MGET answers nil for a key of another type instead of failing.
         Ok(keys
             .iter()
@@ -272,7 +268,7 @@ impl Store for EmbeddedStore {
                 ttl_millis(ttl)?;
             }
         }
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         for entry in entries {
             let expires_at = self.expires_at(entry.ttl, now)?;
             let (index, mut shard) = self.shard(entry.key);
@@ -284,7 +280,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         Ok(keys
             .iter()
             .filter(|key| self.shard(key).1.delete(key, now))
@@ -292,18 +288,18 @@ impl Store for EmbeddedStore {
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let at = now.saturating_add(ttl_millis(ttl)?);
         Ok(self.shard(key).1.expire(key, at, now))
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         Ok(self.shard(key).1.ttl(key, now))
     }
 
     async fn incr_by(&self, key: &str, delta: i64) -> Result<i64> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let (index, mut shard) = self.shard(key);
         let value = shard.incr_by(key, delta, now)?;
         drop(shard);
@@ -317,7 +313,7 @@ impl Store for EmbeddedStore {
         }
         let size: usize = members.iter().map(|m| m.len()).sum();
         self.check_fits(key, size)?;
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let (index, mut shard) = self.shard(key);
         let added = shard.set_add(key, members, now)?;
         drop(shard);
@@ -326,12 +322,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         self.shard(key).1.set_remove(key, members, now)
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>> {
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         self.shard(key).1.set_members(key, now)
     }
 
@@ -355,7 +351,7 @@ impl Store for EmbeddedStore {
         if shard >= self.inner.shards.len() {
             return Err(Error::invalid_input("scan cursor", "it is out of range"));
         }
-        let now = self.now_ms();
+        let now = self.inner.clock.now_ms();
         let (keys, more) =
             self.inner.shards[shard]
                 .lock()

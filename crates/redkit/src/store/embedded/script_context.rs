@@ -6,6 +6,7 @@ use bytes::Bytes;
 use parking_lot::MutexGuard;
 
 use super::shard::Shard;
+use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::store::{KeyTtl, ScriptContext, StreamId, ttl_millis};
 
@@ -15,6 +16,8 @@ pub(super) struct NativeContext<'a> {
     /// For each key, the index of its shard's guard in `guards`.
     slots: Vec<usize>,
     guards: Vec<MutexGuard<'a, Shard>>,
+    /// The script's one instant (ms since the epoch), as Redis scripts see one `TIME`.
+    now_ms: u64,
     now: Duration,
 }
 
@@ -29,12 +32,9 @@ impl<'a> NativeContext<'a> {
             keys: keys.iter().map(|key| (*key).to_owned()).collect(),
             slots,
             guards,
+            now_ms: millis(now),
             now,
         }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.now.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn slot(&mut self, key: usize) -> Result<(&str, &mut Shard)> {
@@ -58,13 +58,13 @@ impl ScriptContext for NativeContext<'_> {
     }
 
     fn get(&mut self, key: usize) -> Result<Option<Bytes>> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.get(name, now)
     }
 
     fn set(&mut self, key: usize, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let expires_at = ttl
             .map(|ttl| ttl_millis(ttl).map(|ms| now.saturating_add(ms)))
             .transpose()?;
@@ -74,38 +74,38 @@ impl ScriptContext for NativeContext<'_> {
     }
 
     fn delete(&mut self, key: usize) -> Result<bool> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         Ok(shard.delete(name, now))
     }
 
     fn incr_by(&mut self, key: usize, delta: i64) -> Result<i64> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.incr_by(name, delta, now)
     }
 
     fn ttl(&mut self, key: usize) -> Result<KeyTtl> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         Ok(shard.ttl(name, now))
     }
 
     fn expire(&mut self, key: usize, ttl: Duration) -> Result<bool> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let at = now.saturating_add(ttl_millis(ttl)?);
         let (name, shard) = self.slot(key)?;
         Ok(shard.expire(name, at, now))
     }
 
     fn set_add(&mut self, key: usize, members: &[&str]) -> Result<u64> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.set_add(name, members, now)
     }
 
     fn set_remove(&mut self, key: usize, members: &[&str]) -> Result<u64> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.set_remove(name, members, now)
     }
@@ -114,19 +114,19 @@ impl ScriptContext for NativeContext<'_> {
         self.now
     }
     fn zadd(&mut self, key: usize, score: i64, member: &str) -> Result<bool> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.zadd(name, score, member, now)
     }
 
     fn zrem(&mut self, key: usize, member: &str) -> Result<bool> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.zrem(name, member, now)
     }
 
     fn zscore(&mut self, key: usize, member: &str) -> Result<Option<i64>> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.zscore(name, member, now)
     }
@@ -139,37 +139,37 @@ impl ScriptContext for NativeContext<'_> {
         offset: usize,
         count: usize,
     ) -> Result<Vec<(String, i64)>> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.zrange_by_score(name, (min, max), (offset, count), now)
     }
 
     fn zcount(&mut self, key: usize, min: i64, max: i64) -> Result<u64> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.zcount(name, min, max, now)
     }
 
     fn hset(&mut self, key: usize, field: &str, value: Bytes) -> Result<()> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.hset(name, field, value, now)
     }
 
     fn hget(&mut self, key: usize, field: &str) -> Result<Option<Bytes>> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.hget(name, field, now)
     }
 
     fn hdel(&mut self, key: usize, field: &str) -> Result<bool> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.hdel(name, field, now)
     }
 
     fn xadd(&mut self, key: usize, value: Bytes, max_len: usize) -> Result<StreamId> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.xadd(name, value, max_len, now)
     }
@@ -180,7 +180,7 @@ impl ScriptContext for NativeContext<'_> {
         start: StreamId,
         count: usize,
     ) -> Result<Vec<(StreamId, Bytes)>> {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.xrange(name, start, count, now)
     }

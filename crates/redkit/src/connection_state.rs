@@ -1,4 +1,7 @@
-//! The connection's lifecycle states.
+//! The connection's lifecycle states: a leaf at the bottom of the crate, so
+//! that the error enum can name them without importing the connection
+//! module (which imports the error enum). Re-exported as
+//! [`connection::ConnectionState`](crate::connection::ConnectionState).
 
 use std::fmt;
 
@@ -34,11 +37,11 @@ impl ConnectionState {
         ConnectionState::Closed,
     ];
 
-    pub(super) fn index(self) -> u8 {
+    pub(crate) fn index(self) -> u8 {
         self as u8
     }
 
-    pub(super) fn from_index(index: u8) -> Self {
+    pub(crate) fn from_index(index: u8) -> Self {
         Self::ALL
             .get(usize::from(index))
             .copied()

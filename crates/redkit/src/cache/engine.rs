@@ -1,0 +1,488 @@
+//! The cache engine: what a lookup may serve from L1 and L2, how values
+//! are written to both, and the resilience around L2 (circuit breaker,
+//! fail-soft writes). The public API in `handle.rs`, `load.rs` and
+//! `invalidate.rs` is built on it; coherence lives in `backplane.rs`.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::backplane::{Backplane, CacheChange};
+use super::breaker::Breaker;
+use super::codec::Codec;
+use super::envelope::{self, Meta};
+use super::flight::Flights;
+use super::key::{Layout, validate};
+use super::l1::{L1, L1Entry};
+use super::local_tier::LocalTier;
+use super::options::EntryOptions;
+use super::stats::{CacheStats, Counters, StatsSource};
+use super::tags::TagVersions;
+use crate::clock::{Clock, millis};
+use crate::error::{Error, Result};
+use crate::store::{SetEntry, Store};
+
+/// The cache's machinery behind the public [`Cache`](super::Cache) API:
+/// the tiers, the rules for what a lookup may serve, writes, and the
+/// resilience parts (breaker, flights, backplane).
+pub(crate) struct Engine<S> {
+    pub(super) store: S,
+    pub(super) layout: Layout,
+    pub(super) counters: Counters,
+    local: Arc<LocalTier>,
+    backplane: Backplane,
+    settings: EngineSettings,
+    breaker: Breaker,
+    flights: Flights,
+}
+
+/// The settings an engine is built with (validated by the builder).
+pub(super) struct EngineSettings {
+    pub(super) defaults: EntryOptions,
+    pub(super) codec: Codec,
+    pub(super) compress_above: usize,
+    pub(super) max_key_len: usize,
+    pub(super) lock_ttl: Duration,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+/// A value found in one of the tiers, fresh or not.
+pub(super) struct Found<T> {
+    pub(super) value: T,
+    pub(super) meta: Meta,
+    /// Whether it was fresh when looked up.
+    pub(super) fresh: bool,
+}
+
+impl<S: Store> StatsSource for Engine<S> {
+    fn stats(&self) -> CacheStats {
+        self.counters.snapshot()
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine on `store`, its backplane subscribed (when enabled).
+    pub(super) async fn start(
+        store: S,
+        layout: Layout,
+        l1: Option<L1>,
+        tags: TagVersions,
+        breaker: Breaker,
+        backplane: bool,
+        settings: EngineSettings,
+    ) -> Result<Arc<Self>> {
+        let engine = Arc::new(Engine {
+            counters: Counters::new(layout.namespace()),
+            store,
+            layout,
+            local: Arc::new(LocalTier::new(l1, tags)),
+            backplane: Backplane::new(backplane),
+            settings,
+            breaker,
+            flights: Flights::default(),
+        });
+        engine
+            .backplane
+            .start(&engine.store, &engine.layout, &engine.local)
+            .await?;
+        Ok(engine)
+    }
+
+    /// Options used when a call does not say otherwise.
+    pub(super) fn defaults(&self) -> &EntryOptions {
+        &self.settings.defaults
+    }
+
+    /// Concurrent loads of one key, shared.
+    pub(super) fn flights(&self) -> &Flights {
+        &self.flights
+    }
+
+    /// This instance's id.
+    pub(super) fn instance(&self) -> &str {
+        self.backplane.instance()
+    }
+
+    /// Lifetime of the cross-instance loading lock.
+    pub(super) fn lock_ttl(&self) -> Duration {
+        self.settings.lock_ttl
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        self.settings.clock.now_ms()
+    }
+
+    /// Drops L1 and cached tag versions (after a reconnect or a clear).
+    pub(super) fn forget_local(&self) {
+        self.local.forget_all();
+    }
+
+    pub(super) fn evict_prefix_locally(&self, prefix: &str) {
+        self.local.evict_prefix(prefix);
+    }
+
+    pub(super) fn evict_locally<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        self.local.evict(keys);
+    }
+
+    /// The tag versions this instance knows.
+    pub(super) fn tags(&self) -> &TagVersions {
+        self.local.tags()
+    }
+
+    pub(super) fn check_key(&self, key: &str) -> Result<()> {
+        validate("cache key", key, self.settings.max_key_len, false)
+    }
+
+    pub(super) fn check_tag(&self, tag: &str) -> Result<()> {
+        validate("cache tag", tag, self.settings.max_key_len, false)
+    }
+
+    pub(super) fn check_tags(&self, tags: &[String]) -> Result<()> {
+        tags.iter().try_for_each(|tag| self.check_tag(tag))
+    }
+
+    /// Checks an invalidation prefix (may be empty: everything).
+    pub(super) fn check_prefix(&self, prefix: &str) -> Result<()> {
+        validate("cache prefix", prefix, self.settings.max_key_len, true)
+    }
+
+    pub(super) fn l2_failed(&self, operation: &str, error: &Error) {
+        self.counters.l2_errors(1);
+        let now = self.now_ms();
+        if self.breaker.failure(now) {
+            tracing::warn!(
+                cache = self.layout.namespace(), error = %error,
+                "cache L2 keeps failing; skipping it for a while (circuit open)"
+            );
+        } else {
+            tracing::debug!(cache = self.layout.namespace(), operation, error = %error, "cache L2 failed");
+        }
+    }
+
+    pub(super) async fn publish(&self, change: CacheChange) {
+        self.backplane
+            .publish(&self.store, &self.layout, change)
+            .await;
+    }
+
+    /// Looks `key` up in L1 (when `use_l1`) then L2, returning any entry that
+    /// is still kept (fresh or stale) and whose tags are current, and whether
+    /// it came from L1.
+    pub(super) async fn lookup<T>(&self, key: &str, use_l1: bool) -> (Option<Found<T>>, bool)
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let now = self.now_ms();
+        if use_l1 && let Some(found) = self.lookup_l1(key, now).await {
+            return (Some(found), true);
+        }
+        (self.lookup_l2(key, use_l1, now).await, false)
+    }
+
+    /// The L1 entry of `key` if it is still kept at `now`, holds a `T` and
+    /// its tags are current; an entry whose tags moved on is evicted. The
+    /// one rule for what L1 may serve, for single and bulk reads.
+    async fn lookup_l1<T>(&self, key: &str, now: u64) -> Option<Found<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let l1 = self.local.l1()?;
+        let entry = l1.get(key)?;
+        if now >= entry.meta.keep_until {
+            return None;
+        }
+        let value = entry.value.downcast_ref::<T>()?;
+        let current = entry.meta.tags.is_empty()
+            || self
+                .tags()
+                .are_current(&self.store, &self.layout, &entry.meta.tags)
+                .await
+                .unwrap_or(false);
+        if !current {
+            l1.invalidate(key);
+            return None;
+        }
+        Some(Found {
+            value: value.clone(),
+            meta: entry.meta.clone(),
+            fresh: now < entry.meta.fresh_until,
+        })
+    }
+
+    async fn lookup_l2<T>(&self, key: &str, fill_l1: bool, now: u64) -> Option<Found<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if self.breaker.is_open(now) {
+            return None;
+        }
+        let entry_key = self.layout.entry(key);
+        let bytes = match self.store.get(&entry_key).await {
+            Ok(bytes) => {
+                self.breaker.success();
+                bytes?
+            }
+            Err(error) => {
+                self.l2_failed("get", &error);
+                return None;
+            }
+        };
+        self.accept(key, &entry_key, bytes, fill_l1, now).await
+    }
+
+    /// Decodes bytes read from L2; corrupt or invalidated entries are deleted
+    /// and read as a miss.
+    pub(super) async fn accept<T>(
+        &self,
+        key: &str,
+        entry_key: &str,
+        bytes: Bytes,
+        fill_l1: bool,
+        now: u64,
+    ) -> Option<Found<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let weight = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let decoded = envelope::decode(&bytes).ok().and_then(|envelope| {
+            let value = envelope.codec.decode::<T>(&envelope.payload).ok()?;
+            Some((value, envelope.meta))
+        });
+        let Some((value, meta)) = decoded else {
+            self.counters.decode_errors(1);
+            tracing::warn!(
+                cache = self.layout.namespace(),
+                key,
+                "cached value does not decode (corrupt or incompatible); deleting it"
+            );
+            let _ = self.store.delete(&[entry_key]).await;
+            return None;
+        };
+        if now >= meta.keep_until {
+            return None;
+        }
+        match self
+            .tags()
+            .are_current(&self.store, &self.layout, &meta.tags)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = self.store.delete(&[entry_key]).await;
+                return None;
+            }
+            Err(error) => {
+                self.l2_failed("tag versions", &error);
+                return None;
+            }
+        }
+        if fill_l1 && let Some(l1) = self.local.l1() {
+            l1.insert(
+                key.to_owned(),
+                Arc::new(L1Entry {
+                    value: Arc::new(value.clone()),
+                    meta: meta.clone(),
+                    weight,
+                }),
+            );
+        }
+        let fresh = now < meta.fresh_until;
+        Some(Found { value, meta, fresh })
+    }
+
+    /// Fresh values of `keys` (checked), in order: each from L1 when
+    /// [`Engine::lookup_l1`] serves it fresh, the others in one `MGET`.
+    pub(super) async fn read_many<T>(&self, keys: &[&str]) -> Vec<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let now = self.now_ms();
+        let mut values: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut remaining = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let from_l1 = if self.defaults().l1 {
+                self.lookup_l1::<T>(key, now)
+                    .await
+                    .filter(|found| found.fresh)
+                    .map(|found| found.value)
+            } else {
+                None
+            };
+            if from_l1.is_some() {
+                self.counters.l1_hits(1);
+            } else {
+                remaining.push(index);
+            }
+            values.push(from_l1);
+        }
+        if remaining.is_empty() {
+            return values;
+        }
+        let entry_keys: Vec<String> = remaining
+            .iter()
+            .map(|&i| self.layout.entry(keys[i]))
+            .collect();
+        let entry_refs: Vec<&str> = entry_keys.iter().map(String::as_str).collect();
+        let fetched = if self.breaker.allows(now) {
+            match self.store.get_many(&entry_refs).await {
+                Ok(fetched) => {
+                    self.breaker.success();
+                    fetched
+                }
+                Err(error) => {
+                    self.l2_failed("get_many", &error);
+                    vec![None; remaining.len()]
+                }
+            }
+        } else {
+            vec![None; remaining.len()]
+        };
+        let fill_l1 = self.defaults().l1;
+        for ((&index, entry_key), bytes) in remaining.iter().zip(&entry_keys).zip(fetched) {
+            let found = match bytes {
+                Some(bytes) => {
+                    self.accept::<T>(keys[index], entry_key, bytes, fill_l1, now)
+                        .await
+                }
+                None => None,
+            };
+            match found {
+                Some(found) if found.fresh => {
+                    self.counters.l2_hits(1);
+                    values[index] = Some(found.value);
+                }
+                _ => self.counters.misses(1),
+            }
+        }
+        values
+    }
+
+    /// Encodes and writes entries to L2 (one pipeline) and L1, then tells the
+    /// other instances. L2 failures are counted and logged, not returned: the
+    /// value is still served from L1 (FusionCache's default).
+    pub(super) async fn write<T>(
+        &self,
+        entries: &[(&str, &T)],
+        options: &EntryOptions,
+    ) -> Result<()>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
+        if options.ttl.is_zero() {
+            return Err(Error::invalid_input(
+                "cache ttl",
+                "zero; expected a duration of at least 1 ms",
+            ));
+        }
+        self.check_tags(&options.tags)?;
+        let mut payloads = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            self.check_key(key)?;
+            let payload = self
+                .settings
+                .codec
+                .encode(*value)
+                .map_err(|source| Error::Encode {
+                    key: (*key).to_owned(),
+                    source,
+                })?;
+            payloads.push(payload);
+        }
+        let tag_names: Vec<&str> = options.tags.iter().map(String::as_str).collect();
+        let versions = if tag_names.is_empty() {
+            Vec::new()
+        } else {
+            // Without current tag versions a tagged entry cannot be written
+            // safely: it would survive an invalidation it missed.
+            self.tags()
+                .current(&self.store, &self.layout, &tag_names)
+                .await?
+        };
+        let tags: Vec<(String, u64)> = options.tags.iter().cloned().zip(versions).collect();
+        let now = self.now_ms();
+        let mut encoded = Vec::with_capacity(entries.len());
+        for payload in &payloads {
+            let ttl = jittered(options.ttl, options.ttl_jitter);
+            let fresh_until = now.saturating_add(millis(ttl));
+            let meta = Meta {
+                fresh_until,
+                keep_until: fresh_until.saturating_add(millis(options.retention())),
+                tags: tags.clone(),
+            };
+            let bytes = envelope::encode(
+                &meta,
+                self.settings.codec,
+                payload,
+                self.settings.compress_above,
+            );
+            encoded.push((meta, bytes));
+        }
+        let entry_keys: Vec<String> = entries
+            .iter()
+            .map(|(key, _)| self.layout.entry(key))
+            .collect();
+        if self.breaker.allows(now) {
+            let sets: Vec<SetEntry<'_>> = entry_keys
+                .iter()
+                .zip(&encoded)
+                .map(|(key, (meta, bytes))| SetEntry {
+                    key,
+                    value: bytes,
+                    ttl: Some(Duration::from_millis(
+                        meta.keep_until.saturating_sub(now).max(1),
+                    )),
+                })
+                .collect();
+            let result = if sets.len() == 1 {
+                self.store
+                    .set(sets[0].key, sets[0].value, sets[0].ttl)
+                    .await
+            } else {
+                self.store.set_many(&sets).await
+            };
+            match result {
+                Ok(()) => {
+                    self.breaker.success();
+                    let written: usize = encoded.iter().map(|(_, bytes)| bytes.len()).sum();
+                    self.counters.bytes_written(written as u64);
+                }
+                Err(error) => self.l2_failed("set", &error),
+            }
+        }
+        if options.l1
+            && let Some(l1) = self.local.l1()
+        {
+            for ((key, value), (meta, bytes)) in entries.iter().zip(encoded) {
+                l1.insert(
+                    (*key).to_owned(),
+                    Arc::new(L1Entry {
+                        value: Arc::new((*value).clone()) as Arc<dyn Any + Send + Sync>,
+                        meta,
+                        weight: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                    }),
+                );
+            }
+        } else {
+            self.evict_locally(entries.iter().map(|(key, _)| *key));
+        }
+        self.publish(CacheChange::Set {
+            k: entries.iter().map(|(key, _)| (*key).to_owned()).collect(),
+        })
+        .await;
+        Ok(())
+    }
+}
+
+/// `ttl` plus a uniformly random extra in `0..=jitter`.
+pub(crate) fn jittered(ttl: Duration, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return ttl;
+    }
+    let extra = fastrand::u64(0..=millis(jitter));
+    ttl.saturating_add(Duration::from_millis(extra))
+}

@@ -1,0 +1,247 @@
+//! The state one connection handle and its supervisor share, and the only
+//! code that changes it.
+//!
+//! Like mini-redis's `Shared`: the handle (hot path) and the supervisor
+//! (background task) both hold an `Arc<Shared>` and only call its methods,
+//! so every transition — a new live set, a dead connection, a state change,
+//! shutdown — is written once, here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwapOption;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{Notify, watch};
+
+use super::ConnectionState;
+use super::client::Connector;
+use super::metrics::ConnectionMetrics;
+use crate::config::RedisConfig;
+use crate::error::{Error, Result};
+
+/// The live connections of one successful (re)connection.
+pub(super) struct Live {
+    generation: u64,
+    connections: Vec<MultiplexedConnection>,
+}
+
+pub(super) struct Shared {
+    connector: Connector,
+    live: ArcSwapOption<Live>,
+    generation: AtomicU64,
+    state: watch::Sender<ConnectionState>,
+    /// The current state as a number, for lock-free reads on the hot path.
+    state_now: AtomicU8,
+    /// Mirrors `closing` for lock-free reads on the hot path.
+    closed: AtomicBool,
+    /// Wakes the supervisor when a command saw the connection die.
+    broken: Notify,
+    /// `true` once shutdown started.
+    closing: watch::Sender<bool>,
+    in_flight: AtomicUsize,
+    drained: Notify,
+    next: AtomicUsize,
+    metrics: ConnectionMetrics,
+}
+
+impl Shared {
+    pub(super) fn new(connector: Connector, metrics: ConnectionMetrics) -> Self {
+        metrics.state(ConnectionState::Connecting);
+        Shared {
+            connector,
+            live: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            state: watch::Sender::new(ConnectionState::Connecting),
+            state_now: AtomicU8::new(ConnectionState::Connecting.index()),
+            closed: AtomicBool::new(false),
+            broken: Notify::new(),
+            closing: watch::Sender::new(false),
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            next: AtomicUsize::new(0),
+            metrics,
+        }
+    }
+
+    pub(super) fn config(&self) -> &RedisConfig {
+        self.connector.config()
+    }
+
+    pub(super) fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    pub(super) fn metrics(&self) -> &ConnectionMetrics {
+        &self.metrics
+    }
+
+    pub(super) fn state(&self) -> ConnectionState {
+        ConnectionState::from_index(self.state_now.load(Ordering::Acquire))
+    }
+
+    pub(super) fn subscribe_state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
+    pub(super) fn subscribe_closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Records a state change: watch channel, log line and metrics.
+    pub(super) fn set_state(&self, next: ConnectionState) {
+        self.state_now.store(next.index(), Ordering::Release);
+        let previous = self.state.send_replace(next);
+        if previous == next {
+            return;
+        }
+        self.metrics.state(next);
+        let config = self.config();
+        match next {
+            ConnectionState::Ready => tracing::info!(
+                host = %config.host, port = config.port, db = config.db,
+                from = %previous, "redis connection ready"
+            ),
+            ConnectionState::Degraded => tracing::error!(
+                host = %config.host, port = config.port, db = config.db,
+                probe_interval = ?config.retry.degraded_probe_interval,
+                "redis unreachable after {} attempts; degraded, probing slowly", config.retry.max_attempts
+            ),
+            _ => tracing::warn!(
+                host = %config.host, port = config.port, db = config.db,
+                from = %previous, to = %next, "redis connection state changed"
+            ),
+        }
+    }
+
+    /// Opens the configured number of connections, all or nothing, under a
+    /// new generation number.
+    pub(super) async fn open(&self) -> Result<Live> {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let size = self.config().pool_size;
+        let mut connections = Vec::with_capacity(size);
+        for _ in 0..size {
+            connections.push(self.connector.multiplexed().await?);
+        }
+        Ok(Live {
+            generation,
+            connections,
+        })
+    }
+
+    /// Makes `live` the set commands use.
+    pub(super) fn install(&self, live: Live) {
+        self.live.store(Some(Arc::new(live)));
+    }
+
+    /// Drops the live set: commands fail fast until the next `install`.
+    pub(super) fn take_live(&self) {
+        self.live.store(None);
+    }
+
+    /// The live set, if any (the supervisor pings it).
+    pub(super) fn live_connections(&self) -> Option<Vec<MultiplexedConnection>> {
+        self.live
+            .load()
+            .as_ref()
+            .map(|live| live.connections.clone())
+    }
+
+    /// Resolves when a command reported the live set dead.
+    pub(super) async fn broken(&self) {
+        self.broken.notified().await;
+    }
+
+    /// Called when a command on connection `generation` found it dead: drops
+    /// the live set (so later commands fail fast) and wakes the supervisor.
+    /// A report about an older generation is ignored: the supervisor already
+    /// replaced that set, and dropping the new one would cost a reconnect.
+    pub(super) fn mark_broken(&self, generation: u64) {
+        let current = self.live.load();
+        let is_current = current
+            .as_ref()
+            .is_some_and(|live| live.generation == generation);
+        if !is_current {
+            return;
+        }
+        self.live.store(None);
+        if !*self.closing.borrow() {
+            self.set_state(ConnectionState::Reconnecting);
+        }
+        self.broken.notify_one();
+    }
+
+    /// Picks a live connection round-robin (with its generation, to report
+    /// it broken later), or fails fast. The returned guard counts the
+    /// command in flight until dropped.
+    pub(super) fn checkout(&self) -> Result<(MultiplexedConnection, u64, InFlight<'_>)> {
+        // Count first, then check `closed`: shutdown sets `closed` before it
+        // reads the count, so either it sees this command or we see `closed`.
+        let guard = InFlight::enter(self);
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let live = self.live.load();
+        let Some(live) = live.as_ref() else {
+            return Err(Error::Unavailable {
+                state: self.state(),
+            });
+        };
+        let index = match live.connections.len() {
+            1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        Ok((live.connections[index].clone(), live.generation, guard))
+    }
+
+    /// Marks the handle closed and tells the supervisor; false when shutdown
+    /// had already started.
+    pub(super) fn start_closing(&self) -> bool {
+        self.closed.store(true, Ordering::Release);
+        !self.closing.send_replace(true)
+    }
+
+    /// Waits (for at most the command timeout) until no command is in
+    /// flight, drops the live set and ends in `Closed`.
+    pub(super) async fn finish_closing(&self) {
+        let drained = self.drained.notified();
+        tokio::pin!(drained);
+        // Registered before the count is read, so a command finishing in
+        // between still wakes us.
+        drained.as_mut().enable();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            let _ = tokio::time::timeout(self.config().command_timeout, drained).await;
+        }
+        self.live.store(None);
+        self.set_state(ConnectionState::Closed);
+    }
+
+    /// The last handle is gone: stop everything without waiting.
+    pub(super) fn abandon(&self) {
+        self.start_closing();
+        self.live.store(None);
+    }
+}
+
+/// Counts a command in flight so that shutdown can wait for it.
+pub(super) struct InFlight<'a> {
+    shared: &'a Shared,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight { shared }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.shared.is_closed() {
+            self.shared.drained.notify_waiters();
+        }
+    }
+}
