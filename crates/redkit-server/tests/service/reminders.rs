@@ -128,7 +128,12 @@ async fn a_reminder_arrives_when_due_on_the_embedded_store() {
 
 async fn pair(redis: &RedisServer, db: &TestDb) -> (TestServer, TestServer) {
     let config = test_config(&db.path());
-    let a = start_with(Some(fast_redis_config(&redis.url())), db.clone(), config.clone()).await;
+    let a = start_with(
+        Some(fast_redis_config(&redis.url())),
+        db.clone(),
+        config.clone(),
+    )
+    .await;
     let b = start_with(Some(fast_redis_config(&redis.url())), db.clone(), config).await;
     (a, b)
 }

@@ -7,13 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::config::QueueConfig;
 use super::job::{DeadJob, EnqueueOptions, Enqueued, JobInfo, JobState, QueueCounts};
 use super::keys::validate_job_id;
+use super::reply::{int_at, text_at};
 use super::shared::QueueShared;
-use super::worker::{Handler, Worker};
 use super::{metrics, scripts};
 use crate::error::{Error, Result};
 use crate::store::{ScriptArg, ScriptValue};
@@ -231,29 +230,6 @@ impl<T: Serialize> Queue<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Queue<T> {
-    /// Starts a worker running `handler` for this queue's jobs, with this
-    /// handle's concurrency, leases and retries; it runs until
-    /// [`Worker::shutdown`]. A handler's `Err` (or panic) fails the attempt:
-    /// the job is retried after a backoff, or dead-lettered after
-    /// `max_attempts`. A payload that does not decode as `T` is dead-lettered
-    /// at once with the decoding error.
-    pub fn start_worker<H: Handler<T>>(&self, handler: H) -> Worker {
-        Worker::start(self.clone(), handler)
-    }
-}
-
 fn as_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(super) fn int_at(items: &[ScriptValue], index: usize) -> i64 {
-    items.get(index).and_then(ScriptValue::as_i64).unwrap_or(0)
-}
-
-pub(super) fn text_at(items: &[ScriptValue], index: usize) -> Option<String> {
-    match items.get(index) {
-        Some(ScriptValue::Bytes(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        _ => None,
-    }
 }

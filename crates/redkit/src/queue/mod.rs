@@ -74,6 +74,7 @@ mod handle;
 mod job;
 mod keys;
 mod metrics;
+mod reply;
 mod scripts;
 mod shared;
 mod worker;

@@ -21,9 +21,10 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::handle::{Queue, int_at, text_at};
+use super::handle::Queue;
 use super::job::Job;
 use super::metrics;
+use super::reply::{int_at, text_at};
 use super::scripts;
 use super::shared::millis;
 use crate::connection::Backoff;
@@ -76,8 +77,20 @@ pub struct Worker {
     running: Arc<AtomicUsize>,
 }
 
+impl<T: DeserializeOwned + Send + 'static> Queue<T> {
+    /// Starts a worker running `handler` for this queue's jobs, with this
+    /// handle's concurrency, leases and retries; it runs until
+    /// [`Worker::shutdown`]. A handler's `Err` (or panic) fails the attempt:
+    /// the job is retried after a backoff, or dead-lettered after
+    /// `max_attempts`. A payload that does not decode as `T` is dead-lettered
+    /// at once with the decoding error.
+    pub fn start_worker<H: Handler<T>>(&self, handler: H) -> Worker {
+        Worker::start(self.clone(), handler)
+    }
+}
+
 impl Worker {
-    pub(super) fn start<T, H>(queue: Queue<T>, handler: H) -> Worker
+    fn start<T, H>(queue: Queue<T>, handler: H) -> Worker
     where
         T: DeserializeOwned + Send + 'static,
         H: Handler<T>,
