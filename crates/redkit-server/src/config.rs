@@ -38,11 +38,13 @@ pub struct ServiceConfig {
     pub trusted_proxies: TrustedProxies,
     /// Sessions. Default: redkit's (24 h rolling) with a 2 s local cache
     /// (most requests then read their session without a round trip; ends
-    /// and changes reach every instance through pub/sub) and a 5 min local
+    /// and changes reach every instance through pub/sub) and a 10 s local
     /// fail-safe. With Redis configured they are kept in Redis only (no
-    /// embedded fallback): while it is down, a session this instance read
-    /// in the last 5 minutes keeps working; others get 503, as do login and
-    /// logout (nothing can be created or ended meanwhile).
+    /// embedded fallback): while it cannot be reached, a session this
+    /// instance read from it in the last 10 s keeps working, read-only;
+    /// others get 503, as do login and logout (nothing can be created or
+    /// ended meanwhile). The trade-off: a session ended on another instance
+    /// during a partition is accepted here for up to those 10 s.
     pub sessions: SessionConfig,
     /// How long a task list stays cached. Default: 5 minutes (writes
     /// invalidate it at once).
@@ -73,7 +75,7 @@ impl Default for ServiceConfig {
             trusted_proxies: TrustedProxies::none(),
             sessions: SessionConfig::default()
                 .local_cache(Duration::from_secs(2))
-                .local_fail_safe(Duration::from_secs(300)),
+                .local_fail_safe(Duration::from_secs(10)),
             tasks_ttl: Duration::from_secs(300),
             dashboard_interval: Duration::from_secs(2),
             events_kept: 1000,

@@ -227,6 +227,22 @@ pub(crate) async fn check(
         let reachable = redis.ping_ms.is_some();
         if reachable {
             serving = Backend::Redis;
+        } else if redis.state == ConnectionState::Rejected {
+            // Not an outage: retries cannot fix it, other instances may be
+            // serving the shared data meanwhile, so this one must leave
+            // the load balancer's rotation and be looked at.
+            let serving_note = if mode == Backend::Fallback {
+                "; serving from this instance's embedded store, apart from other instances"
+            } else {
+                ""
+            };
+            flag(
+                HealthStatus::Unhealthy,
+                format!(
+                    "redis rejected this client: {}{serving_note}",
+                    redis.error.as_deref().unwrap_or("no reason given")
+                ),
+            );
         } else {
             let level = if mode == Backend::Fallback {
                 HealthStatus::Degraded
@@ -380,6 +396,10 @@ async fn check_redis(connection: &RedisConnection) -> RedisHealth {
         dbsize: None,
         error: None,
     };
+    if let Some(reason) = connection.rejection() {
+        health.error = Some(reason);
+        return health;
+    }
     match connection.ping().await {
         Ok(rtt) => health.ping_ms = Some(rtt.as_secs_f64() * 1000.0),
         Err(error) => {

@@ -15,3 +15,4 @@ mod session;
 mod store;
 mod support;
 mod tls;
+mod tower_store;
