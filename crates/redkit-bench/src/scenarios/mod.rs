@@ -3,6 +3,7 @@
 mod cache;
 mod http;
 mod limits;
+mod memory;
 mod queue;
 
 use crate::env::Env;
@@ -22,6 +23,7 @@ pub(crate) const ALL: &[&str] = &[
     "session_load",
     "queue_enqueue",
     "queue_roundtrip",
+    "embedded_memory",
     // Last: they install the service's metrics recorder for the process.
     "http_tasks_cached",
     "http_tasks_cached_embedded",
@@ -42,6 +44,7 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
         "session_load" => vec![limits::session_load(env).await],
         "queue_enqueue" => vec![queue::enqueue(env).await],
         "queue_roundtrip" => vec![queue::roundtrip(env).await],
+        "embedded_memory" => vec![memory::embedded_memory(env).await],
         "http_tasks_cached" => vec![http::tasks_cached(env, http::Backend::Redis).await],
         "http_tasks_cached_embedded" => {
             vec![http::tasks_cached(env, http::Backend::Embedded).await]
