@@ -61,6 +61,9 @@ pub enum Command {
     /// Exit code 0 when all pass, 1 with warnings, 2 with failures.
     #[command(after_help = REDIS_HELP)]
     Doctor(DoctorArgs),
+    /// Inspect and repair job queues in Redis (the same REDIS_* variables).
+    #[command(after_help = REDIS_HELP)]
+    Queue(QueueArgs),
 }
 
 /// Options of `redkit doctor`.
@@ -72,6 +75,49 @@ pub struct DoctorArgs {
     /// PINGs in the latency sample.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub pings: u32,
+}
+
+/// `redkit queue`: operator commands on redkit job queues.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+/// Subcommands of `redkit queue`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueueCommand {
+    /// List the queues with their waiting, running, delayed and dead counts.
+    List,
+    /// List a queue's dead jobs (oldest death first) with their last error.
+    Dead {
+        /// The queue's name.
+        queue: String,
+        /// Most jobs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Jobs to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Put dead jobs back to waiting, with a fresh attempt count.
+    Retry(DeadSelection),
+    /// Delete dead jobs.
+    Purge(DeadSelection),
+}
+
+/// Which dead jobs `retry` or `purge` act on.
+#[derive(Debug, Clone, Args)]
+pub struct DeadSelection {
+    /// The queue's name.
+    pub queue: String,
+    /// One dead job, by id.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Every dead job of the queue.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Options of `redkit serve`.
@@ -264,13 +310,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
-    /// The options of `serve`, whether it was named or not (`None` for
-    /// another subcommand).
-    pub fn serve_args(self) -> Option<ServeArgs> {
+    /// The options of `serve`, whether it was named or not (the defaults
+    /// for another subcommand).
+    pub fn serve_args(self) -> ServeArgs {
         match self.command {
-            Some(Command::Serve(args)) => Some(args),
-            None => Some(self.serve),
-            Some(_) => None,
+            Some(Command::Serve(args)) => args,
+            Some(Command::Queue(_) | Command::Doctor(_)) | None => self.serve,
         }
     }
 }
@@ -313,7 +358,6 @@ mod tests {
         let defaults = Cli::try_parse_from(["redkit", "serve"])
             .unwrap()
             .serve_args()
-            .unwrap()
             .service_config()
             .unwrap();
         assert_eq!(defaults.sessions.local_cache, Duration::from_secs(2));
@@ -329,7 +373,6 @@ mod tests {
         ])
         .unwrap()
         .serve_args()
-        .unwrap()
         .service_config()
         .unwrap();
         assert_eq!(exact.sessions.local_cache, Duration::ZERO);
@@ -338,7 +381,6 @@ mod tests {
         let no_fail_safe = Cli::try_parse_from(["redkit", "serve", "--session-fail-safe", "off"])
             .unwrap()
             .serve_args()
-            .unwrap()
             .service_config()
             .unwrap();
         assert_eq!(no_fail_safe.sessions.local_cache, Duration::from_secs(2));
@@ -346,7 +388,6 @@ mod tests {
         let longer = Cli::try_parse_from(["redkit", "serve", "--session-fail-safe", "1m"])
             .unwrap()
             .serve_args()
-            .unwrap()
             .service_config()
             .unwrap();
         assert_eq!(longer.sessions.local_fail_safe, Duration::from_secs(60));

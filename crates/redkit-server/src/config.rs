@@ -62,6 +62,9 @@ pub struct ServiceConfig {
     /// When set, the operator routes require `Authorization: Bearer
     /// <token>` (compared in constant time; never logged). Default: none.
     pub admin_token: Option<Secret>,
+    /// Events kept per user for `Last-Event-ID` replay (the newest; a
+    /// user's log is dropped 24 h after their last event). Default: 1000.
+    pub events_kept: usize,
     /// Every request is answered within this (from Redis, from a fallback,
     /// or as 503 with `Retry-After`), whatever Redis' latency. Default: 2 s.
     pub request_timeout: Duration,
@@ -88,6 +91,7 @@ impl Default for ServiceConfig {
             probe_interval: Duration::from_secs(1),
             admin_listen: None,
             admin_token: None,
+            events_kept: 1000,
             request_timeout: Duration::from_secs(2),
             connections: ConnectionLimits::default(),
             password_hashing: HashingLimits::default(),

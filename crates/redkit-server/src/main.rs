@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use redkit::Redkit;
 use redkit::config::RedisConfig;
-use redkit_server::cli::{Cli, Command, DoctorArgs};
+use redkit_server::cli::{Cli, Command, DoctorArgs, QueueArgs};
 use redkit_server::doctor::{self, DoctorOptions};
 use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_recorder};
 use tracing_subscriber::EnvFilter;
@@ -17,14 +17,22 @@ fn main() -> ExitCode {
     if let Some(Command::Doctor(args)) = &cli.command {
         return doctor(args);
     }
+    if let Some(Command::Queue(args)) = &cli.command {
+        // Logs to stderr, so stdout is only the command's output.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        return queue_command(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let Some(args) = cli.serve_args() else {
-        return ExitCode::FAILURE;
-    };
+    let args = cli.serve_args();
     // Configuration errors stop the program before anything is served.
     let configs = RedisConfig::from_env().and_then(|redis| Ok((redis, args.service_config()?)));
     let (redis, service) = match configs {
@@ -75,6 +83,55 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
         print!("{}", report.to_text());
     }
     ExitCode::from(report.exit_code())
+}
+
+/// `redkit queue …`: against the Redis of the `REDIS_*` variables.
+fn queue_command(args: &QueueArgs) -> ExitCode {
+    let redis = match RedisConfig::from_env() {
+        Ok(redis) if redis.enabled => redis,
+        Ok(_) => {
+            eprintln!(
+                "error: redkit queue needs Redis (set REDIS_URL or REDIS_HOST); without it, queues live inside the service process"
+            );
+            return ExitCode::from(2);
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let wait = redis.connect_timeout.max(std::time::Duration::from_secs(2));
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let kit = Redkit::builder()
+                    .redis(redis)
+                    .build()
+                    .map_err(|error| redkit_server::error_chain(&error))?;
+                if let Some(connection) = kit.connection() {
+                    connection
+                        .wait_ready(wait)
+                        .await
+                        .map_err(|error| redkit_server::error_chain(&error))?;
+                }
+                let output = redkit_server::queue_admin::run(&kit, &args.command)
+                    .await
+                    .map_err(|error| redkit_server::error_chain(&error));
+                kit.shutdown().await;
+                output
+            })
+        });
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(

@@ -182,6 +182,18 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// In fallback mode, Redis is unreachable and the queue's in-memory
+    /// buffer is full: the job was not enqueued.
+    #[error(
+        "queue {queue}: redis is unreachable and the fallback buffer is full ({capacity} jobs); the job was not enqueued"
+    )]
+    QueueBufferFull {
+        /// The queue's name.
+        queue: String,
+        /// The buffer's capacity (`QueueConfig::buffer_capacity`).
+        capacity: usize,
+    },
+
     /// A server-side script failed.
     #[error("script {script} failed: {message}")]
     Script {

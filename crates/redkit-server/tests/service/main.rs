@@ -12,4 +12,6 @@ mod instances;
 mod limits;
 mod ops;
 mod outage;
+mod queue_cli;
+mod reminders;
 mod support;

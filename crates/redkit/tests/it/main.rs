@@ -5,10 +5,12 @@
 mod cache;
 mod config;
 mod connection;
+mod events;
 mod extract;
 mod fallback;
 mod health;
 mod properties;
+mod queue;
 mod ratelimit;
 mod session;
 mod store;
