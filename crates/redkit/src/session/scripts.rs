@@ -95,6 +95,8 @@ pub(super) static DESTROY: LazyLock<Script> = LazyLock::new(|| {
 /// Reads the record and extends its life to at least `ARGV[1]` ms from
 /// now — never shortens it (a record expiring in a day keeps its day). One
 /// round trip, where `GET` + `PTTL` + `PEXPIRE` would be three and racy.
+/// Used by the tower-sessions store only.
+#[cfg(feature = "tower-sessions")]
 pub(super) static ROLLING_GET: LazyLock<Script> = LazyLock::new(|| {
     fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
         let Some(value) = ctx.get(0)? else {
