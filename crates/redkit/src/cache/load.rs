@@ -74,7 +74,9 @@ impl<S: Store> Cache<S> {
     ///   hard timeout; with a stale value at hand and a soft timeout, callers
     ///   get the stale value after the soft timeout while loading goes on;
     /// - if the loader fails or times out, a stale value within the fail-safe
-    ///   limit is returned instead of the error.
+    ///   limit is returned instead of the error, and for the fail-safe
+    ///   throttle ([`EntryOptions::fail_safe_throttle`]) that stale value is
+    ///   served without calling the loader again.
     pub async fn get_or_set_with<T, F, Fut, E>(
         &self,
         key: &str,
@@ -104,6 +106,18 @@ impl<S: Store> Cache<S> {
             other => other,
         };
         engine.counters.misses(1);
+        if let Some(found) = &stale
+            && now
+                < found
+                    .meta
+                    .fresh_until
+                    .saturating_add(millis(options.fail_safe_max))
+            && engine.loader_throttled(key, now)
+        {
+            // The loader failed a moment ago: do not call it on every read.
+            engine.counters.stale_served(1);
+            return Ok(found.value.clone());
+        }
         if let Some(found) = &stale
             && now
                 < found
@@ -151,6 +165,11 @@ impl<S: Store> Cache<S> {
                             .saturating_add(millis(options.fail_safe_max)) =>
                 {
                     engine.counters.stale_served(1);
+                    let now = engine.now_ms();
+                    engine.throttle_loader(
+                        key,
+                        now.saturating_add(millis(options.fail_safe_throttle)),
+                    );
                     tracing::warn!(
                         cache = engine.layout.namespace(), key, error = %error,
                         "loader failed; serving the stale value (fail-safe)"
