@@ -41,6 +41,8 @@ pub(crate) struct Engine<S> {
     /// Keys whose loader failed and whose stale value is served instead,
     /// until the time (ms) it may run again (the fail-safe throttle).
     throttled: moka::sync::Cache<String, u64>,
+    /// Whether the task writing pending tag versions runs.
+    pub(super) retrying_tags: std::sync::atomic::AtomicBool,
 }
 
 /// Keys an instance remembers as throttled at most (a bound on memory; a
@@ -92,6 +94,7 @@ impl<S: Store> Engine<S> {
             breaker,
             flights: Flights::default(),
             throttled: moka::sync::Cache::new(MAX_THROTTLED_KEYS),
+            retrying_tags: std::sync::atomic::AtomicBool::new(false),
         });
         engine
             .backplane
