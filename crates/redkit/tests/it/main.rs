@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod connection;
 mod fallback;
+mod healing;
 mod health;
 mod properties;
 mod ratelimit;
