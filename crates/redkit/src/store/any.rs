@@ -374,28 +374,49 @@ async fn recover_on_ready(
     }
 }
 
+/// Replays run at once (in order between groups: a fail-safe replay, last,
+/// runs after every change it stands for).
+const REPLAY_GROUP: usize = 64;
+
 /// Replays everything recorded; false when Redis stopped taking replays
 /// (what is left stays journaled for the next attempt).
 async fn replay_all(redis: &RedisStore, recovery: &Recovery) -> bool {
     loop {
-        let mut batch = recovery.journal.take().into_iter();
-        let mut replayed = 0usize;
-        while let Some((id, replay)) = batch.next() {
-            if let Err(error) = replay.run(redis.clone()).await {
-                tracing::warn!(change = id, error = %error, "replaying an outage change on Redis failed; will retry");
-                let mut rest = vec![(id, replay)];
-                rest.extend(batch);
-                recovery.journal.put_back(rest);
-                if redis.connection().state() != ConnectionState::Ready {
-                    return false;
-                }
-                tokio::time::sleep(REPLAY_RETRY).await;
+        let batch = recovery.journal.take();
+        let total = batch.len();
+        let mut groups = batch.chunks(REPLAY_GROUP).enumerate();
+        let mut failed_at = None;
+        for (index, group) in groups.by_ref() {
+            let results = futures_util::future::join_all(
+                group.iter().map(|(_, replay)| replay.run(redis.clone())),
+            )
+            .await;
+            let failed: Vec<(String, Replay)> = group
+                .iter()
+                .zip(results)
+                .filter_map(|(change, result)| {
+                    result.err().map(|error| {
+                        tracing::warn!(change = change.0, error = %error, "replaying an outage change on Redis failed; will retry");
+                        change.clone()
+                    })
+                })
+                .collect();
+            if !failed.is_empty() {
+                failed_at = Some((index, failed));
                 break;
             }
-            replayed += 1;
         }
-        if replayed > 0 {
-            tracing::info!(changes = replayed, "outage changes replayed on Redis");
+        if let Some((index, mut rest)) = failed_at {
+            rest.extend(batch.into_iter().skip((index + 1) * REPLAY_GROUP));
+            recovery.journal.put_back(rest);
+            if redis.connection().state() != ConnectionState::Ready {
+                return false;
+            }
+            tokio::time::sleep(REPLAY_RETRY).await;
+            continue;
+        }
+        if total > 0 {
+            tracing::info!(changes = total, "outage changes replayed on Redis");
         }
         if recovery.journal.if_empty(|| {}) {
             return true;

@@ -290,3 +290,34 @@ async fn penalties_given_during_an_outage_hold_after_recovery() {
     assert!(held, "a penalty given during the outage was forgiven by recovery");
     assert!(!b.check(&policy, "1.2.3.4", 1).await.unwrap().allowed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_clears_the_cache_namespace_on_recovery() {
+    let mut server = durable_server();
+    let (a_kit, b_kit) = (ready_kit(&server).await, ready_kit(&server).await);
+    let a = a_kit.cache("tasks").backplane(false).build().await.unwrap();
+    let b = b_kit.cache("tasks").build().await.unwrap();
+    let last = format!("t:{}", redkit::store::journal::JOURNAL_CAPACITY);
+    let options = a.options().tag(last.clone());
+    let db = Db::default();
+    assert_eq!(db.list(&b, &options).await, 0);
+    b.set("control", &7u32, &b.options()).await.unwrap();
+    assert!(!server.cli(&["KEYS", "*tasks:v:control"]).trim().is_empty());
+
+    let new = db.write();
+    outage(&mut server, &[&a_kit, &b_kit], || async {
+        // One more distinct change than the journal holds: the last one
+        // is refused, and the cache records the clear of its namespace.
+        for i in 0..=redkit::store::journal::JOURNAL_CAPACITY {
+            a.invalidate_tag(&format!("t:{i}")).await.unwrap();
+        }
+    })
+    .await;
+    let cleared = eventually(Duration::from_secs(3), || async {
+        b.get::<u32>("control").await.unwrap().is_none()
+            && server.cli(&["KEYS", "*tasks:v:control"]).trim().is_empty()
+    })
+    .await;
+    assert!(cleared, "the namespace was not cleared on Redis");
+    assert_eq!(db.list(&b, &options).await, new);
+}
