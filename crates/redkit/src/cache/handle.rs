@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backplane::CacheChange;
-use super::recovery::Apply;
 use super::engine::Engine;
 use super::options::EntryOptions;
+use super::recovery::Apply;
 use super::stats::CacheStats;
 use crate::error::Result;
 use crate::store::Store;

@@ -30,11 +30,7 @@ impl<S: Store> Engine<S> {
     /// re-apply `change` on Redis (with `apply` before its message).
     pub(super) fn journal(&self, id: String, change: CacheChange, apply: Apply) {
         let namespace = self.layout.namespace();
-        let replay = replay_of(
-            self.layout.clone(),
-            self.notice_bytes(change),
-            apply,
-        );
+        let replay = replay_of(self.layout.clone(), self.notice_bytes(change), apply);
         if self
             .store
             .record_for_recovery(format!("cache:{namespace}:{id}"), replay)
@@ -157,7 +153,9 @@ async fn retry_pending_tags<S: Store>(engine: Weak<Engine<S>>) {
                     },
                 );
             }
-            engine.publish(CacheChange::Tag { t: tag, v: version }).await;
+            engine
+                .publish(CacheChange::Tag { t: tag, v: version })
+                .await;
         }
     }
 }

@@ -341,11 +341,7 @@ const REPLAY_RETRY: Duration = Duration::from_millis(200);
 /// The recovery task of a fallback store: on every return to `Ready` (and
 /// whenever a change is recorded while Redis is up), replays the journal on
 /// Redis, clears the embedded store, and only then lets calls go to Redis.
-async fn recover_on_ready(
-    redis: RedisStore,
-    embedded: EmbeddedStore,
-    shared: Arc<Recovery>,
-) {
+async fn recover_on_ready(redis: RedisStore, embedded: EmbeddedStore, shared: Arc<Recovery>) {
     let connection = redis.connection().clone();
     let mut changes = connection.state_changes();
     let mut was_ready = false;

@@ -161,11 +161,20 @@ mod tests {
         journal.record("k0".to_owned(), noop()).unwrap();
         let error = journal.record("new".to_owned(), noop()).unwrap_err();
         assert!(matches!(error, Error::JournalFull { .. }), "{error:?}");
-        journal.record_fail_safe("cache:x".to_owned(), noop()).unwrap();
+        journal
+            .record_fail_safe("cache:x".to_owned(), noop())
+            .unwrap();
         let taken = journal.take();
         assert_eq!(taken.len(), JOURNAL_CAPACITY + 1);
-        assert_eq!(taken[JOURNAL_CAPACITY - 1].0, "k0", "replaced ids move last");
-        assert_eq!(taken[JOURNAL_CAPACITY].0, "cache:x", "fail-safe replays run last");
+        assert_eq!(
+            taken[JOURNAL_CAPACITY - 1].0,
+            "k0",
+            "replaced ids move last"
+        );
+        assert_eq!(
+            taken[JOURNAL_CAPACITY].0, "cache:x",
+            "fail-safe replays run last"
+        );
         assert!(journal.if_empty(|| {}));
     }
 

@@ -263,9 +263,17 @@ mod suite {
         );
         clock.advance(Duration::from_millis(2100));
         assert_eq!(read(true).await.unwrap(), 0);
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "after the throttle the loader runs again");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "after the throttle the loader runs again"
+        );
         clock.advance(Duration::from_millis(2100));
-        assert_eq!(read(false).await.unwrap(), 3, "a working loader is used at once");
+        assert_eq!(
+            read(false).await.unwrap(),
+            3,
+            "a working loader is used at once"
+        );
     }
 
     pub async fn loader_controls_caching<S: Store>(store: S) {

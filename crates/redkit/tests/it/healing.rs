@@ -135,7 +135,11 @@ async fn a_write_redis_refuses_to_invalidate_is_visible_within_the_bound() {
     a.invalidate_tag("user:1")
         .await
         .expect("a refused invalidation is kept and retried, not lost");
-    assert_eq!(db.list(&a, &options).await, new, "the writer never reads its old value");
+    assert_eq!(
+        db.list(&a, &options).await,
+        new,
+        "the writer never reads its old value"
+    );
     seconds_until(
         "write visible through another instance while Redis is at maxmemory",
         Duration::from_secs(1),
@@ -144,7 +148,11 @@ async fn a_write_redis_refuses_to_invalidate_is_visible_within_the_bound() {
     .await;
     // The cut-off instance cannot know before Redis takes the new version.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(db.list(&b, &options).await, new, "B stays fresh while Redis is full");
+    assert_eq!(
+        db.list(&b, &options).await,
+        new,
+        "B stays fresh while Redis is full"
+    );
 
     server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     seconds_until(
@@ -287,7 +295,10 @@ async fn penalties_given_during_an_outage_hold_after_recovery() {
         async move { store.check(&policy, "1.2.3.4", 0).await.unwrap().remaining == 0 }
     })
     .await;
-    assert!(held, "a penalty given during the outage was forgiven by recovery");
+    assert!(
+        held,
+        "a penalty given during the outage was forgiven by recovery"
+    );
     assert!(!b.check(&policy, "1.2.3.4", 1).await.unwrap().allowed);
 }
 
