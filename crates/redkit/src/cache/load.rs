@@ -235,6 +235,19 @@ impl<S: Store> Cache<S> {
         } else {
             None
         };
+        // The tags' versions before loading: if one moves while the loader
+        // runs, what it read may predate that invalidation, so it is not
+        // cached (it would otherwise be stored with the new version).
+        let tag_names: Vec<&str> = options.tags.iter().map(String::as_str).collect();
+        let versions_before = if tag_names.is_empty() {
+            None
+        } else {
+            engine
+                .tags()
+                .current(&engine.store, &engine.layout, &tag_names)
+                .await
+                .ok()
+        };
         engine.counters.loader_calls(1);
         let started = Instant::now();
         let loaded = match options.hard_timeout {
@@ -253,7 +266,21 @@ impl<S: Store> Cache<S> {
             .record(started.elapsed().as_secs_f64());
         let landing = match loaded {
             Ok(loaded) => {
-                if loaded.cache {
+                let invalidated_meanwhile = match (&versions_before, &loaded.tags) {
+                    (Some(before), None) => engine
+                        .tags()
+                        .current(&engine.store, &engine.layout, &tag_names)
+                        .await
+                        .map_or(true, |now| &now != before),
+                    _ => false,
+                };
+                if invalidated_meanwhile {
+                    tracing::debug!(
+                        cache = engine.layout.namespace(),
+                        key,
+                        "a tag was invalidated while loading; the value is returned, not cached"
+                    );
+                } else if loaded.cache {
                     let mut options = options.clone();
                     if let Some(ttl) = loaded.ttl {
                         options.ttl = ttl;

@@ -276,6 +276,30 @@ mod suite {
         );
     }
 
+    pub async fn an_invalidation_during_a_load_is_not_lost<S: Store>(store: S) {
+        let cache = Cache::builder(store, "racing").build().await.unwrap();
+        let options = cache.options().tag("user:1");
+        let writer = cache.clone();
+        // The loader reads the old data, then a write commits and
+        // invalidates before the loaded value is stored.
+        let value = cache
+            .get_or_set("list", &options, move || async move {
+                writer.invalidate_tag("user:1").await.unwrap();
+                Ok::<_, Failure>(1u32)
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 1, "the caller still gets what was loaded");
+        let reloaded = cache
+            .get_or_set("list", &options, || async { Ok::<_, Failure>(2u32) })
+            .await
+            .unwrap();
+        assert_eq!(
+            reloaded, 2,
+            "a value loaded before an invalidation was cached"
+        );
+    }
+
     pub async fn loader_controls_caching<S: Store>(store: S) {
         let cache = Cache::builder(store, "loaded").build().await.unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
@@ -535,6 +559,7 @@ macro_rules! every_check {
             stale_while_revalidate,
             fail_safe_and_timeouts,
             fail_safe_throttle_spares_the_loader,
+            an_invalidation_during_a_load_is_not_lost,
             loader_controls_caching,
             tags_invalidate_only_their_entries,
             hostile_keys_and_patterns,
