@@ -51,14 +51,22 @@ macro_rules! columns {
 }
 
 impl Database {
-    /// Every task of `user_id`, oldest first.
-    pub async fn list_tasks(&self, user_id: i64) -> Result<Vec<Task>, sqlx::Error> {
+    /// At most `limit` tasks of `user_id` with an id above `after`, oldest
+    /// first (keyset pagination: a page is stable while tasks are added).
+    pub async fn list_tasks(
+        &self,
+        user_id: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Task>, sqlx::Error> {
         sqlx::query_as::<_, Task>(concat!(
             "SELECT ",
             columns!(),
-            " FROM tasks WHERE user_id = ? ORDER BY id"
+            " FROM tasks WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?"
         ))
         .bind(user_id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
     }

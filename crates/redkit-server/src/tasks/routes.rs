@@ -1,13 +1,14 @@
 //! The `/tasks` handlers.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use redkit::cache::{EntryOptions, Loaded};
+use serde::{Deserialize, Serialize};
 
 use super::rendered::Rendered;
-use super::validate::{CreateTask, UpdateTask, task_id};
+use super::validate::{CreateTask, PageQuery, UpdateTask, task_id};
 use crate::api_error::ApiError;
 use crate::auth::CurrentUser;
 use crate::db::Task;
@@ -35,24 +36,51 @@ fn not_found(id: i64) -> ApiError {
 /// Why a loader failed: the database, or (never in practice) encoding.
 type LoadError = Box<dyn std::error::Error + Send + Sync>;
 
-/// GET /tasks: the user's tasks, oldest first (cached as rendered JSON).
+/// One page of a user's task list as cached: the rendered body and, while
+/// more tasks remain, the id the next page starts after.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Page {
+    body: Rendered,
+    next_after: Option<i64>,
+}
+
+/// GET /tasks?limit=N&after=ID: a page of the user's tasks, oldest first
+/// (keyset pagination by id; cached per page as rendered JSON, every page
+/// invalidated by any write of the user), with `Link: <…>; rel="next"`
+/// while more remain.
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Rendered, ApiError> {
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = PageQuery::parse(query.as_deref())?;
     let db = state.db.clone();
-    let body = state
+    let cached = state
         .tasks
         .get_or_set(
-            &format!("u:{}:list", user.id),
+            &format!("u:{}:list:{}:{}", user.id, page.after, page.limit),
             &cache_options(&state, user.id),
             move || async move {
-                let tasks = db.list_tasks(user.id).await?;
-                Ok::<_, LoadError>(Rendered::of(&tasks)?)
+                // One more than the page, to know whether a next one exists.
+                let mut tasks = db.list_tasks(user.id, page.after, page.limit + 1).await?;
+                let more = tasks.len() > page.limit as usize;
+                tasks.truncate(page.limit as usize);
+                let next_after = more.then(|| tasks.last().map(|task| task.id)).flatten();
+                Ok::<_, LoadError>(Page {
+                    body: Rendered::of(&tasks)?,
+                    next_after,
+                })
             },
         )
         .await?;
-    Ok(body)
+    let mut response = cached.body.into_response();
+    if let Some(after) = cached.next_after {
+        let link = format!("</tasks?limit={}&after={after}>; rel=\"next\"", page.limit);
+        if let Ok(link) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(response)
 }
 
 /// GET /tasks/{id}: one task of the user (cached as rendered JSON), 404

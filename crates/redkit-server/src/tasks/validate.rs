@@ -7,6 +7,74 @@ use crate::api_error::ApiError;
 use crate::db::{NewTask, TaskPatch};
 
 const TITLE_MAX: usize = 200;
+/// Tasks per page of `GET /tasks` when `limit` is not given.
+pub(crate) const PAGE_DEFAULT: u32 = 100;
+/// The largest `limit` of `GET /tasks`: bounds one answer to ~1 MB.
+pub(crate) const PAGE_MAX: u32 = 1000;
+
+/// The query of `GET /tasks`: `limit` (1 to 1000, default 100) and `after`
+/// (the last id of the previous page, default 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageQuery {
+    pub(crate) limit: u32,
+    pub(crate) after: i64,
+}
+
+impl PageQuery {
+    /// Parses the raw query string; anything else than one `limit` and one
+    /// `after` of digits is a 422 naming the parameter.
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut page = PageQuery {
+            limit: PAGE_DEFAULT,
+            after: 0,
+        };
+        let (mut seen_limit, mut seen_after) = (false, false);
+        for pair in query
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let seen = match name {
+                "limit" => &mut seen_limit,
+                "after" => &mut seen_after,
+                _ => {
+                    return Err(ApiError::invalid_field(
+                        "query",
+                        "expected only `limit` and `after` parameters",
+                    ));
+                }
+            };
+            if std::mem::replace(seen, true) {
+                return Err(ApiError::invalid_field(name, "expected the parameter once"));
+            }
+            let number = (!value.is_empty()
+                && value.len() <= 19
+                && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse::<i64>().ok())
+            .flatten();
+            match (name, number) {
+                ("limit", Some(limit)) if (1..=i64::from(PAGE_MAX)).contains(&limit) => {
+                    page.limit = u32::try_from(limit).unwrap_or(PAGE_DEFAULT);
+                }
+                ("limit", _) => {
+                    return Err(ApiError::invalid_field(
+                        "limit",
+                        format!("expected a whole number from 1 to {PAGE_MAX}"),
+                    ));
+                }
+                (_, Some(after)) => page.after = after,
+                _ => {
+                    return Err(ApiError::invalid_field(
+                        "after",
+                        "expected the id of the last task of the previous page (a whole number of 0 or more)",
+                    ));
+                }
+            }
+        }
+        Ok(page)
+    }
+}
 const DESCRIPTION_MAX: usize = 5000;
 
 /// Body of POST /tasks.

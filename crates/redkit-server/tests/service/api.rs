@@ -38,7 +38,104 @@ on_both_stores!(
     bad_requests_get_clear_json_errors_and_change_nothing,
     task_lists_are_cached_and_writes_invalidate_them,
     events_stream_the_users_own_changes,
+    task_lists_are_paginated_by_id,
 );
+
+/// The `after` of a `Link: <…>; rel="next"` header, if any.
+fn next_after(reply: &crate::support::Reply) -> Option<String> {
+    let link = reply.headers.get("link")?.to_str().unwrap().to_owned();
+    assert!(link.ends_with("rel=\"next\""), "{link}");
+    let target = link.trim_start_matches('<').split('>').next().unwrap();
+    Some(target.split("after=").nth(1).unwrap().to_owned())
+}
+
+fn titles(reply: &crate::support::Reply) -> Vec<String> {
+    reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn task_lists_are_paginated_by_id(redis: Option<RedisConfig>) {
+    let server = start(redis).await;
+    let mut alice = Client::registered(&server, "alice").await;
+    let mut bob = Client::registered(&server, "bob").await;
+    for n in 1..=7 {
+        assert_eq!(
+            alice
+                .post("/tasks", json!({"title": format!("a{n}")}))
+                .await
+                .status,
+            201
+        );
+    }
+    assert_eq!(bob.post("/tasks", json!({"title": "b1"})).await.status, 201);
+
+    // Pages of 3 by id, following Link until it is absent.
+    let mut pages = Vec::new();
+    let mut path = "/tasks?limit=3".to_owned();
+    loop {
+        let reply = alice.get(&path).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        pages.push(titles(&reply));
+        match next_after(&reply) {
+            Some(after) => path = format!("/tasks?limit=3&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![vec!["a1", "a2", "a3"], vec!["a4", "a5", "a6"], vec!["a7"]]
+    );
+    // The default page holds everything here, with no Link.
+    let all = alice.get("/tasks").await;
+    assert_eq!(titles(&all).len(), 7);
+    assert!(all.headers.get("link").is_none());
+
+    // Pages are cached, and a write invalidates every page of the user.
+    let last_after = {
+        let second = alice.get("/tasks?limit=3&after=0").await;
+        next_after(&second).unwrap()
+    };
+    assert_eq!(
+        alice.post("/tasks", json!({"title": "a8"})).await.status,
+        201
+    );
+    let page = alice.get("/tasks?limit=3&after=0").await;
+    assert_eq!(titles(&page), vec!["a1", "a2", "a3"]);
+    let rest = alice
+        .get(&format!("/tasks?limit=100&after={last_after}"))
+        .await;
+    assert_eq!(titles(&rest), vec!["a4", "a5", "a6", "a7", "a8"]);
+
+    // Bad parameters are named; nothing else is accepted.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=", "limit"),
+        ("limit=99999999999999999999999", "limit"),
+        ("after=-1", "after"),
+        ("after=1.5", "after"),
+        ("limit=1&limit=2", "limit"),
+        ("page=2", "query"),
+        ("limit=%31", "limit"),
+    ] {
+        let reply = alice.get(&format!("/tasks?{query}")).await;
+        assert_eq!(reply.status, 422, "{query}: {reply:?}");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{query}: {message}");
+        assert!(message.contains("expected"), "{query}: {message}");
+    }
+    // `limit` is bounded at 1000: a user with many tasks never gets them all at once.
+    let bounded = alice.get("/tasks?limit=1000").await;
+    assert_eq!(bounded.status, 200);
+    assert_eq!(titles(&bob.get("/tasks").await), vec!["b1"]);
+    server.stop().await;
+}
 
 async fn register_login_logout_and_me(redis: Option<RedisConfig>) {
     let server = start(redis).await;

@@ -5,6 +5,7 @@
 mod api;
 mod binary;
 mod dashboard;
+mod faults;
 mod health;
 mod instances;
 mod limits;
