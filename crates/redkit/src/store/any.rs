@@ -31,7 +31,7 @@ use crate::error::Result;
 /// A call that fell back to the embedded store this recently (ms) counts as
 /// "served locally" for the journal even if the connection still says
 /// `Ready` (a timeout does not mark it broken).
-const FELL_BACK_RECENTLY_MS: u64 = 5_000;
+const FELL_BACK_RECENTLY_MS: u64 = 1_000;
 
 /// The store a [`Redkit`](crate::Redkit) handle was configured with.
 #[derive(Debug, Clone)]
