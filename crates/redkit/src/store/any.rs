@@ -145,8 +145,18 @@ impl AnyStore {
                     < FELL_BACK_RECENTLY_MS)
     }
 
+    /// After a change was journaled: while Redis is away, calls must wait
+    /// for its replay before going to Redis again. A change that fell back
+    /// while the connection stayed `Ready` (a timeout: Redis slow, not gone)
+    /// is replayed in the background without taking calls off Redis.
     fn mark_pending(&self) {
-        self.recovery.replay_pending.store(true, Ordering::Release);
+        let ready = self
+            .redis
+            .as_ref()
+            .is_some_and(|redis| redis.connection().state() == ConnectionState::Ready);
+        if !ready {
+            self.recovery.replay_pending.store(true, Ordering::Release);
+        }
         self.recovery.recorded.notify_one();
     }
 
@@ -347,7 +357,8 @@ async fn recover_on_ready(redis: RedisStore, embedded: EmbeddedStore, shared: Ar
     let mut was_ready = false;
     loop {
         let ready = connection.state() == ConnectionState::Ready;
-        if ready && (!was_ready || shared.replay_pending.load(Ordering::Acquire)) {
+        let recorded = !shared.journal.if_empty(|| {});
+        if ready && (!was_ready || recorded || shared.replay_pending.load(Ordering::Acquire)) {
             // Replay until the journal is empty, then switch in one step.
             if replay_all(&redis, &shared).await {
                 let cleared = shared.journal.if_empty(|| {
