@@ -50,6 +50,52 @@ pub enum Command {
     /// Run the reference service (the default).
     #[command(after_help = REDIS_HELP)]
     Serve(ServeArgs),
+    /// Inspect and repair job queues in Redis (the same REDIS_* variables).
+    #[command(after_help = REDIS_HELP)]
+    Queue(QueueArgs),
+}
+
+/// `redkit queue`: operator commands on redkit job queues.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+/// Subcommands of `redkit queue`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueueCommand {
+    /// List the queues with their waiting, running, delayed and dead counts.
+    List,
+    /// List a queue's dead jobs (oldest death first) with their last error.
+    Dead {
+        /// The queue's name.
+        queue: String,
+        /// Most jobs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Jobs to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Put dead jobs back to waiting, with a fresh attempt count.
+    Retry(DeadSelection),
+    /// Delete dead jobs.
+    Purge(DeadSelection),
+}
+
+/// Which dead jobs `retry` or `purge` act on.
+#[derive(Debug, Clone, Args)]
+pub struct DeadSelection {
+    /// The queue's name.
+    pub queue: String,
+    /// One dead job, by id.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Every dead job of the queue.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Options of `redkit serve`.
@@ -83,10 +129,16 @@ pub struct ServeArgs {
     pub session_ttl: Duration,
     /// Keep sessions read in process this long (s, m or h; changes reach
     /// every instance through pub/sub), or `off` to read every session from
-    /// Redis. With it, a session read in the last 5 minutes keeps working
-    /// while Redis is down.
+    /// Redis (which also turns the session fail-safe off).
     #[arg(long, env = "REDKIT_SESSION_CACHE", default_value = "2s", value_parser = parse_optional_duration)]
     pub session_cache: Toggle<Duration>,
+    /// While Redis cannot be reached, a session this instance read from it
+    /// within this long (ms, s, m or h) keeps working, read-only; or `off`.
+    /// Security trade-off: a session ended elsewhere meanwhile (logout,
+    /// logout-all) is still accepted here for at most this long after this
+    /// instance's last successful read of it. Needs --session-cache.
+    #[arg(long, env = "REDKIT_SESSION_FAIL_SAFE", default_value = "10s", value_parser = parse_optional_duration)]
+    pub session_fail_safe: Toggle<Duration>,
     /// Admit requests far from their limit from units leased from Redis
     /// (10 % of the remaining quota, for 100 ms; never past the limit).
     /// `false` counts every request in Redis.
@@ -138,7 +190,10 @@ impl ServeArgs {
         config.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         config.sessions = config.sessions.ttl(self.session_ttl);
         if let Toggle(Some(duration)) = self.session_cache {
-            config.sessions = config.sessions.local_cache(duration);
+            config.sessions = config
+                .sessions
+                .local_cache(duration)
+                .local_fail_safe(self.session_fail_safe.0.unwrap_or(Duration::ZERO));
         } else {
             config.sessions = config
                 .sessions
@@ -216,7 +271,7 @@ impl Cli {
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(Command::Queue(_)) | None => self.serve,
         }
     }
 }
@@ -262,7 +317,7 @@ mod tests {
             .service_config()
             .unwrap();
         assert_eq!(defaults.sessions.local_cache, Duration::from_secs(2));
-        assert_eq!(defaults.sessions.local_fail_safe, Duration::from_secs(300));
+        assert_eq!(defaults.sessions.local_fail_safe, Duration::from_secs(10));
         assert!(defaults.rate_limit_leases.is_some());
         let exact = Cli::try_parse_from([
             "redkit",
@@ -279,5 +334,18 @@ mod tests {
         assert_eq!(exact.sessions.local_cache, Duration::ZERO);
         assert_eq!(exact.sessions.local_fail_safe, Duration::ZERO);
         assert!(exact.rate_limit_leases.is_none());
+        let no_fail_safe = Cli::try_parse_from(["redkit", "serve", "--session-fail-safe", "off"])
+            .unwrap()
+            .serve_args()
+            .service_config()
+            .unwrap();
+        assert_eq!(no_fail_safe.sessions.local_cache, Duration::from_secs(2));
+        assert_eq!(no_fail_safe.sessions.local_fail_safe, Duration::ZERO);
+        let longer = Cli::try_parse_from(["redkit", "serve", "--session-fail-safe", "1m"])
+            .unwrap()
+            .serve_args()
+            .service_config()
+            .unwrap();
+        assert_eq!(longer.sessions.local_fail_safe, Duration::from_secs(60));
     }
 }

@@ -38,17 +38,22 @@ pub struct ServiceConfig {
     pub trusted_proxies: TrustedProxies,
     /// Sessions. Default: redkit's (24 h rolling) with a 2 s local cache
     /// (most requests then read their session without a round trip; ends
-    /// and changes reach every instance through pub/sub) and a 5 min local
+    /// and changes reach every instance through pub/sub) and a 10 s local
     /// fail-safe. With Redis configured they are kept in Redis only (no
-    /// embedded fallback): while it is down, a session this instance read
-    /// in the last 5 minutes keeps working; others get 503, as do login and
-    /// logout (nothing can be created or ended meanwhile).
+    /// embedded fallback): while it cannot be reached, a session this
+    /// instance read from it in the last 10 s keeps working, read-only;
+    /// others get 503, as do login and logout (nothing can be created or
+    /// ended meanwhile). The trade-off: a session ended on another instance
+    /// during a partition is accepted here for up to those 10 s.
     pub sessions: SessionConfig,
     /// How long a task list stays cached. Default: 5 minutes (writes
     /// invalidate it at once).
     pub tasks_ttl: Duration,
     /// How often the dashboard samples the service. Default: 2 s.
     pub dashboard_interval: Duration,
+    /// Events kept per user for `Last-Event-ID` replay (the newest; a
+    /// user's log is dropped 24 h after their last event). Default: 1000.
+    pub events_kept: usize,
     /// Every request is answered within this (from Redis, from a fallback,
     /// or as 503 with `Retry-After`), whatever Redis' latency. Default: 2 s.
     pub request_timeout: Duration,
@@ -70,9 +75,10 @@ impl Default for ServiceConfig {
             trusted_proxies: TrustedProxies::none(),
             sessions: SessionConfig::default()
                 .local_cache(Duration::from_secs(2))
-                .local_fail_safe(Duration::from_secs(300)),
+                .local_fail_safe(Duration::from_secs(10)),
             tasks_ttl: Duration::from_secs(300),
             dashboard_interval: Duration::from_secs(2),
+            events_kept: 1000,
             request_timeout: Duration::from_secs(2),
             connections: ConnectionLimits::default(),
             password_hashing: HashingLimits::default(),

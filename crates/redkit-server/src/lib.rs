@@ -28,6 +28,8 @@ mod error;
 pub mod events;
 mod json;
 mod metrics;
+pub mod queue_admin;
+pub mod reminders;
 mod routes;
 mod server;
 mod shutdown;

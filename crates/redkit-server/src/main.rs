@@ -6,12 +6,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use redkit::Redkit;
 use redkit::config::RedisConfig;
-use redkit_server::cli::Cli;
+use redkit_server::cli::{Cli, Command, QueueArgs};
 use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_recorder};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Queue(args)) = &cli.command {
+        // Logs to stderr, so stdout is only the command's output.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        return queue_command(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -38,6 +48,55 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", redkit_server::error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `redkit queue …`: against the Redis of the `REDIS_*` variables.
+fn queue_command(args: &QueueArgs) -> ExitCode {
+    let redis = match RedisConfig::from_env() {
+        Ok(redis) if redis.enabled => redis,
+        Ok(_) => {
+            eprintln!(
+                "error: redkit queue needs Redis (set REDIS_URL or REDIS_HOST); without it, queues live inside the service process"
+            );
+            return ExitCode::from(2);
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let wait = redis.connect_timeout.max(std::time::Duration::from_secs(2));
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let kit = Redkit::builder()
+                    .redis(redis)
+                    .build()
+                    .map_err(|error| redkit_server::error_chain(&error))?;
+                if let Some(connection) = kit.connection() {
+                    connection
+                        .wait_ready(wait)
+                        .await
+                        .map_err(|error| redkit_server::error_chain(&error))?;
+                }
+                let output = redkit_server::queue_admin::run(&kit, &args.command)
+                    .await
+                    .map_err(|error| redkit_server::error_chain(&error));
+                kit.shutdown().await;
+                output
+            })
+        });
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

@@ -22,8 +22,12 @@ use crate::dashboard::{self, Dashboard};
 use crate::db::Database;
 use crate::error::ServerError;
 use crate::events::TaskEvents;
+use crate::reminders::Reminders;
 use crate::shutdown::Shutdown;
 use crate::{auth, connections, events, routes, tasks};
+
+/// How long shutdown waits for reminder deliveries in flight.
+const REMINDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Real-time task changes.
     pub events: TaskEvents,
+    /// Reminders of due tasks (a job queue).
+    pub reminders: Arc<Reminders>,
     /// The dashboard's sampled history (`/dashboard`).
     pub dashboard: Dashboard,
     /// Set when the service starts shutting down.
@@ -70,7 +76,9 @@ impl AppState {
         let passwords =
             Passwords::start(config.password_hashing).map_err(ServerError::HashingThreads)?;
         let shutdown = Shutdown::default();
-        let events = TaskEvents::start(kit.store().clone(), shutdown.clone()).await;
+        let events =
+            TaskEvents::start(kit.store().clone(), config.events_kept, shutdown.clone()).await?;
+        let reminders = Arc::new(Reminders::start(&kit, db.clone(), events.clone())?);
         let dashboard = Dashboard::start(
             kit.clone(),
             tasks.clone(),
@@ -88,6 +96,7 @@ impl AppState {
             limiter,
             passwords,
             events,
+            reminders,
             dashboard,
             shutdown,
         })
@@ -228,6 +237,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (kit, db, stopping) = (state.kit.clone(), state.db.clone(), state.shutdown.clone());
+    let reminders = state.reminders.clone();
     let limits = state.config.connections;
     let signal = {
         let stopping = stopping.clone();
@@ -238,6 +248,8 @@ pub async fn serve(
     };
     connections::serve(listener, router(state), limits, signal).await;
     stopping.trigger();
+    // Deliveries in flight finish (or are left to another instance).
+    reminders.shutdown(REMINDER_DRAIN).await;
     db.close().await;
     kit.shutdown().await;
     Ok(())

@@ -11,7 +11,8 @@ use serde::Serialize;
 ///
 /// `Connecting` → `Ready` → (`Reconnecting` → `Ready`)* → `Closed`, with
 /// `Degraded` entered after the configured number of failed attempts and left
-/// as soon as a slow probe succeeds.
+/// as soon as a slow probe succeeds, and `Rejected` while Redis answers but
+/// refuses this client for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
@@ -23,17 +24,25 @@ pub enum ConnectionState {
     Reconnecting,
     /// Retries are exhausted; probing at a slow interval until Redis is back.
     Degraded,
+    /// Redis answered and refused this client: wrong password or user
+    /// (`WRONGPASS`, `NOAUTH`), missing permission (`NOPERM`), or a database
+    /// index it does not have. Not an outage — retrying with the same
+    /// settings fails until the server or the settings change — so health
+    /// reports it as unhealthy; the connection still probes at the slow
+    /// interval, in case it is fixed server-side.
+    Rejected,
     /// Shut down; no command is accepted any more.
     Closed,
 }
 
 impl ConnectionState {
     /// Every state, in lifecycle order.
-    pub const ALL: [ConnectionState; 5] = [
+    pub const ALL: [ConnectionState; 6] = [
         ConnectionState::Connecting,
         ConnectionState::Ready,
         ConnectionState::Reconnecting,
         ConnectionState::Degraded,
+        ConnectionState::Rejected,
         ConnectionState::Closed,
     ];
 
@@ -55,6 +64,7 @@ impl ConnectionState {
             ConnectionState::Ready => "ready",
             ConnectionState::Reconnecting => "reconnecting",
             ConnectionState::Degraded => "degraded",
+            ConnectionState::Rejected => "rejected",
             ConnectionState::Closed => "closed",
         }
     }

@@ -63,6 +63,19 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The server refused the configured database index (`SELECT` failed:
+    /// it has fewer databases, or it is a cluster node, which only has 0).
+    #[error("redis at {address} refused to select database {db}: check REDIS_DB")]
+    DatabaseRejected {
+        /// `host:port` — never credentials.
+        address: String,
+        /// The configured database index.
+        db: u32,
+        /// The server's answer.
+        #[source]
+        source: BoxError,
+    },
+
     /// A connection could not be established.
     #[error("cannot connect to redis at {address}")]
     Connect {
@@ -180,6 +193,18 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// In fallback mode, Redis is unreachable and the queue's in-memory
+    /// buffer is full: the job was not enqueued.
+    #[error(
+        "queue {queue}: redis is unreachable and the fallback buffer is full ({capacity} jobs); the job was not enqueued"
+    )]
+    QueueBufferFull {
+        /// The queue's name.
+        queue: String,
+        /// The buffer's capacity (`QueueConfig::buffer_capacity`).
+        capacity: usize,
+    },
+
     /// A server-side script failed.
     #[error("script {script} failed: {message}")]
     Script {
@@ -205,6 +230,46 @@ impl Error {
             if source
                 .downcast_ref::<redis::RedisError>()
                 .is_some_and(is_connection_error))
+    }
+
+    /// Whether Redis answered and refused this client for good (wrong
+    /// credentials, missing permission, unknown database): retrying with the
+    /// same settings cannot succeed until the server or the settings change,
+    /// unlike an outage.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::Authentication { .. } | Error::DatabaseRejected { .. }
+        )
+    }
+
+    /// Whether Redis answered but cannot carry out the command for now:
+    /// out of memory under a `noeviction` policy (`OOM`), loading its
+    /// dataset (`LOADING`), busy running a script (`BUSY`), a read-only
+    /// replica (`READONLY`), refusing writes after a failed save
+    /// (`MISCONF`), a master or cluster down (`MASTERDOWN`, `CLUSTERDOWN`,
+    /// `TRYAGAIN`) or too few replicas (`NOREPLICAS`). Neither the caller's
+    /// mistake nor a definitive rejection: the same command may succeed
+    /// once the server recovers. The rate limiter treats these like
+    /// unavailability (its insurance limiter answers); other modules keep
+    /// reporting them as errors.
+    pub fn is_refused_for_now(&self) -> bool {
+        const CODES: [&str; 9] = [
+            "OOM",
+            "LOADING",
+            "BUSY",
+            "READONLY",
+            "MISCONF",
+            "MASTERDOWN",
+            "CLUSTERDOWN",
+            "TRYAGAIN",
+            "NOREPLICAS",
+        ];
+        matches!(self, Error::Command { source, .. }
+            if source
+                .downcast_ref::<redis::RedisError>()
+                .and_then(redis::RedisError::code)
+                .is_some_and(|code| CODES.contains(&code)))
     }
 
     pub(crate) fn invalid_config(

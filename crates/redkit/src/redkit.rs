@@ -8,6 +8,7 @@ use crate::config::{EmbeddedConfig, RedisConfig};
 use crate::connection::RedisConnection;
 use crate::error::Result;
 use crate::health::{self, HealthReport, HealthThresholds};
+use crate::queue::{Queue, QueueRegistry};
 use crate::store::{AnyStore, Backend, EmbeddedStore, RedisStore};
 
 /// Everything redkit gives a service, behind one cheap-to-clone handle.
@@ -17,6 +18,7 @@ pub struct Redkit {
     connection: Option<RedisConnection>,
     thresholds: Arc<HealthThresholds>,
     caches: CacheRegistry,
+    queues: QueueRegistry,
 }
 
 impl Redkit {
@@ -41,6 +43,30 @@ impl Redkit {
         Cache::builder(self.store.clone(), namespace).registry(self.caches.clone())
     }
 
+    /// The job queue `name` (1 to 200 bytes, no braces or control
+    /// characters) for payloads of type `T`; see [`queue`](crate::queue).
+    /// Its counts appear in [`Redkit::health`]. Must be called inside a
+    /// Tokio runtime (in fallback mode the queue's buffer flusher starts).
+    pub fn queue<T>(&self, name: &str) -> Result<Queue<T>> {
+        Ok(Queue::new(self.queues.open(&self.store, name)?))
+    }
+
+    /// The names of every queue used through any handle on this store.
+    pub async fn queue_names(&self) -> Result<Vec<String>> {
+        use crate::store::Store;
+        match self.store.redis_store() {
+            Some(redis) if self.store.mode() != Backend::Embedded => {
+                redis.set_members(crate::queue::REGISTRY_KEY).await
+            }
+            _ => {
+                self.store
+                    .embedded_store()
+                    .set_members(crate::queue::REGISTRY_KEY)
+                    .await
+            }
+        }
+    }
+
     /// The configured mode.
     pub fn backend(&self) -> Backend {
         self.store.mode()
@@ -48,14 +74,19 @@ impl Redkit {
 
     /// Checks Redis and the embedded store and grades the result.
     pub async fn health(&self) -> HealthReport {
-        health::check(
+        let mut report = health::check(
             self.store.mode(),
             self.connection.as_ref(),
             self.store.embedded_store(),
             &self.caches.snapshot(),
             &self.thresholds,
         )
-        .await
+        .await;
+        for queue in self.queues.all() {
+            let counts = Queue::<()>::new(queue.clone()).counts().await;
+            health::grade_queue(&mut report, queue.name(), counts, &self.thresholds);
+        }
+        report
     }
 
     /// Lets in-flight Redis commands finish and closes the connection.
@@ -126,6 +157,7 @@ impl RedkitBuilder {
             connection,
             thresholds: Arc::new(self.thresholds),
             caches: CacheRegistry::default(),
+            queues: QueueRegistry::default(),
         })
     }
 }

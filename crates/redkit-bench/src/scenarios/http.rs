@@ -181,22 +181,7 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
             details.insert(side.to_owned(), error.into());
         }
     }
-    let rounds: Vec<serde_json::Value> = paired
-        .rounds
-        .iter()
-        .map(|round| {
-            json!({
-                "baseline_ops_per_sec": round.baseline.ops_per_sec.round(),
-                "baseline_p50_us": round.baseline.p50_us,
-                "baseline_p99_us": round.baseline.p99_us,
-                "ops_per_sec": round.scenario.ops_per_sec.round(),
-                "p50_us": round.scenario.p50_us,
-                "p99_us": round.scenario.p99_us,
-                "ratio": (round.ratio * 1000.0).round() / 1000.0,
-            })
-        })
-        .collect();
-    details.insert("rounds".to_owned(), rounds.into());
+    details.insert("rounds".to_owned(), super::rounds_detail(&paired));
     if errors + baseline_errors > 0 {
         eprintln!(
             "  {name}: WARNING: {errors} failed requests to the service, \

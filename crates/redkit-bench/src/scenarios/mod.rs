@@ -3,6 +3,8 @@
 mod cache;
 mod http;
 mod limits;
+mod memory;
+mod queue;
 
 use crate::env::Env;
 use crate::report::Report;
@@ -19,6 +21,9 @@ pub(crate) const ALL: &[&str] = &[
     "cache_invalidate_prefix",
     "ratelimit_check",
     "session_load",
+    "queue_enqueue",
+    "queue_roundtrip",
+    "embedded_memory",
     // Last: they install the service's metrics recorder for the process.
     "http_tasks_cached",
     "http_tasks_cached_embedded",
@@ -37,6 +42,9 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
         "cache_invalidate_prefix" => cache::invalidate(env, cache::Invalidation::Prefix).await,
         "ratelimit_check" => vec![limits::ratelimit_check(env).await],
         "session_load" => vec![limits::session_load(env).await],
+        "queue_enqueue" => vec![queue::enqueue(env).await],
+        "queue_roundtrip" => vec![queue::roundtrip(env).await],
+        "embedded_memory" => vec![memory::embedded_memory(env).await],
         "http_tasks_cached" => vec![http::tasks_cached(env, http::Backend::Redis).await],
         "http_tasks_cached_embedded" => {
             vec![http::tasks_cached(env, http::Backend::Embedded).await]
@@ -65,6 +73,26 @@ pub(crate) fn ratio_report(
         met: target.map(|t| ratio >= t),
         details: serde_json::Map::new(),
     }
+}
+
+/// Every round of `paired`, for a report's `details` (shown by `--json`).
+pub(crate) fn rounds_detail(paired: &crate::measure::Paired) -> serde_json::Value {
+    paired
+        .rounds
+        .iter()
+        .map(|round| {
+            serde_json::json!({
+                "baseline_ops_per_sec": round.baseline.ops_per_sec.round(),
+                "baseline_p50_us": round.baseline.p50_us,
+                "baseline_p99_us": round.baseline.p99_us,
+                "ops_per_sec": round.scenario.ops_per_sec.round(),
+                "p50_us": round.scenario.p50_us,
+                "p99_us": round.scenario.p99_us,
+                "ratio": (round.ratio * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// Prints a progress line on stderr.

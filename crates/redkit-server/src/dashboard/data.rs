@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use redkit::connection::ConnectionState;
-use redkit::health::HealthStatus;
+use redkit::health::{HealthStatus, QueueHealth};
 use redkit::store::Backend;
 use serde::Serialize;
 
@@ -48,6 +48,8 @@ pub(crate) struct Data {
     memory: MemoryView,
     /// Server-Sent-Events clients connected to this instance.
     sse_clients: usize,
+    /// Job queues at the last sample: waiting (due), running, delayed, dead.
+    queues: Vec<QueueHealth>,
     /// Samples after `since`, oldest first.
     history: Vec<Sample>,
 }
@@ -139,6 +141,10 @@ pub(crate) async fn data(
             }
         }
     };
+    let queues = sampler::lock(&dashboard.shared)
+        .latest()
+        .map(|(_, report)| report.queues.clone())
+        .unwrap_or_default();
     let cache = state.tasks.stats();
     let limiter = state.limiter.stats();
     let interval = dashboard.interval;
@@ -172,6 +178,7 @@ pub(crate) async fn data(
         },
         memory,
         sse_clients: state.events.clients(),
+        queues,
         history,
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(data)))

@@ -19,6 +19,9 @@ pub struct Task {
     pub created_at: String,
     /// Last change (RFC 3339, UTC).
     pub updated_at: String,
+    /// When it is due (RFC 3339, UTC, milliseconds), if ever; a reminder is
+    /// delivered then.
+    pub due_at: Option<String>,
 }
 
 /// A validated new task.
@@ -30,6 +33,8 @@ pub struct NewTask {
     pub description: String,
     /// Done.
     pub done: bool,
+    /// Due time (normalized RFC 3339).
+    pub due_at: Option<String>,
 }
 
 /// A validated partial update; `None` leaves the field unchanged.
@@ -41,12 +46,14 @@ pub struct TaskPatch {
     pub description: Option<String>,
     /// New state.
     pub done: Option<bool>,
+    /// New due time: `Some(None)` clears it.
+    pub due_at: Option<Option<String>>,
 }
 
 /// The columns of [`Task`], as a literal for `concat!`.
 macro_rules! columns {
     () => {
-        "id, title, description, done, created_at, updated_at"
+        "id, title, description, done, created_at, updated_at, due_at"
     };
 }
 
@@ -87,7 +94,7 @@ impl Database {
     /// Inserts a task for `user_id`.
     pub async fn create_task(&self, user_id: i64, task: &NewTask) -> Result<Task, sqlx::Error> {
         sqlx::query_as::<_, Task>(concat!(
-            "INSERT INTO tasks (user_id, title, description, done) VALUES (?, ?, ?, ?)
+            "INSERT INTO tasks (user_id, title, description, done, due_at) VALUES (?, ?, ?, ?, ?)
              RETURNING ",
             columns!(),
             ""
@@ -96,6 +103,7 @@ impl Database {
         .bind(&task.title)
         .bind(&task.description)
         .bind(task.done)
+        .bind(&task.due_at)
         .fetch_one(&self.pool)
         .await
     }
@@ -113,6 +121,7 @@ impl Database {
                 title = COALESCE(?, title),
                 description = COALESCE(?, description),
                 done = COALESCE(?, done),
+                due_at = CASE WHEN ? THEN ? ELSE due_at END,
                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE user_id = ? AND id = ?
              RETURNING ",
@@ -122,6 +131,8 @@ impl Database {
         .bind(&patch.title)
         .bind(&patch.description)
         .bind(patch.done)
+        .bind(patch.due_at.is_some())
+        .bind(patch.due_at.clone().flatten())
         .bind(user_id)
         .bind(id)
         .fetch_optional(&self.pool)

@@ -4,16 +4,21 @@
 //!
 //! Each instance holds one subscription on [`CHANNEL`]; a change made on
 //! any instance reaches every instance's clients of that user. Pub/sub is
-//! at-most-once: when the subscription had to be re-established (Redis
-//! restarted) or a slow client fell behind, clients get a `resync` event
-//! and should refetch `GET /tasks`.
+//! at-most-once, so every event is first appended to its user's durable
+//! event log (`redkit::events`, topic `user:<id>`, the last 1000 events kept
+//! up to 24 h) and carries the log id as its SSE `id:`: a client that
+//! reconnects with `Last-Event-ID` is replayed what it missed. When that is
+//! impossible (the id is unknown or too old), when the subscription had to
+//! be re-established (Redis restarted) or a slow client fell behind,
+//! clients get a `resync` event and should refetch `GET /tasks`.
 
 mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redkit::store::{AnyStore, PubSubEvent, Store};
+use redkit::events::{EventLog, EventLogConfig, Replay};
+use redkit::store::{AnyStore, PubSubEvent, Store, StreamId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -47,6 +52,14 @@ pub enum TaskEvent {
         /// Its id.
         id: i64,
     },
+    /// A task came due (sent as the SSE event `reminder` with data
+    /// `{"task": …, "due_at": …}`).
+    Reminder {
+        /// The task, as it is when the reminder is delivered.
+        task: Task,
+        /// The due time the reminder is for.
+        due_at: String,
+    },
     /// Changes may have been missed: refetch the list.
     Resync,
 }
@@ -55,6 +68,10 @@ pub enum TaskEvent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Envelope {
     user_id: i64,
+    /// The event's id in the user's event log (absent when it could not be
+    /// appended).
+    #[serde(default)]
+    id: Option<String>,
     event: TaskEvent,
 }
 
@@ -62,32 +79,130 @@ struct Envelope {
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
     user_id: Option<i64>,
-    event: TaskEvent,
+    pub(crate) id: Option<StreamId>,
+    pub(crate) event: TaskEvent,
 }
 
 /// Publishes task changes and delivers them to this instance's clients.
 #[derive(Debug, Clone)]
 pub struct TaskEvents {
     store: AnyStore,
+    log: EventLog<AnyStore>,
     local: broadcast::Sender<Arc<Delivery>>,
+}
+
+/// The event-log topic of `user_id`.
+fn topic(user_id: i64) -> String {
+    format!("user:{user_id}")
 }
 
 impl TaskEvents {
     /// Subscribes to [`CHANNEL`] (active when this returns, if the store is
     /// reachable; otherwise retried in the background) and delivers until
-    /// `shutdown`.
-    pub async fn start(store: AnyStore, shutdown: Shutdown) -> Self {
+    /// `shutdown`; keeps the newest `events_kept` events per user.
+    pub async fn start(
+        store: AnyStore,
+        events_kept: usize,
+        shutdown: Shutdown,
+    ) -> redkit::Result<Self> {
         let (local, _) = broadcast::channel(CLIENT_BUFFER);
-        let events = TaskEvents { store, local };
+        // A user's log is kept 24 h after their last event (the default).
+        let log = EventLog::new(
+            store.clone(),
+            EventLogConfig::default().max_len(events_kept),
+        )?;
+        let events = TaskEvents { store, log, local };
         let first = events.store.subscribe(&[CHANNEL]).await;
         tokio::spawn(events.clone().pump(first, shutdown));
-        events
+        Ok(events)
     }
 
     /// Tells every instance's clients of `user_id` about `event`. A failure
     /// is logged: the change itself is already committed.
     pub async fn publish(&self, user_id: i64, event: TaskEvent) {
-        let envelope = Envelope { user_id, event };
+        let payload = match serde_json::to_vec(&event) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a task event");
+                return;
+            }
+        };
+        let id = match self.log.append(&topic(user_id), &payload).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::warn!(%error, user_id, "cannot append a task event to the user's event log");
+                None
+            }
+        };
+        self.broadcast_envelope(user_id, id, event).await;
+    }
+
+    /// Appends `event` to the user's log unless an event with `dedupe_key`
+    /// was appended before (a retried or reclaimed reminder job), and
+    /// publishes it when appended. Errors are returned so the job retries.
+    pub async fn publish_once(
+        &self,
+        user_id: i64,
+        dedupe_key: &str,
+        event: TaskEvent,
+    ) -> redkit::Result<bool> {
+        let payload = serde_json::to_vec(&event).map_err(|source| redkit::Error::Encode {
+            key: format!("event for user {user_id}"),
+            source: Box::new(source),
+        })?;
+        match self
+            .log
+            .append_once(&topic(user_id), dedupe_key, &payload)
+            .await?
+        {
+            Some(id) => {
+                self.broadcast_envelope(user_id, Some(id), event).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The user's events after `after`, oldest first, or `None` when they
+    /// cannot be replayed (unknown or too old id, store unavailable).
+    pub(crate) async fn replay(
+        &self,
+        user_id: i64,
+        after: StreamId,
+    ) -> Option<Vec<(StreamId, TaskEvent)>> {
+        let mut replayed = Vec::new();
+        let mut anchor = after;
+        loop {
+            let events = match self.log.read_after(&topic(user_id), anchor).await {
+                Ok(Replay::Events(events)) => events,
+                Ok(Replay::Gap) => return None,
+                Err(error) => {
+                    tracing::warn!(%error, user_id, "cannot replay a user's events");
+                    return None;
+                }
+            };
+            let Some(last) = events.last() else {
+                return Some(replayed);
+            };
+            anchor = last.id;
+            for event in events {
+                match serde_json::from_slice::<TaskEvent>(&event.payload) {
+                    Ok(task_event) => replayed.push((event.id, task_event)),
+                    Err(error) => {
+                        tracing::warn!(%error, user_id, "a malformed event in the log; resync");
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn broadcast_envelope(&self, user_id: i64, id: Option<StreamId>, event: TaskEvent) {
+        let envelope = Envelope {
+            user_id,
+            id: id.map(|id| id.to_string()),
+            event,
+        };
         let payload = match serde_json::to_vec(&envelope) {
             Ok(payload) => payload,
             Err(error) => {
@@ -126,6 +241,7 @@ impl TaskEvents {
                         Some(PubSubEvent::Message(message)) => self.deliver(&message.payload),
                         Some(PubSubEvent::Resubscribed) => self.broadcast(Delivery {
                             user_id: None,
+                            id: None,
                             event: TaskEvent::Resync,
                         }),
                         None => break,
@@ -143,6 +259,7 @@ impl TaskEvents {
             if subscription.is_ok() {
                 self.broadcast(Delivery {
                     user_id: None,
+                    id: None,
                     event: TaskEvent::Resync,
                 });
             }
@@ -153,6 +270,7 @@ impl TaskEvents {
         match serde_json::from_slice::<Envelope>(payload) {
             Ok(envelope) => self.broadcast(Delivery {
                 user_id: Some(envelope.user_id),
+                id: envelope.id.and_then(|id| id.parse().ok()),
                 event: envelope.event,
             }),
             Err(error) => tracing::warn!(%error, "ignoring a malformed task event"),

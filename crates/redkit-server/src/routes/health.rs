@@ -2,7 +2,10 @@
 //!
 //! Load balancers read the status code: 200 while the service can serve
 //! (healthy or degraded — degraded includes "Redis is down but the embedded
-//! fallback serves"), 503 when it cannot.
+//! fallback serves"), 503 when it cannot — or when Redis refuses this
+//! instance for good (wrong password, missing permission, unknown
+//! database): the instance then serves apart from the others, and must
+//! leave the rotation until its settings are fixed.
 
 use axum::Json;
 use axum::extract::State;

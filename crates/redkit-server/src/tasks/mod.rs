@@ -12,3 +12,4 @@ mod routes;
 mod validate;
 
 pub(crate) use routes::{create, delete, get, list, update};
+pub(crate) use validate::due_at_millis;

@@ -117,6 +117,10 @@ pub(crate) async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let new = body.validate()?;
     let task = state.db.create_task(user.id, &new).await?;
+    state
+        .reminders
+        .changed(user.id, task.id, None, Some(&task))
+        .await;
     changed(&state, user.id, TaskEvent::Created { task: task.clone() }).await;
     Ok((StatusCode::CREATED, Json(task)))
 }
@@ -130,11 +134,26 @@ pub(crate) async fn update(
 ) -> Result<Json<Task>, ApiError> {
     let id = task_id(&id)?;
     let patch = body.validate()?;
+    // The due time before the change, to cancel its reminder.
+    let before = match patch.due_at {
+        Some(_) => state
+            .db
+            .get_task(user.id, id)
+            .await?
+            .and_then(|task| task.due_at),
+        None => None,
+    };
     let task = state
         .db
         .update_task(user.id, id, &patch)
         .await?
         .ok_or_else(|| not_found(id))?;
+    if patch.due_at.is_some() {
+        state
+            .reminders
+            .changed(user.id, id, before.as_deref(), Some(&task))
+            .await;
+    }
     changed(&state, user.id, TaskEvent::Updated { task: task.clone() }).await;
     Ok(Json(task))
 }
@@ -146,9 +165,18 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = task_id(&id)?;
+    let before = state
+        .db
+        .get_task(user.id, id)
+        .await?
+        .and_then(|task| task.due_at);
     if !state.db.delete_task(user.id, id).await? {
         return Err(not_found(id));
     }
+    state
+        .reminders
+        .changed(user.id, id, before.as_deref(), None)
+        .await;
     changed(&state, user.id, TaskEvent::Deleted { id }).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,9 @@
 //! Request bodies of the task routes and their validation (422 on a bad
 //! field, naming it and what is expected).
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::api_error::ApiError;
 use crate::db::{NewTask, TaskPatch};
@@ -86,6 +88,8 @@ pub(crate) struct CreateTask {
     description: String,
     #[serde(default)]
     done: bool,
+    #[serde(default)]
+    due_at: Option<String>,
 }
 
 /// Body of PATCH /tasks/{id}.
@@ -95,6 +99,14 @@ pub(crate) struct UpdateTask {
     title: Option<String>,
     description: Option<String>,
     done: Option<bool>,
+    /// Absent: unchanged; `null`: cleared; a string: set.
+    #[serde(default, deserialize_with = "present")]
+    due_at: Option<Option<String>>,
+}
+
+/// A field that is present (possibly `null`), as `Some`.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 impl CreateTask {
@@ -103,24 +115,65 @@ impl CreateTask {
             title: title(self.title)?,
             description: description(self.description)?,
             done: self.done,
+            due_at: self.due_at.map(|due| due_at(&due)).transpose()?,
         })
     }
 }
 
 impl UpdateTask {
     pub(crate) fn validate(self) -> Result<TaskPatch, ApiError> {
-        if self.title.is_none() && self.description.is_none() && self.done.is_none() {
+        if self.title.is_none()
+            && self.description.is_none()
+            && self.done.is_none()
+            && self.due_at.is_none()
+        {
             return Err(ApiError::invalid_field(
                 "body",
-                "expected at least one of `title`, `description`, `done`",
+                "expected at least one of `title`, `description`, `done`, `due_at`",
             ));
         }
         Ok(TaskPatch {
             title: self.title.map(title).transpose()?,
             description: self.description.map(description).transpose()?,
             done: self.done,
+            due_at: self
+                .due_at
+                .map(|due| due.map(|due| due_at(&due)).transpose())
+                .transpose()?,
         })
     }
+}
+
+/// A due time: RFC 3339 (any offset), in the future; normalized to UTC
+/// with millisecond precision, the form stored and compared.
+pub(crate) fn due_at(raw: &str) -> Result<String, ApiError> {
+    let parsed = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
+        ApiError::invalid_field(
+            "due_at",
+            format!(
+                "must be an RFC 3339 date-time such as 2030-01-31T09:00:00Z, got {:?}",
+                truncate(raw, 40)
+            ),
+        )
+    })?;
+    let utc = parsed.to_offset(time::UtcOffset::UTC);
+    let utc = utc
+        .replace_nanosecond(utc.millisecond() as u32 * 1_000_000)
+        .unwrap_or(utc);
+    if utc <= OffsetDateTime::now_utc() {
+        return Err(ApiError::invalid_field(
+            "due_at",
+            "must be in the future (or null to clear it)",
+        ));
+    }
+    utc.format(&Rfc3339)
+        .map_err(|_| ApiError::invalid_field("due_at", "cannot be represented in RFC 3339"))
+}
+
+/// Milliseconds since the UNIX epoch of a stored (normalized) due time.
+pub(crate) fn due_at_millis(stored: &str) -> Option<i64> {
+    let parsed = OffsetDateTime::parse(stored, &Rfc3339).ok()?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 fn title(title: String) -> Result<String, ApiError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use fantoccini::{ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use redkit_testkit::{Chromedriver, RedisServer, headless_chrome_capabilities};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::support::{Client, TestDb, TestServer, fast_redis_config, start_with, test_config};
 
@@ -280,8 +280,23 @@ async fn dashboard_shows_the_embedded_store_in_a_real_browser() {
     assert_eq!(text(&first, "sse-clients"), "0");
     let before = number(&first, "cache-l1-hits").unwrap();
 
-    make_traffic(&server).await;
+    let mut client = make_traffic(&server).await;
     sees_traffic(&page).await;
+    // A reminder far ahead: one delayed job in the `reminders` queue.
+    let later = json!({"title": "later", "due_at": "2099-01-01T00:00:00Z"});
+    assert_eq!(client.post("/tasks", later).await.status, 201);
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let table = page.text("queues").await;
+        if table.contains("reminders 0 0 1 0") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the jobs card never showed the delayed reminder: {table:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let after = page
         .wait_until("a hit-rate series and no ping series", |s| {
             points(s, "chart-hit-rate") >= 1 && number(s, "memory").is_some_and(|m| m > 0.0)
@@ -347,6 +362,8 @@ async fn dashboard_data_is_json_with_a_bounded_incremental_history() {
     assert_eq!(data["cache"]["name"], "tasks");
     assert!(data["rate_limit"]["rejected"].is_u64());
     assert_eq!(data["memory"]["source"], "embedded");
+    assert_eq!(data["queues"][0]["name"], "reminders");
+    assert_eq!(data["queues"][0]["counts"]["dead"], 0);
     let sample = &history[0];
     for field in [
         "t",

@@ -183,3 +183,42 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
     );
     server.stop().await;
 }
+
+/// A wrong Redis password is not "Redis is down": `/health` is 503
+/// (unhealthy, connection `rejected`, a reason without the password) even
+/// though the embedded fallback keeps serving; fixed on the server, the
+/// instance heals by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_redis_password_is_a_503_until_fixed() {
+    let redis = RedisServer::builder().requirepass("the-right-one").start();
+    let url = format!("redis://:a-wrong-one@127.0.0.1:{}", redis.port());
+    let server = start(Some(fast_redis_config(&url))).await;
+    let rejected = crate::support::eventually(Duration::from_secs(5), || async {
+        get_json(&server, "/health").await.1["connection"] == "rejected"
+    })
+    .await;
+    assert!(rejected, "{}", get_json(&server, "/health").await.1);
+    let (status, body) = get_json(&server, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{body}"
+    );
+    let (status, report) = get_json(&server, "/health/redis").await;
+    assert_eq!(status, 503);
+    for output in [body.to_string(), report.to_string()] {
+        assert!(!output.contains("a-wrong-one"), "{output}");
+        assert!(!output.contains("the-right-one"), "{output}");
+    }
+    redis.cli(&["CONFIG", "SET", "requirepass", "a-wrong-one"]);
+    let healed = crate::support::eventually(Duration::from_secs(5), || async {
+        get_json(&server, "/health").await.0 == 200
+    })
+    .await;
+    assert!(healed, "{}", get_json(&server, "/health").await.1);
+    server.stop().await;
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redkit_testkit::RedisServer;
+use redkit_testkit::{Fault, FaultProxy, RedisServer};
 use serde_json::json;
 
 use crate::support::{
@@ -167,4 +167,67 @@ async fn after_flushall_a_task_created_through_a_is_listed_by_both_at_once() {
         "service: write visible on both instances after FLUSHALL within {:.3} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// B cut off from Redis (its connection blackholed) while A runs
+/// logout-all: B keeps accepting the ended session only within its session
+/// fail-safe (counted from its last successful read of it), read-only —
+/// then refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_instance_stops_accepting_a_session_ended_elsewhere() {
+    let redis = RedisServer::new();
+    let proxy = FaultProxy::start(redis.port());
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    let fail_safe = Duration::from_secs(2);
+    config.sessions = config
+        .sessions
+        .local_cache(Duration::from_millis(200))
+        .local_fail_safe(fail_safe);
+    let a = start_with(
+        Some(fast_redis_config(&redis.url())),
+        db.clone(),
+        config.clone(),
+    )
+    .await;
+    let b = start_with(Some(fast_redis_config(&proxy.url())), db, config).await;
+    let mut on_a = Client::registered(&a, "erin").await;
+    let mut on_b = on_a.on(&b);
+    assert_eq!(on_b.get("/tasks").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(250)).await; // past the local cache
+    assert_eq!(on_b.get("/tasks").await.status, 200);
+    let last_read = std::time::Instant::now();
+
+    proxy.set(Fault::Blackhole);
+    assert_eq!(
+        on_a.post("/auth/logout-all", json!({})).await.body["ended"],
+        1
+    );
+    // The documented bound: the fail-safe after the last successful read,
+    // plus one command timeout (500 ms) and slack for a loaded machine.
+    let bound = fail_safe + Duration::from_millis(1500);
+    let refused = eventually(bound, || {
+        let mut on_b = on_b.clone();
+        async move {
+            let status = on_b.get("/tasks").await.status;
+            status != 200
+        }
+    })
+    .await;
+    assert!(refused, "B still accepts the session ended on A");
+    assert!(last_read.elapsed() <= bound, "{:?}", last_read.elapsed());
+    for _ in 0..3 {
+        assert_ne!(on_b.clone().get("/tasks").await.status, 200);
+    }
+    // Nothing can start a session on B while it is cut off.
+    let relogin = Client::new(&b).login("erin", "erin-password").await;
+    assert_ne!(relogin.status, 200, "{relogin:?}");
+    proxy.heal();
+    assert!(
+        on_b.answers_within("/auth/me", 401, Duration::from_secs(5))
+            .await,
+        "once healed, B knows the session ended"
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -10,4 +10,6 @@ mod health;
 mod instances;
 mod limits;
 mod outage;
+mod queue_cli;
+mod reminders;
 mod support;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use redkit_testkit::RedisServer;
 use serde_json::json;
 
-use crate::support::{Client, fast_redis_config, get_json, start};
+use crate::support::{
+    Client, TestDb, exact_policy, fast_redis_config, get_json, start, start_with, test_config,
+};
 
 /// GET `path` and check it answers `status` within two seconds.
 async fn answers_quickly(client: &mut Client, path: &str, status: u16) -> serde_json::Value {
@@ -100,5 +102,47 @@ async fn redis_hung_killed_and_restarted_under_the_service() {
         bob.answers_within("/tasks", 200, Duration::from_secs(5))
             .await
     );
+    server.stop().await;
+}
+
+/// Redis at `maxmemory` (`noeviction`, filled) refuses every write with
+/// `-OOM`: a logged-in user keeps reading, and the API limit is still
+/// enforced (by the insurance limiter) instead of every request being 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_keeps_the_api_answering_and_limits_enforced() {
+    let redis = RedisServer::builder()
+        .arg("maxmemory-policy", "noeviction")
+        .start();
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    config.api_policy = Some(exact_policy("api", 8, Duration::from_secs(3600)));
+    config.rate_limit_leases = None;
+    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
+    let mut alice = Client::registered(&server, "alice").await;
+    assert_eq!(
+        alice.post("/tasks", json!({"title": "kept"})).await.status,
+        201
+    );
+    assert_eq!(alice.get("/tasks").await.status, 200);
+
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    assert!(
+        redis.cli(&["SET", "probe", "v"]).contains("OOM"),
+        "Redis is full"
+    );
+
+    // The insurance limiter counts from zero on this instance: eight more
+    // requests are served, then 429 — never 503.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let reply = alice.get("/tasks").await;
+        if reply.status == 200 {
+            assert!(reply.body.to_string().contains("kept"), "{reply:?}");
+        }
+        statuses.push(reply.status);
+    }
+    assert!(!statuses.contains(&503), "{statuses:?}");
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert_eq!(statuses[11], 429, "limits stay enforced: {statuses:?}");
     server.stop().await;
 }

@@ -264,14 +264,25 @@ pub struct Events {
     stream:
         std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
+    /// The `id:` of the last event [`Events::next`] returned, if it had one.
+    pub id: Option<String>,
 }
 
 impl Events {
     /// Opens the stream with `client`'s session and waits for `ready`.
     pub async fn open(client: &Client) -> Self {
+        Self::open_after(client, None).await
+    }
+
+    /// Opens the stream sending `Last-Event-ID: last_event_id` (when given)
+    /// and waits for `ready`.
+    pub async fn open_after(client: &Client, last_event_id: Option<&str>) -> Self {
         let mut request = reqwest::Client::new().get(format!("{}/events", client.base));
         if let Some(cookie) = &client.cookie {
             request = request.header("cookie", cookie);
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -282,6 +293,7 @@ impl Events {
         let mut events = Events {
             stream: Box::pin(response.bytes_stream()),
             buffer: String::new(),
+            id: None,
         };
         let (name, _) = events
             .next(Duration::from_secs(5))
@@ -322,8 +334,11 @@ impl Events {
                 let block: String = self.buffer.drain(..end + 2).collect();
                 let mut name = String::from("message");
                 let mut data = String::new();
+                let mut id = None;
                 for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
+                    if let Some(value) = line.strip_prefix("id:") {
+                        id = Some(value.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("event:") {
                         name = value.trim().to_owned();
                     } else if let Some(value) = line.strip_prefix("data:") {
                         data.push_str(value.trim());
@@ -332,6 +347,7 @@ impl Events {
                 if data.is_empty() {
                     continue; // a keep-alive comment
                 }
+                self.id = id;
                 return Some((name, serde_json::from_str(&data).unwrap()));
             }
             let chunk = tokio::time::timeout_at(deadline, self.stream.next())

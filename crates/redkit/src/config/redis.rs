@@ -64,7 +64,10 @@ pub struct RedisConfig {
 /// Attempt `n` (from 1) waits `min(initial_delay * 2^(n-1), max_delay)`, with
 /// "equal jitter": a random delay between half of that and all of it. After
 /// `max_attempts` failed attempts the connection is `Degraded` and keeps
-/// probing every `degraded_probe_interval`: it never gives up for good.
+/// probing every `degraded_probe_interval`: it never gives up for good. A
+/// definitive rejection (wrong password, `NOAUTH`, `NOPERM`, unknown
+/// database) skips the fast retries — they cannot succeed — and is probed
+/// at `degraded_probe_interval` from the first attempt (state `Rejected`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryConfig {
@@ -75,8 +78,9 @@ pub struct RetryConfig {
     pub max_delay: Duration,
     /// Failed attempts before the state becomes `Degraded`. Default: 10.
     pub max_attempts: u32,
-    /// Interval between probes while degraded. Default: 1 s (one connection
-    /// attempt per second costs nothing and keeps recovery within a second).
+    /// Interval between probes while degraded or rejected. Default: 1 s
+    /// (one connection attempt per second costs nothing and keeps recovery
+    /// within a second).
     pub degraded_probe_interval: Duration,
 }
 

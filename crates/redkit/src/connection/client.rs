@@ -88,16 +88,25 @@ impl Connector {
             .set_response_timeout(Some(self.config.command_timeout))
     }
 
-    /// Opens one multiplexed connection.
+    /// Opens one multiplexed connection and checks it with a `PING`: a
+    /// server that wants a password none was given for accepts the socket
+    /// and answers `NOAUTH` to the first command, which must count as a
+    /// rejection, not as a working connection.
     ///
     /// A dropped connection is noticed by the next command's error or by the
     /// supervisor's PING (the client's disconnect notification needs RESP3,
     /// which older servers lack).
     pub(crate) async fn multiplexed(&self) -> Result<MultiplexedConnection> {
-        self.client
+        let mut connection = self
+            .client
             .get_multiplexed_async_connection_with_config(&self.async_config())
             .await
-            .map_err(|err| self.connect_error(err))
+            .map_err(|err| self.connect_error(err))?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|err| self.connect_error(err))?;
+        Ok(connection)
     }
 
     /// Opens a dedicated pub/sub connection.
@@ -114,7 +123,13 @@ impl Connector {
     }
 
     pub(crate) fn connect_error(&self, err: redis::RedisError) -> Error {
-        if is_auth_error(&err) {
+        if is_database_refusal(&err) {
+            Error::DatabaseRejected {
+                address: format!("{}:{}", self.config.host, self.config.port),
+                db: self.config.db,
+                source: Box::new(err),
+            }
+        } else if is_auth_error(&err) {
             Error::Authentication {
                 user: self
                     .config
@@ -138,6 +153,16 @@ fn is_auth_error(err: &redis::RedisError) -> bool {
         err.kind(),
         ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm)
     ) || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
+/// The `SELECT` of the configured database failed (redis-rs reports it as
+/// "refused to switch database", with the server's "DB index is out of
+/// range").
+fn is_database_refusal(err: &redis::RedisError) -> bool {
+    err.to_string().contains("refused to switch database")
+        || err
+            .detail()
+            .is_some_and(|detail| detail.contains("DB index"))
 }
 
 fn config_error(config: &RedisConfig, err: redis::RedisError) -> Error {

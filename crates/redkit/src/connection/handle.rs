@@ -73,6 +73,13 @@ impl RedisConnection {
         self.shared().state()
     }
 
+    /// Why Redis refuses this client (wrong credentials, missing
+    /// permission, unknown database), while the state is
+    /// [`ConnectionState::Rejected`]; never holds the password.
+    pub fn rejection(&self) -> Option<String> {
+        self.shared().rejection()
+    }
+
     /// A stream of state changes, starting with the current state.
     pub fn state_changes(&self) -> StateChanges {
         let mut receiver = self.shared().subscribe_state();

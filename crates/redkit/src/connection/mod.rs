@@ -16,6 +16,12 @@
 //! - **Heals itself**: capped exponential backoff with jitter; after
 //!   `max_attempts` the state is `Degraded` and a slow probe keeps trying, so
 //!   the handle recovers whenever Redis comes back — it never gives up.
+//! - **Tells a rejection from an outage**: a wrong password or user, a
+//!   missing permission or an unknown database is state
+//!   [`ConnectionState::Rejected`] at once, with the reason
+//!   ([`RedisConnection::rejection`], never the password), logged as an
+//!   error once per reason and graded unhealthy by health checks; it is
+//!   probed at the slow interval, so a fix on the server heals it.
 //! - **Observable**: [`RedisConnection::state`], a stream of changes
 //!   ([`RedisConnection::state_changes`]), a `tracing` event per transition
 //!   (host, port, db — never the password) and `metrics` counters.

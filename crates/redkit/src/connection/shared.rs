@@ -28,6 +28,8 @@ pub(super) struct Live {
 pub(super) struct Shared {
     connector: Connector,
     live: ArcSwapOption<Live>,
+    /// Why Redis refused this client, while the state is `Rejected`.
+    rejection: ArcSwapOption<String>,
     generation: AtomicU64,
     state: watch::Sender<ConnectionState>,
     /// The current state as a number, for lock-free reads on the hot path.
@@ -50,6 +52,7 @@ impl Shared {
         Shared {
             connector,
             live: ArcSwapOption::empty(),
+            rejection: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             state: watch::Sender::new(ConnectionState::Connecting),
             state_now: AtomicU8::new(ConnectionState::Connecting.index()),
@@ -105,6 +108,8 @@ impl Shared {
                 host = %config.host, port = config.port, db = config.db,
                 from = %previous, "redis connection ready"
             ),
+            // Logged by `reject`, once per reason.
+            ConnectionState::Rejected => {}
             ConnectionState::Degraded => tracing::error!(
                 host = %config.host, port = config.port, db = config.db,
                 probe_interval = ?config.retry.degraded_probe_interval,
@@ -115,6 +120,40 @@ impl Shared {
                 from = %previous, to = %next, "redis connection state changed"
             ),
         }
+    }
+
+    /// Records that Redis refused this client for `reason` (which never
+    /// holds a secret): state `Rejected`, and one error log line per
+    /// distinct reason, not one per probe.
+    pub(super) fn reject(&self, reason: String) {
+        let changed = self
+            .rejection
+            .load()
+            .as_deref()
+            .is_none_or(|previous| *previous != reason);
+        if changed {
+            let config = self.config();
+            tracing::error!(
+                host = %config.host, port = config.port, db = config.db,
+                reason = %reason,
+                probe_interval = ?config.retry.degraded_probe_interval,
+                "redis rejected this client; not a transient outage: fix the settings or the server (still probing)"
+            );
+            self.rejection.store(Some(Arc::new(reason)));
+        }
+        self.set_state(ConnectionState::Rejected);
+    }
+
+    /// Forgets a rejection (Redis accepted us again, or stopped answering).
+    pub(super) fn clear_rejection(&self) {
+        self.rejection.store(None);
+    }
+
+    /// Why Redis refuses this client, while it does.
+    pub(super) fn rejection(&self) -> Option<String> {
+        (self.state() == ConnectionState::Rejected)
+            .then(|| self.rejection.load().as_deref().cloned())
+            .flatten()
     }
 
     /// Opens the configured number of connections, all or nothing, under a

@@ -6,6 +6,9 @@
 //! 1. **connect**: open `pool_size` connections; on failure wait the backoff
 //!    delay and retry; after `max_attempts` failures the state is `Degraded`
 //!    and the wait becomes the slow probe interval — it never stops trying;
+//!    a definitive rejection (wrong password, missing permission, unknown
+//!    database) is `Rejected` at once and probed at the slow interval: no
+//!    fast retries can fix it, but a fix on the server must be noticed;
 //! 2. **watch**: while `Ready`, PING every `health_check_interval` and wake up
 //!    at once when a command reports the connection dropped.
 
@@ -39,6 +42,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     // Install before announcing Ready: whoever sees Ready
                     // can send at once.
                     shared.install(live);
+                    shared.clear_rejection();
                     if has_connected {
                         shared.metrics().reconnects.increment(1);
                     }
@@ -46,7 +50,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     shared.set_state(ConnectionState::Ready);
                     break;
                 }
+                Err(error) if error.is_rejection() => {
+                    shared.reject(rejection_reason(&error));
+                    tokio::select! {
+                        _ = tokio::time::sleep(shared.config().retry.degraded_probe_interval) => {}
+                        _ = wait_closing(&mut closing) => return,
+                    }
+                }
                 Err(error) => {
+                    shared.clear_rejection();
                     failures = failures.saturating_add(1);
                     let delay = backoff.delay(failures);
                     log_failure(&shared, &error, failures, delay);
@@ -128,6 +140,15 @@ async fn health_ping(
         }
     }
     Ok(())
+}
+
+/// The error and the server's answer, in words (neither holds a secret:
+/// the password is never part of an error).
+fn rejection_reason(error: &Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error} ({cause})"),
+        None => error.to_string(),
+    }
 }
 
 fn log_failure(shared: &Shared, error: &Error, failures: u32, delay: Duration) {

@@ -10,5 +10,7 @@ mod info;
 mod report;
 
 pub use info::RedisInfo;
-pub(crate) use report::check;
-pub use report::{CacheHealth, HealthReport, HealthStatus, HealthThresholds, RedisHealth};
+pub use report::{
+    CacheHealth, HealthReport, HealthStatus, HealthThresholds, QueueHealth, RedisHealth,
+};
+pub(crate) use report::{check, grade_queue};

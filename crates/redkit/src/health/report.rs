@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::RedisInfo;
 use crate::cache::CacheStats;
 use crate::connection::{ConnectionState, RedisConnection};
+use crate::queue::QueueCounts;
 use crate::store::{Backend, EmbeddedStats, EmbeddedStore};
 
 /// Overall verdict.
@@ -45,6 +46,10 @@ impl HealthStatus {
 /// | embedded store above `max_memory_usage` of its budget | degraded |
 /// | a cache's hit rate below `min_cache_hit_rate` (default 50 %) after `cache_min_reads` reads (default 100) | degraded |
 /// | a cache's error rate above `max_cache_error_rate` (default 1 %) after `cache_min_reads` operations | degraded |
+/// | a queue's due jobs above `max_queue_waiting` (default 10 000) | degraded |
+/// | a queue's oldest due job waiting longer than `max_queue_wait` (default 5 min) | degraded |
+/// | a queue's dead jobs above `max_dead_jobs` (default 100) | degraded |
+/// | a queue's counts cannot be read | degraded |
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct HealthThresholds {
@@ -62,6 +67,12 @@ pub struct HealthThresholds {
     pub max_cache_error_rate: f64,
     /// Reads a cache needs before its rates are judged. Default: 100.
     pub cache_min_reads: u64,
+    /// Most due jobs a queue may hold. Default: 10 000.
+    pub max_queue_waiting: u64,
+    /// Longest a queue's oldest due job may wait. Default: 5 min.
+    pub max_queue_wait: Duration,
+    /// Most dead jobs a queue may hold. Default: 100.
+    pub max_dead_jobs: u64,
 }
 
 impl Default for HealthThresholds {
@@ -74,6 +85,9 @@ impl Default for HealthThresholds {
             min_cache_hit_rate: 0.5,
             max_cache_error_rate: 0.01,
             cache_min_reads: 100,
+            max_queue_waiting: 10_000,
+            max_queue_wait: Duration::from_secs(300),
+            max_dead_jobs: 100,
         }
     }
 }
@@ -110,6 +124,8 @@ pub struct HealthReport {
     pub embedded: EmbeddedStats,
     /// The caches built through the handle.
     pub caches: Vec<CacheHealth>,
+    /// The job queues opened through the handle.
+    pub queues: Vec<QueueHealth>,
     /// Why the status is not `healthy`, in words.
     pub reasons: Vec<String>,
 }
@@ -129,6 +145,62 @@ pub struct CacheHealth {
     pub error_rate: Option<f64>,
     /// The raw counters.
     pub stats: CacheStats,
+}
+
+/// One job queue's counts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueHealth {
+    /// The queue's name.
+    pub name: String,
+    /// Its counts, when they could be read.
+    pub counts: Option<QueueCounts>,
+}
+
+/// Adds queue `name` to `report`, graded by `thresholds`.
+pub(crate) fn grade_queue(
+    report: &mut HealthReport,
+    name: &str,
+    counts: crate::Result<QueueCounts>,
+    thresholds: &HealthThresholds,
+) {
+    let mut flag = |reason: String| {
+        report.status = report.status.max(HealthStatus::Degraded);
+        report.reasons.push(reason);
+    };
+    let counts = match counts {
+        Ok(counts) => Some(counts),
+        Err(error) => {
+            flag(format!("queue {name}: counts unavailable ({error})"));
+            None
+        }
+    };
+    if let Some(counts) = &counts {
+        if counts.waiting > thresholds.max_queue_waiting {
+            flag(format!(
+                "queue {name} has {} due jobs, above {}",
+                counts.waiting, thresholds.max_queue_waiting
+            ));
+        }
+        if let Some(age) = counts.oldest_waiting_ms
+            && u128::from(age) > thresholds.max_queue_wait.as_millis()
+        {
+            flag(format!(
+                "queue {name}'s oldest due job has waited {} s, above {} s",
+                age / 1000,
+                thresholds.max_queue_wait.as_secs()
+            ));
+        }
+        if counts.dead > thresholds.max_dead_jobs {
+            flag(format!(
+                "queue {name} has {} dead jobs, above {}",
+                counts.dead, thresholds.max_dead_jobs
+            ));
+        }
+    }
+    report.queues.push(QueueHealth {
+        name: name.to_owned(),
+        counts,
+    });
 }
 
 /// Checks everything and grades it.
@@ -155,6 +227,22 @@ pub(crate) async fn check(
         let reachable = redis.ping_ms.is_some();
         if reachable {
             serving = Backend::Redis;
+        } else if redis.state == ConnectionState::Rejected {
+            // Not an outage: retries cannot fix it, other instances may be
+            // serving the shared data meanwhile, so this one must leave
+            // the load balancer's rotation and be looked at.
+            let serving_note = if mode == Backend::Fallback {
+                "; serving from this instance's embedded store, apart from other instances"
+            } else {
+                ""
+            };
+            flag(
+                HealthStatus::Unhealthy,
+                format!(
+                    "redis rejected this client: {}{serving_note}",
+                    redis.error.as_deref().unwrap_or("no reason given")
+                ),
+            );
         } else {
             let level = if mode == Backend::Fallback {
                 HealthStatus::Degraded
@@ -254,6 +342,7 @@ pub(crate) async fn check(
         redis,
         embedded: stats,
         caches,
+        queues: Vec::new(),
         reasons,
     }
 }
@@ -307,6 +396,10 @@ async fn check_redis(connection: &RedisConnection) -> RedisHealth {
         dbsize: None,
         error: None,
     };
+    if let Some(reason) = connection.rejection() {
+        health.error = Some(reason);
+        return health;
+    }
     match connection.ping().await {
         Ok(rtt) => health.ping_ms = Some(rtt.as_secs_f64() * 1000.0),
         Err(error) => {

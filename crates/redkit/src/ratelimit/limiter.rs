@@ -17,7 +17,9 @@ use super::policy::Policy;
 /// Longest accepted rate-limit key, in bytes.
 const MAX_KEY_LEN: usize = 512;
 
-/// What to do while the store is unavailable.
+/// What to do while the store is unavailable: unreachable, timing out, or
+/// answering that it cannot count now (out of memory, loading, read-only:
+/// see [`Error::is_refused_for_now`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenUnavailable {
     /// Count in a per-instance embedded limiter with the same math (each
@@ -26,7 +28,8 @@ pub enum WhenUnavailable {
     Insurance,
     /// Admit every request.
     FailOpen,
-    /// Reject with [`Error::Unavailable`] (the layer answers 503).
+    /// Reject with the store's error (the layer answers 503 with
+    /// `{"error": {"code": "rate_limiter_unavailable", "message": …}}`).
     FailClosed,
 }
 
@@ -271,7 +274,7 @@ impl<S: Store> RateLimiter<S> {
         let inner = &self.inner;
         match run(&inner.store, policy, store_key, cost).await {
             Ok(decision) => Ok(decision),
-            Err(error) if error.is_unavailable() => match inner.when_unavailable {
+            Err(error) if is_outage(&error) => match inner.when_unavailable {
                 WhenUnavailable::Insurance => {
                     let mut decision = run(&inner.insurance, policy, store_key, cost).await?;
                     decision.source = DecisionSource::Insurance;
@@ -408,6 +411,13 @@ fn journal_penalty<S: Store>(store: &S, policy: &Policy, key: &str, points: i64)
 /// The store key counting `key` under `policy`.
 fn store_key(policy: &Policy, key: &str) -> String {
     format!("rl:{}:{key}", policy.name())
+}
+
+/// Whether the store cannot count now: unreachable, or it answered that it
+/// cannot (out of memory, loading, read-only…). Counting must then go on
+/// somewhere, or every request would fail.
+fn is_outage(error: &Error) -> bool {
+    error.is_unavailable() || error.is_refused_for_now()
 }
 
 fn block_key(policy: &Policy, key: &str) -> String {

@@ -38,12 +38,23 @@ pub struct SessionConfig {
     /// Zero turns the local cache off. Default: off.
     pub local_cache: Duration,
     /// With a local cache, while the store is unavailable (down, hung,
-    /// timing out), a session this instance read within this duration is
-    /// still accepted — fail-safe, as FusionCache does for cached values —
-    /// so logged-in users keep reading through a short outage. Nothing can
-    /// end a session in the store meanwhile, and entries are dropped once
-    /// the store is back (changes may have been missed). Zero: fail with
-    /// the store's error. Needs `local_cache`. Default: zero.
+    /// timing out, cut off), a session this instance read from the store
+    /// within this duration is still accepted — fail-safe, as FusionCache
+    /// does for cached values — so logged-in users keep reading through a
+    /// short outage. Zero: fail with the store's error. Needs
+    /// `local_cache`. Default: zero (off).
+    ///
+    /// **Security trade-off.** An instance cut off from the store cannot
+    /// hear that a session was ended elsewhere (logout, destroy-all on
+    /// another instance): it keeps accepting that session for at most this
+    /// duration, counted from its last *successful* read of it from the
+    /// store (reads served by the fail-safe never extend the window). Keep
+    /// it short — seconds, enough to ride out a restart or a blip. Sessions
+    /// served by the fail-safe are read-only: updating, extending, moving
+    /// (`cycle_id`, i.e. logging in again) or destroying them needs the
+    /// store and fails with its error, so a partitioned instance cannot
+    /// give an ended session a new life. Entries are dropped once the store
+    /// is back (changes may have been missed).
     pub local_fail_safe: Duration,
 }
 
@@ -106,7 +117,8 @@ impl SessionConfig {
     }
 
     /// Sets how long a locally cached session is still accepted while the
-    /// store is unavailable (zero: off).
+    /// store is unavailable (zero: off); see
+    /// [`SessionConfig::local_fail_safe`] for the security trade-off.
     #[must_use]
     pub fn local_fail_safe(mut self, duration: Duration) -> Self {
         self.local_fail_safe = duration;

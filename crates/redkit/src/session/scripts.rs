@@ -1,6 +1,7 @@
-//! The three session scripts, each with its native twin for the embedded
-//! store (like `ratelimit/algorithm.rs`): a session and its user's index
-//! change together, atomically, or not at all.
+//! The session scripts, each with its native twin for the embedded store
+//! (like `ratelimit/algorithm.rs`): a session and its user's index change
+//! together, atomically, or not at all; a rolling read only ever lengthens
+//! a record's life, in one round trip.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -87,6 +88,37 @@ pub(super) static DESTROY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "redkit_session_destroy",
         "local n = redis.call('DEL', KEYS[1]); redis.call('SREM', KEYS[2], ARGV[1]); return n",
+        native,
+    )
+});
+
+/// Reads the record and extends its life to at least `ARGV[1]` ms from
+/// now — never shortens it (a record expiring in a day keeps its day). One
+/// round trip, where `GET` + `PTTL` + `PEXPIRE` would be three and racy.
+pub(super) static ROLLING_GET: LazyLock<Script> = LazyLock::new(|| {
+    fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+        let Some(value) = ctx.get(0)? else {
+            return Ok(ScriptValue::Nil);
+        };
+        let inactivity = millis_arg(args, 0);
+        if let KeyTtl::ExpiresIn(left) = ctx.ttl(0)?
+            && left < inactivity
+        {
+            ctx.expire(0, inactivity)?;
+        }
+        Ok(ScriptValue::Bytes(value))
+    }
+    Script::new(
+        "redkit_tower_session_rolling_get",
+        r"
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local left = redis.call('PTTL', KEYS[1])
+if left >= 0 and left < tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return value
+",
         native,
     )
 });

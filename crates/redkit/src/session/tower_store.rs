@@ -2,9 +2,13 @@
 //! redkit [`Store`].
 //!
 //! Records are JSON under `tsess:<id>`, expiring at the record's expiry date.
-//! With `rolling` on, a load extends an inactivity expiry in the same command
-//! (`GETEX`) and returns the record with its new expiry date — what
-//! tower-sessions issue #74 asks for.
+//! With `rolling` on, a load extends the record's life to at least the
+//! inactivity duration from now in the same round trip (a script with a
+//! native twin, [`ROLLING_GET`]) and returns the record with its new expiry
+//! date — what tower-sessions issue #74 asks for. Rolling only ever
+//! lengthens a life: a record whose expiry date is further away (an
+//! `Expiry::AtDateTime`, an `OnSessionEnd` session, a long `OnInactivity`)
+//! keeps it.
 
 use std::time::Duration;
 
@@ -13,7 +17,8 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{Error as StoreError, Result as StoreResult};
 
-use crate::store::{AnyStore, Store};
+use super::scripts::ROLLING_GET;
+use crate::store::{AnyStore, ScriptArg, ScriptValue, Store};
 
 /// A tower-sessions store backed by redkit.
 #[derive(Clone)]
@@ -39,7 +44,8 @@ impl<S: Store> SessionStore<S> {
         }
     }
 
-    /// Each load extends the record's life to `inactivity` from now.
+    /// Each load extends the record's life to at least `inactivity` from
+    /// now; a record that would live longer keeps its own expiry.
     #[must_use]
     pub fn rolling(mut self, inactivity: Duration) -> Self {
         self.rolling = Some(inactivity);
@@ -63,22 +69,25 @@ fn ttl_until(expiry: OffsetDateTime) -> Option<Duration> {
 #[async_trait]
 impl<S: Store + std::fmt::Debug> tower_sessions_core::SessionStore for SessionStore<S> {
     async fn create(&self, record: &mut Record) -> StoreResult<()> {
-        let encoded =
-            serde_json::to_vec(&*record).map_err(|e| StoreError::Encode(e.to_string()))?;
         let Some(ttl) = ttl_until(record.expiry_date) else {
             return Ok(());
         };
         // A fresh id until one is free (collisions of 128-bit ids are
-        // theoretical, but never overwrite someone else's session).
-        while !self
-            .store
-            .set_if_absent(&Self::key(&record.id), &encoded, Some(ttl))
-            .await
-            .map_err(backend)?
-        {
+        // theoretical, but never overwrite someone else's session). The
+        // record holds its id, so it is encoded again for each id tried.
+        loop {
+            let encoded =
+                serde_json::to_vec(&*record).map_err(|e| StoreError::Encode(e.to_string()))?;
+            if self
+                .store
+                .set_if_absent(&Self::key(&record.id), &encoded, Some(ttl))
+                .await
+                .map_err(backend)?
+            {
+                return Ok(());
+            }
             record.id = Id::default();
         }
-        Ok(())
     }
 
     async fn save(&self, record: &Record) -> StoreResult<()> {
@@ -104,7 +113,14 @@ impl<S: Store + std::fmt::Debug> tower_sessions_core::SessionStore for SessionSt
     async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
         let key = Self::key(id);
         let raw = match self.rolling {
-            Some(inactivity) => self.store.get_and_expire(&key, inactivity).await,
+            Some(inactivity) => self
+                .store
+                .run_script(&ROLLING_GET, &[&key], &[ScriptArg::millis(inactivity)])
+                .await
+                .map(|reply| match reply {
+                    ScriptValue::Bytes(bytes) => Some(bytes),
+                    _ => None,
+                }),
             None => self.store.get(&key).await,
         }
         .map_err(backend)?;
@@ -118,8 +134,9 @@ impl<S: Store + std::fmt::Debug> tower_sessions_core::SessionStore for SessionSt
                 + time::Duration::milliseconds(
                     i64::try_from(inactivity.as_millis()).unwrap_or(i64::MAX),
                 );
-            // The key's TTL was reset by GETEX; the record reports it. The
-            // stored copy keeps its older date, which nothing reads.
+            // The script extended the key's life to this if it was shorter;
+            // the record reports it. The stored copy keeps its older date,
+            // which nothing reads.
             if extended > record.expiry_date {
                 record.expiry_date = extended;
             }

@@ -11,6 +11,11 @@
 //! | [`EmbeddedStore`] | the same semantics, per process: atomic per call and per script, TTLs exact to the millisecond (lazy + active expiry), bounded by a memory budget with sampled-LRU eviction. Nothing is shared between processes; pub/sub reaches this process only. |
 //! | [`AnyStore`] in fallback mode | Redis while it is `Ready`; the embedded store while it is not (and for a call that finds Redis gone). Data written during an outage stays local and is **not** copied to Redis on recovery — except the changes recovery must not undo (cache invalidations, session destroys, rate-limit penalties), which modules record in the bounded [`journal`] and which are replayed on Redis *before* this instance's calls go to Redis again. Then the embedded store is cleared, so that a later outage never serves data from an earlier one. |
 //!
+//! The job queue and the event log also need sorted sets, hashes and
+//! streams; they reach them only inside scripts (see [`ScriptContext`]), so
+//! the trait itself stays this narrow. In the embedded store those values
+//! are never evicted to make room (they count against the budget).
+//!
 //! The same behavioural suite (`conformance`, feature `test-util`) runs against every store; a
 //! difference between them is a bug unless documented here.
 
@@ -24,6 +29,7 @@ mod primitives;
 mod pubsub;
 mod redis;
 mod script;
+mod stream_id;
 mod ttl;
 
 pub use any::AnyStore;
@@ -36,5 +42,6 @@ pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, scan_all};
 pub use pubsub::{Message, PubSubEvent, Subscription};
 pub use redis::RedisStore;
 pub use script::{NativeScript, Script, ScriptArg, ScriptContext, ScriptValue};
+pub use stream_id::StreamId;
 pub use ttl::KeyTtl;
 pub(crate) use ttl::ttl_millis;

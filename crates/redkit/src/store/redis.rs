@@ -430,12 +430,17 @@ fn wrong_type(error: Error, key: &str) -> Error {
     }
 }
 
+/// A script's own failure becomes [`Error::Script`]; an outage or a
+/// "cannot do it now" reply (OOM, LOADING…) keeps its redis error, so
+/// callers can tell them apart ([`Error::is_refused_for_now`]).
 fn script_error(script: &Script, error: Error) -> Error {
     match redis_error(&error) {
-        Some(redis_error) if !error.is_unavailable() => Error::Script {
-            script: script.name(),
-            message: redis_error.to_string(),
-        },
+        Some(redis_error) if !error.is_unavailable() && !error.is_refused_for_now() => {
+            Error::Script {
+                script: script.name(),
+                message: redis_error.to_string(),
+            }
+        }
         _ => error,
     }
 }

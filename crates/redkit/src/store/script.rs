@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::KeyTtl;
+use super::{KeyTtl, StreamId};
 use crate::error::Result;
 
 /// The native twin of a Lua script.
@@ -191,4 +191,38 @@ pub trait ScriptContext {
     fn set_remove(&mut self, key: usize, members: &[&str]) -> Result<u64>;
     /// `TIME`: the store's clock, since the UNIX epoch.
     fn now(&self) -> Duration;
+    /// `ZADD KEYS[i+1] score member`; whether the member is new.
+    fn zadd(&mut self, key: usize, score: i64, member: &str) -> Result<bool>;
+    /// `ZREM KEYS[i+1] member`; whether it was there. An emptied set is deleted.
+    fn zrem(&mut self, key: usize, member: &str) -> Result<bool>;
+    /// `ZSCORE KEYS[i+1] member`.
+    fn zscore(&mut self, key: usize, member: &str) -> Result<Option<i64>>;
+    /// `ZRANGEBYSCORE KEYS[i+1] min max WITHSCORES LIMIT offset count`:
+    /// members by score, then member.
+    fn zrange_by_score(
+        &mut self,
+        key: usize,
+        min: i64,
+        max: i64,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(String, i64)>>;
+    /// `ZCOUNT KEYS[i+1] min max`.
+    fn zcount(&mut self, key: usize, min: i64, max: i64) -> Result<u64>;
+    /// `HSET KEYS[i+1] field value`.
+    fn hset(&mut self, key: usize, field: &str, value: Bytes) -> Result<()>;
+    /// `HGET KEYS[i+1] field`.
+    fn hget(&mut self, key: usize, field: &str) -> Result<Option<Bytes>>;
+    /// `HDEL KEYS[i+1] field`; whether it was there. An emptied hash is deleted.
+    fn hdel(&mut self, key: usize, field: &str) -> Result<bool>;
+    /// `XADD KEYS[i+1] MAXLEN max_len * d value`: appends with an id from the
+    /// store's clock and trims to the newest `max_len` entries.
+    fn xadd(&mut self, key: usize, value: Bytes, max_len: usize) -> Result<StreamId>;
+    /// `XRANGE KEYS[i+1] start + COUNT count` (`start` included).
+    fn xrange(
+        &mut self,
+        key: usize,
+        start: StreamId,
+        count: usize,
+    ) -> Result<Vec<(StreamId, Bytes)>>;
 }

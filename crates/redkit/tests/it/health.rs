@@ -5,7 +5,7 @@ use std::time::Duration;
 use redkit::Redkit;
 use redkit::config::RedisConfig;
 use redkit::health::HealthStatus;
-use redkit::store::Backend;
+use redkit::store::{Backend, Store};
 use redkit_testkit::RedisServer;
 
 use crate::support::{fast_redis_config, ready_kit};
@@ -124,4 +124,90 @@ async fn cache_hit_and_error_rates_are_reported_and_graded() {
     assert!(report.caches[0].l1_hit_rate.unwrap() > 0.6);
     drop(cache);
     assert!(kit.health().await.caches.is_empty());
+}
+
+/// A wrong password is a rejection, not an outage: the connection state is
+/// `rejected`, health is unhealthy with a reason that names the rejection
+/// (and never the password), even with the embedded fallback serving; when
+/// the password is fixed server-side, the slow probe notices and it heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_unhealthy_until_fixed_on_the_server() {
+    use redkit::connection::ConnectionState;
+
+    let server = RedisServer::builder().requirepass("right").start();
+    let url = format!("redis://:not-the-password@127.0.0.1:{}", server.port());
+    let kit = Redkit::builder()
+        .redis(fast_redis_config(&url))
+        .build()
+        .unwrap();
+    let connection = kit.connection().unwrap().clone();
+    crate::support::wait_for_state(
+        &connection,
+        ConnectionState::Rejected,
+        Duration::from_secs(5),
+    )
+    .await;
+    let reason = connection.rejection().expect("a reason while rejected");
+    assert!(reason.contains("authentication failed"), "{reason}");
+    assert!(reason.contains("user default"), "{reason}");
+    let report = kit.health().await;
+    assert_eq!(
+        report.status,
+        HealthStatus::Unhealthy,
+        "{:?}",
+        report.reasons
+    );
+    assert_eq!(report.serving, Backend::Embedded);
+    assert!(
+        report.reasons[0].contains("rejected this client"),
+        "{:?}",
+        report.reasons
+    );
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"state\":\"rejected\""), "{json}");
+    assert!(!json.contains("not-the-password"), "{json}");
+    assert!(!json.contains("right\""), "{json}");
+    // The fallback keeps serving meanwhile (documented).
+    kit.store().set("k", b"v", None).await.unwrap();
+
+    server.cli(&["CONFIG", "SET", "requirepass", "not-the-password"]);
+    crate::support::wait_for_state(&connection, ConnectionState::Ready, Duration::from_secs(5))
+        .await;
+    assert_eq!(connection.rejection(), None);
+    let report = kit.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.reasons);
+}
+
+/// A server that wants a password none was given for (`NOAUTH`), and a
+/// database index the server does not have, are rejections too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_and_an_unknown_database_are_rejections() {
+    use redkit::connection::{ConnectionState, RedisConnection};
+
+    let guarded = RedisServer::builder().requirepass("right").start();
+    let connection = RedisConnection::connect(fast_redis_config(&format!(
+        "redis://127.0.0.1:{}",
+        guarded.port()
+    )))
+    .unwrap();
+    crate::support::wait_for_state(
+        &connection,
+        ConnectionState::Rejected,
+        Duration::from_secs(5),
+    )
+    .await;
+    let reason = connection.rejection().unwrap();
+    assert!(reason.contains("NOAUTH"), "{reason}");
+
+    let open = RedisServer::new();
+    let url = format!("{}/99", open.url());
+    let connection = RedisConnection::connect(fast_redis_config(&url)).unwrap();
+    crate::support::wait_for_state(
+        &connection,
+        ConnectionState::Rejected,
+        Duration::from_secs(5),
+    )
+    .await;
+    let reason = connection.rejection().unwrap();
+    assert!(reason.contains("database 99"), "{reason}");
 }

@@ -5,12 +5,15 @@
 mod cache;
 mod config;
 mod connection;
+mod events;
 mod fallback;
 mod healing;
 mod health;
 mod properties;
+mod queue;
 mod ratelimit;
 mod session;
 mod store;
 mod support;
 mod tls;
+mod tower_store;

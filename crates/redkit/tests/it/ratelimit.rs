@@ -246,6 +246,69 @@ async fn insurance_limiter_while_redis_is_killed_then_redis_again() {
     );
 }
 
+/// Redis at `maxmemory` with `noeviction` answers every write
+/// `-OOM command not allowed …`: it answered, but it cannot count. The
+/// limiter then counts in its insurance limiter (limits stay enforced) and
+/// the layer keeps answering 200 / 429, never 503; once Redis has room
+/// again, Redis counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_is_an_outage_for_the_limiter_not_a_503() {
+    let server = RedisServer::builder()
+        .arg("maxmemory-policy", "noeviction")
+        .start();
+    let connection = connected(&server).await;
+    let limiter = RateLimiter::builder(RedisStore::new(connection.clone()))
+        .local_block(false)
+        .build()
+        .unwrap();
+    let policy = Policy::new("full", 3, Duration::from_secs(3600)).unwrap();
+    let router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(limiter.clone(), policy.clone()));
+    // Filled: whatever it holds is more than it may use.
+    server.cli(&["SET", "ballast", &"x".repeat(64 * 1024)]);
+    server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let full = redkit::store::RedisStore::new(connection.clone())
+        .set("probe", b"v", None)
+        .await
+        .unwrap_err();
+    assert!(full.is_refused_for_now(), "{full:?}");
+    assert!(!full.is_unavailable(), "{full:?}");
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(send(&router, "10.0.0.1:1", &[]).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "limits stay enforced");
+    let decision = limiter.check(&policy, "other", 1).await.unwrap();
+    assert_eq!(decision.source, DecisionSource::Insurance);
+
+    // Fail closed: the layer's 503 has the documented error shape.
+    let closed = RateLimiter::builder(RedisStore::new(connection.clone()))
+        .when_unavailable(WhenUnavailable::FailClosed)
+        .build()
+        .unwrap();
+    let error = closed.check(&policy, "k", 1).await.unwrap_err();
+    assert!(error.is_refused_for_now(), "{error:?}");
+    let closed_router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(closed, policy.clone()));
+    let response = send(&closed_router, "10.0.0.1:1", &[]).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limiter_unavailable", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+
+    // Room again: Redis counts.
+    server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let decision = limiter.check(&policy, "again", 1).await.unwrap();
+    assert_eq!(decision.source, DecisionSource::Store);
+}
+
 fn app(layer: RateLimitLayer<EmbeddedStore>) -> Router {
     Router::new()
         .route("/", get(|| async { "ok" }))
@@ -527,4 +590,28 @@ async fn the_service_exposes_what_it_wraps() {
     let future: redkit::ratelimit::future::ResponseFuture<http::Response<Body>, _> =
         tower::Service::call(ready, request("203.0.113.9:1000", &[]));
     assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+}
+
+/// A key the limiter refuses (here a 600-byte API key) is a 400 in the one
+/// error shape, `{"error": {"code", "message"}}`.
+#[tokio::test]
+async fn a_refused_key_is_a_400_in_the_documented_error_shape() {
+    let policy = Policy::new("keyed", 5, Duration::from_secs(60)).unwrap();
+    let layer = RateLimitLayer::new(embedded_limiter(), policy)
+        .key_by(KeyBy::Header(http::HeaderName::from_static("x-api-key")));
+    let long = "k".repeat(600);
+    let response = send(&app(layer), "10.0.0.1:1", &[("x-api-key", &long)]).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected 1 to 512"),
+        "{body}"
+    );
 }

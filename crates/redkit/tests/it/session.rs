@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use redkit::config::EmbeddedConfig;
+use redkit::connection::RedisConnection;
 use redkit::session::{SessionConfig, SessionId, SessionUpdate, Sessions};
 use redkit::store::{EmbeddedStore, KeyTtl, RedisStore, Store};
 use redkit_testkit::RedisServer;
@@ -665,5 +666,81 @@ async fn a_session_past_its_absolute_end_reports_lifetime_over() {
     assert!(
         matches!(error, redkit::Error::SessionLifetimeOver),
         "{error:?}"
+    );
+}
+
+/// Instance B cut off from Redis (blackholed) while A ends every session of
+/// a user: B accepts the ended session, read-only, for at most its
+/// fail-safe window counted from its last successful read — then refuses
+/// it. Nothing B does meanwhile can give it a new life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_instance_stops_accepting_an_ended_session_within_the_fail_safe() {
+    use redkit_testkit::{Fault, FaultProxy};
+
+    let server = RedisServer::new();
+    let proxy = FaultProxy::start(server.port());
+    let fail_safe = Duration::from_millis(1500);
+    let config = SessionConfig::default()
+        .local_cache(Duration::from_millis(100))
+        .local_fail_safe(fail_safe);
+    let a = Sessions::new(RedisStore::new(connected(&server).await), config.clone()).unwrap();
+    let b_connection =
+        RedisConnection::connect(crate::support::fast_redis_config(&proxy.url())).unwrap();
+    b_connection
+        .wait_ready(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let b = Sessions::new(RedisStore::new(b_connection), config).unwrap();
+    let session = a.create("dora", Map::new()).await.unwrap();
+    // B's local cache serves once its subscription is up.
+    assert!(
+        crate::support::eventually(Duration::from_secs(5), || async {
+            b.get(&session.id).await.unwrap().is_some()
+                && b.get(&session.id).await.unwrap().is_some()
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await; // past local_cache
+    assert!(b.get(&session.id).await.unwrap().is_some());
+    let last_read = std::time::Instant::now();
+
+    proxy.set(Fault::Blackhole);
+    assert_eq!(a.destroy_all("dora").await.unwrap(), 1);
+    assert_eq!(a.get(&session.id).await.unwrap(), None);
+
+    // Read-only meanwhile: no update, extension, new id or destroy.
+    let update = SessionUpdate::new().set("k", 1);
+    assert!(
+        b.update(&session.id, &update)
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
+    assert!(b.touch(&session.id).await.unwrap_err().is_unavailable());
+    assert!(b.cycle_id(&session.id).await.unwrap_err().is_unavailable());
+
+    // Within the bound (the fail-safe after the last successful read, plus
+    // the command timeout of the read that finds it over and some slack
+    // for a loaded machine), B refuses it.
+    let bound = fail_safe + Duration::from_millis(500) + Duration::from_secs(1);
+    let refused =
+        crate::support::eventually(bound, || async { b.get(&session.id).await.is_err() }).await;
+    assert!(refused, "B still accepts the ended session");
+    assert!(
+        last_read.elapsed() <= bound,
+        "refused only {:?} after the last successful read",
+        last_read.elapsed()
+    );
+    // And stays refusing.
+    for _ in 0..3 {
+        assert!(b.get(&session.id).await.is_err());
+    }
+    proxy.heal();
+    assert!(
+        crate::support::eventually(Duration::from_secs(5), || async {
+            matches!(b.get(&session.id).await, Ok(None))
+        })
+        .await,
+        "once healed, B learns the session ended"
     );
 }

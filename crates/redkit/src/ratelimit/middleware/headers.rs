@@ -1,4 +1,8 @@
-//! The response headers and the 429 / 503 bodies.
+//! The response headers and the 429 / 503 / 400 bodies.
+//!
+//! Every body has the shape `{"error": {"code": …, "message": …}}` (plus
+//! details beside `error` for 429), so clients parse one error format
+//! whatever layer answered.
 //!
 //! IETF `draft-ietf-httpapi-ratelimit-headers`: `RateLimit-Policy:
 //! "name";q=limit;w=window_seconds` and `RateLimit: "name";r=remaining;t=reset_seconds`.
@@ -67,8 +71,10 @@ pub(super) fn rejected<B: From<String>>(
 
 pub(super) fn unavailable<B: From<String>>() -> Response<B> {
     let body = serde_json::json!({
-        "error": "rate_limiter_unavailable",
-        "message": "the rate limiter's store is unavailable; retry shortly",
+        "error": {
+            "code": "rate_limiter_unavailable",
+            "message": "the rate limiter cannot decide right now; retry shortly",
+        },
     });
     let mut response = json(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
     response
@@ -78,7 +84,7 @@ pub(super) fn unavailable<B: From<String>>() -> Response<B> {
 }
 
 pub(super) fn bad_key<B: From<String>>(message: String) -> Response<B> {
-    let body = serde_json::json!({ "error": "bad_request", "message": message });
+    let body = serde_json::json!({ "error": { "code": "bad_request", "message": message } });
     json(StatusCode::BAD_REQUEST, body.to_string())
 }
 

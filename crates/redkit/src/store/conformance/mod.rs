@@ -13,9 +13,11 @@
 //! fails one of these behaves differently from Redis: that is a bug.
 #![allow(clippy::unwrap_used)]
 
+mod collections;
 mod data;
 mod scan_pubsub_scripts;
 
+pub use collections::*;
 pub use data::*;
 pub use scan_pubsub_scripts::*;
 
@@ -44,7 +46,8 @@ macro_rules! store_conformance_tests {
             pubsub_delivers_to_subscribers,
             scripts_run_atomically,
             script_errors_are_reported,
-            large_values_roundtrip
+            large_values_roundtrip,
+            collections_in_scripts_follow_redis
         );
     };
     (@each $make:path; $($check:ident),* $(,)?) => {

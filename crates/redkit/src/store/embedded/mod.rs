@@ -14,6 +14,7 @@
 //!   whole budget is refused with [`Error::OutOfMemory`].
 //! - **Pub/sub**: reaches subscribers in this process only.
 
+mod collections;
 mod script_context;
 mod shard;
 

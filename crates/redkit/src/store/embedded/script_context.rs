@@ -8,7 +8,7 @@ use parking_lot::MutexGuard;
 use super::shard::Shard;
 use crate::clock::millis;
 use crate::error::{Error, Result};
-use crate::store::{KeyTtl, ScriptContext, ttl_millis};
+use crate::store::{KeyTtl, ScriptContext, StreamId, ttl_millis};
 
 /// Holds the locks of every shard a script's keys live in.
 pub(super) struct NativeContext<'a> {
@@ -112,5 +112,76 @@ impl ScriptContext for NativeContext<'_> {
 
     fn now(&self) -> Duration {
         self.now
+    }
+    fn zadd(&mut self, key: usize, score: i64, member: &str) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.zadd(name, score, member, now)
+    }
+
+    fn zrem(&mut self, key: usize, member: &str) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.zrem(name, member, now)
+    }
+
+    fn zscore(&mut self, key: usize, member: &str) -> Result<Option<i64>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.zscore(name, member, now)
+    }
+
+    fn zrange_by_score(
+        &mut self,
+        key: usize,
+        min: i64,
+        max: i64,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(String, i64)>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.zrange_by_score(name, (min, max), (offset, count), now)
+    }
+
+    fn zcount(&mut self, key: usize, min: i64, max: i64) -> Result<u64> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.zcount(name, min, max, now)
+    }
+
+    fn hset(&mut self, key: usize, field: &str, value: Bytes) -> Result<()> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.hset(name, field, value, now)
+    }
+
+    fn hget(&mut self, key: usize, field: &str) -> Result<Option<Bytes>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.hget(name, field, now)
+    }
+
+    fn hdel(&mut self, key: usize, field: &str) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.hdel(name, field, now)
+    }
+
+    fn xadd(&mut self, key: usize, value: Bytes, max_len: usize) -> Result<StreamId> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.xadd(name, value, max_len, now)
+    }
+
+    fn xrange(
+        &mut self,
+        key: usize,
+        start: StreamId,
+        count: usize,
+    ) -> Result<Vec<(StreamId, Bytes)>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        shard.xrange(name, start, count, now)
     }
 }

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+use super::collections::{Hash, SortedSet, Stream};
 use crate::error::{Error, Result};
-use crate::store::{KeyTtl, glob_matches};
+use crate::store::{KeyTtl, StreamId, glob_matches};
 
 /// Bytes counted for each entry on top of its key and value.
 pub(super) const ENTRY_OVERHEAD: usize = 64;
@@ -27,6 +28,29 @@ const EVICTION_SAMPLES: usize = 5;
 pub(super) enum Value {
     Bytes(Bytes),
     Set(BTreeSet<String>),
+    SortedSet(SortedSet),
+    Hash(Hash),
+    Stream(Stream),
+}
+
+impl Value {
+    /// Queue and event-log data: never evicted to make room (like Redis'
+    /// `volatile-*` policies, which leave keys without a TTL alone).
+    fn is_durable(&self) -> bool {
+        matches!(
+            self,
+            Value::SortedSet(_) | Value::Hash(_) | Value::Stream(_)
+        )
+    }
+
+    fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Set(members) => members.is_empty(),
+            Value::SortedSet(set) => set.is_empty(),
+            Value::Hash(hash) => hash.is_empty(),
+            Value::Bytes(_) | Value::Stream(_) => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -56,6 +80,9 @@ fn value_size(key: &str, value: &Value) -> usize {
         Value::Set(members) => {
             entry_size(key, members.iter().map(|m| m.len() + MEMBER_OVERHEAD).sum())
         }
+        Value::SortedSet(set) => entry_size(key, set.bytes),
+        Value::Hash(hash) => entry_size(key, hash.bytes),
+        Value::Stream(stream) => entry_size(key, stream.bytes),
     }
 }
 
@@ -118,7 +145,7 @@ impl Shard {
         let Some(index) = self.map.get_index_of(key) else {
             return;
         };
-        if matches!(&self.map[index].value, Value::Set(members) if members.is_empty()) {
+        if self.map[index].value.is_empty_collection() {
             self.remove_index(index);
             return;
         }
@@ -133,7 +160,7 @@ impl Shard {
         match self.live(key, now).map(|entry| &entry.value) {
             None => Ok(None),
             Some(Value::Bytes(bytes)) => Ok(Some(bytes.clone())),
-            Some(Value::Set(_)) => Err(wrong_type(key, "string")),
+            Some(_) => Err(wrong_type(key, "string")),
         }
     }
 
@@ -187,7 +214,7 @@ impl Shard {
                         .ok_or_else(|| wrong_type(key, "integer"))?,
                     entry.expires_at,
                 ),
-                Value::Set(_) => return Err(wrong_type(key, "integer")),
+                _ => return Err(wrong_type(key, "integer")),
             },
         };
         let next = current
@@ -235,7 +262,7 @@ impl Shard {
         match self.live(key, now).map(|entry| &entry.value) {
             None => Ok(Vec::new()),
             Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
-            Some(Value::Bytes(_)) => Err(wrong_type(key, "set")),
+            Some(_) => Err(wrong_type(key, "set")),
         }
     }
 
@@ -274,19 +301,37 @@ impl Shard {
         if len == 0 {
             return false;
         }
-        let mut victim = fastrand::usize(0..len);
-        for _ in 1..EVICTION_SAMPLES.min(len) {
+        let mut victim: Option<usize> = None;
+        for _ in 0..EVICTION_SAMPLES.min(len) {
             let candidate = fastrand::usize(0..len);
-            let (best, other) = (&self.map[victim], &self.map[candidate]);
+            let other = &self.map[candidate];
+            if other.value.is_durable() && !other.is_expired(now) {
+                continue;
+            }
+            let Some(best) = victim.map(|index| &self.map[index]) else {
+                victim = Some(candidate);
+                continue;
+            };
             if best.is_expired(now) {
                 break;
             }
             if other.is_expired(now) || other.last_access < best.last_access {
-                victim = candidate;
+                victim = Some(candidate);
             }
         }
-        self.remove_index(victim);
-        true
+        // All samples durable: look for any evictable entry before giving up.
+        let victim = victim.or_else(|| {
+            self.map
+                .values()
+                .position(|entry| !entry.value.is_durable() || entry.is_expired(now))
+        });
+        match victim {
+            Some(index) => {
+                self.remove_index(index);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Active expiry, as Redis does it: sample random entries and remove the
@@ -325,6 +370,163 @@ impl Shard {
         let freed: usize = self.map.values().map(|entry| entry.size).sum();
         self.used.fetch_sub(freed, Ordering::Relaxed);
         self.map.clear();
+    }
+}
+
+/// Sorted sets, hashes and streams (for scripts). Each mutation re-measures
+/// the entry and deletes emptied sets and hashes, as Redis does.
+impl Shard {
+    fn collection<T>(
+        &mut self,
+        key: &str,
+        now: u64,
+        create: Option<fn() -> Value>,
+        view: fn(&mut Value) -> Option<&mut T>,
+        expected: &'static str,
+    ) -> Result<Option<&mut T>> {
+        if self.live(key, now).is_none() {
+            match create {
+                Some(make) => self.insert(key, make(), None),
+                None => return Ok(None),
+            }
+        }
+        let Some(entry) = self.map.get_mut(key) else {
+            return Ok(None);
+        };
+        view(&mut entry.value)
+            .map(Some)
+            .ok_or_else(|| wrong_type(key, expected))
+    }
+
+    fn sorted_set(&mut self, key: &str, now: u64, create: bool) -> Result<Option<&mut SortedSet>> {
+        let make: fn() -> Value = || Value::SortedSet(SortedSet::default());
+        self.collection(
+            key,
+            now,
+            create.then_some(make),
+            |value| match value {
+                Value::SortedSet(set) => Some(set),
+                _ => None,
+            },
+            "sorted set",
+        )
+    }
+
+    fn hash(&mut self, key: &str, now: u64, create: bool) -> Result<Option<&mut Hash>> {
+        let make: fn() -> Value = || Value::Hash(Hash::default());
+        self.collection(
+            key,
+            now,
+            create.then_some(make),
+            |value| match value {
+                Value::Hash(hash) => Some(hash),
+                _ => None,
+            },
+            "hash",
+        )
+    }
+
+    fn stream(&mut self, key: &str, now: u64, create: bool) -> Result<Option<&mut Stream>> {
+        let make: fn() -> Value = || Value::Stream(Stream::default());
+        self.collection(
+            key,
+            now,
+            create.then_some(make),
+            |value| match value {
+                Value::Stream(stream) => Some(stream),
+                _ => None,
+            },
+            "stream",
+        )
+    }
+
+    pub(super) fn zadd(&mut self, key: &str, score: i64, member: &str, now: u64) -> Result<bool> {
+        let added = self
+            .sorted_set(key, now, true)?
+            .is_some_and(|set| set.add(member, score));
+        self.resize(key);
+        Ok(added)
+    }
+
+    pub(super) fn zrem(&mut self, key: &str, member: &str, now: u64) -> Result<bool> {
+        let removed = self
+            .sorted_set(key, now, false)?
+            .is_some_and(|set| set.remove(member));
+        self.resize(key);
+        Ok(removed)
+    }
+
+    pub(super) fn zscore(&mut self, key: &str, member: &str, now: u64) -> Result<Option<i64>> {
+        Ok(self
+            .sorted_set(key, now, false)?
+            .and_then(|set| set.score(member)))
+    }
+
+    pub(super) fn zrange_by_score(
+        &mut self,
+        key: &str,
+        (min, max): (i64, i64),
+        (offset, count): (usize, usize),
+        now: u64,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(self
+            .sorted_set(key, now, false)?
+            .map(|set| set.range(min, max, offset, count))
+            .unwrap_or_default())
+    }
+
+    pub(super) fn zcount(&mut self, key: &str, min: i64, max: i64, now: u64) -> Result<u64> {
+        Ok(self
+            .sorted_set(key, now, false)?
+            .map_or(0, |set| set.count(min, max)))
+    }
+
+    pub(super) fn hset(&mut self, key: &str, field: &str, value: Bytes, now: u64) -> Result<()> {
+        if let Some(hash) = self.hash(key, now, true)? {
+            hash.set(field, value);
+        }
+        self.resize(key);
+        Ok(())
+    }
+
+    pub(super) fn hget(&mut self, key: &str, field: &str, now: u64) -> Result<Option<Bytes>> {
+        Ok(self.hash(key, now, false)?.and_then(|hash| hash.get(field)))
+    }
+
+    pub(super) fn hdel(&mut self, key: &str, field: &str, now: u64) -> Result<bool> {
+        let removed = self
+            .hash(key, now, false)?
+            .is_some_and(|hash| hash.remove(field));
+        self.resize(key);
+        Ok(removed)
+    }
+
+    pub(super) fn xadd(
+        &mut self,
+        key: &str,
+        value: Bytes,
+        max_len: usize,
+        now: u64,
+    ) -> Result<StreamId> {
+        let id = self
+            .stream(key, now, true)?
+            .map(|stream| stream.append(value, now, max_len))
+            .unwrap_or_default();
+        self.resize(key);
+        Ok(id)
+    }
+
+    pub(super) fn xrange(
+        &mut self,
+        key: &str,
+        start: StreamId,
+        count: usize,
+        now: u64,
+    ) -> Result<Vec<(StreamId, Bytes)>> {
+        Ok(self
+            .stream(key, now, false)?
+            .map(|stream| stream.range(start, count))
+            .unwrap_or_default())
     }
 }
 

@@ -1,0 +1,88 @@
+//! Durable background jobs: typed, at-least-once, with retries, delays and a
+//! dead-letter list — on Redis, on the embedded store, and through outages.
+//!
+//! ```no_run
+//! # async fn demo(kit: redkit::Redkit) -> redkit::Result<()> {
+//! use std::time::Duration;
+//! use redkit::queue::{EnqueueOptions, Job};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Email { to: String }
+//!
+//! let emails = kit.queue::<Email>("emails")?;
+//! emails.enqueue(&Email { to: "a@example.com".into() }).await?;
+//! emails
+//!     .enqueue_with(&Email { to: "b@example.com".into() },
+//!                   EnqueueOptions::new().id("welcome:b").delay(Duration::from_secs(60)))
+//!     .await?;
+//! let worker = emails.start_worker(|job: Job<Email>| async move {
+//!     println!("sending to {}", job.payload.to);
+//!     Ok(())
+//! });
+//! // …
+//! worker.shutdown(Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **At-least-once.** A job is removed only when its handler returned
+//!   `Ok`. A job whose worker dies (crash, SIGKILL, lost network) is taken
+//!   back when its lease expires (`visibility_timeout`, renewed by a
+//!   heartbeat while the handler runs) and runs again — so a handler may
+//!   see a job twice and should be idempotent. The attempt number is the
+//!   lease token: a worker whose lease was taken over cannot complete,
+//!   retry or dead-letter the job any more.
+//! - **Retries.** A failed attempt (error, panic) is retried after a capped
+//!   exponential backoff with jitter; after `max_attempts` (counting attempts
+//!   lost to crashes) the job goes to the dead-letter list with its last
+//!   error, where it can be listed, retried or purged. A payload that does
+//!   not decode is dead-lettered at once.
+//! - **Ordering.** Jobs start in order of due time (enqueue time for jobs
+//!   without a delay); jobs due in the same millisecond start in id order
+//!   (generated ids follow enqueue order). With concurrency above one, or
+//!   several workers, they may *finish* in any order, and a retried job
+//!   goes back in line at its retry time.
+//! - **Deduplication.** A job enqueued with an id is added only if no job
+//!   of that id is waiting, delayed or running; it can be cancelled while it
+//!   waits.
+//! - **What a crash costs.** A worker crash: the running jobs run again after
+//!   the visibility timeout. A Redis crash: what Redis persisted (with
+//!   `appendonly yes` and `appendfsync always`, every acknowledged enqueue;
+//!   with `everysec`, up to a second). In fallback mode an enqueue while
+//!   Redis is unreachable is buffered in process memory (bounded by
+//!   `buffer_capacity`, [`Enqueued::buffered`] says so) and delivered in order
+//!   when Redis is back; a process that dies before that loses its buffer.
+//!   On the embedded store jobs live as long as the process.
+//!
+//! # Layout
+//!
+//! All keys of queue `q` share the hash tag `{q}` (one Cluster slot):
+//! sorted sets `rq:{q}:waiting` (by due time; delayed jobs too), `running`
+//! (by lease expiry) and `dead` (by death time), hashes `jobs` (payload,
+//! JSON), `attempts` and `errors`, and the counter `seq`. Every state change
+//! is one script ([`scripts`](self) has the Lua and its native twin), so the
+//! embedded store behaves the same; one suite (`conformance`, feature
+//! `test-util`) checks both.
+
+mod buffer;
+mod config;
+/// The shared behavioural suite (for the tests of each store).
+#[cfg(feature = "test-util")]
+pub mod conformance;
+mod handle;
+mod job;
+mod keys;
+mod metrics;
+mod reply;
+mod scripts;
+mod shared;
+mod worker;
+
+pub use config::QueueConfig;
+pub use handle::{DEAD_BATCH, Queue};
+pub use job::{DeadJob, EnqueueOptions, Enqueued, Job, JobInfo, JobState, QueueCounts};
+pub use worker::{Handler, ShutdownReport, Worker};
+
+pub(crate) use keys::REGISTRY_KEY;
+pub(crate) use shared::QueueRegistry;
