@@ -141,6 +141,17 @@ pub enum Error {
         attempts: usize,
     },
 
+    /// Redis is away and the outage journal (changes to re-apply on Redis at
+    /// recovery) is full: this change was made locally but would be undone
+    /// when Redis comes back.
+    #[error(
+        "Redis is unavailable and the outage journal is full ({capacity} changes); this change would not survive recovery"
+    )]
+    JournalFull {
+        /// The journal's capacity.
+        capacity: usize,
+    },
+
     /// The embedded store cannot make room for a value within its memory budget.
     #[error(
         "value of {size} bytes does not fit the embedded store's memory budget of {budget} bytes"

@@ -124,6 +124,51 @@ async fn an_event_stream_on_b_receives_changes_made_on_a() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_flushall_a_task_created_through_a_is_listed_by_both_at_once() {
+    let redis = RedisServer::new();
+    let (a, b) = pair(&redis, 1000).await;
+    let mut on_a = Client::registered(&a, "alice").await;
+    for i in 0..3 {
+        on_a.post("/tasks", json!({"title": format!("before {i}")}))
+            .await;
+    }
+    let count = |reply: crate::support::Reply| reply.body.as_array().map_or(0, Vec::len);
+    // Both instances cache the list of 3 (with the tag versions of then).
+    assert_eq!(count(on_a.get("/tasks").await), 3);
+    let on_b = on_a.on(&b);
+    let cached = eventually(Duration::from_secs(2), || {
+        let mut on_b = on_b.clone();
+        async move { count(on_b.get("/tasks").await) == 3 }
+    })
+    .await;
+    assert!(cached);
+
+    redis.cli(&["FLUSHALL"]);
+    // The sessions went with it: log in again. Then several writes (a
+    // counter would climb back to the versions the cached lists recorded).
+    let reply = on_a.login("alice", "alice-password").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for i in 0..3 {
+        let reply = on_a
+            .post("/tasks", json!({"title": format!("after {i}")}))
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+    }
+    let started = std::time::Instant::now();
+    let on_b = on_a.on(&b);
+    let listed = eventually(Duration::from_secs(2), || {
+        let (mut on_a, mut on_b) = (on_a.clone(), on_b.clone());
+        async move { count(on_a.get("/tasks").await) == 6 && count(on_b.get("/tasks").await) == 6 }
+    })
+    .await;
+    assert!(listed, "a list cached before FLUSHALL is still served");
+    println!(
+        "service: write visible on both instances after FLUSHALL within {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// B cut off from Redis (its connection blackholed) while A runs
 /// logout-all: B keeps accepting the ended session only within its session
 /// fail-safe (counted from its last successful read of it), read-only —

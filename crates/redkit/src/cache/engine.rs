@@ -38,7 +38,16 @@ pub(crate) struct Engine<S> {
     settings: EngineSettings,
     breaker: Breaker,
     flights: Flights,
+    /// Keys whose loader failed and whose stale value is served instead,
+    /// until the time (ms) it may run again (the fail-safe throttle).
+    throttled: moka::sync::Cache<String, u64>,
+    /// Whether the task writing pending tag versions runs.
+    pub(super) retrying_tags: std::sync::atomic::AtomicBool,
 }
+
+/// Keys an instance remembers as throttled at most (a bound on memory; a
+/// key pushed out only means its loader may run again sooner).
+const MAX_THROTTLED_KEYS: u64 = 100_000;
 
 /// The settings an engine is built with (validated by the builder).
 pub(super) struct EngineSettings {
@@ -84,6 +93,8 @@ impl<S: Store> Engine<S> {
             settings,
             breaker,
             flights: Flights::default(),
+            throttled: moka::sync::Cache::new(MAX_THROTTLED_KEYS),
+            retrying_tags: std::sync::atomic::AtomicBool::new(false),
         });
         engine
             .backplane
@@ -100,6 +111,24 @@ impl<S: Store> Engine<S> {
     /// Concurrent loads of one key, shared.
     pub(super) fn flights(&self) -> &Flights {
         &self.flights
+    }
+
+    /// Serves `key`'s stale value without calling its loader until `until`
+    /// (ms), after the loader failed.
+    pub(super) fn throttle_loader(&self, key: &str, until: u64) {
+        self.throttled.insert(key.to_owned(), until);
+    }
+
+    /// Whether `key`'s loader failed recently enough not to be called.
+    pub(super) fn loader_throttled(&self, key: &str, now: u64) -> bool {
+        match self.throttled.get(key) {
+            Some(until) if now < until => true,
+            Some(_) => {
+                self.throttled.invalidate(key);
+                false
+            }
+            None => false,
+        }
     }
 
     /// This instance's id.

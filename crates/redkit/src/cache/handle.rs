@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::backplane::CacheChange;
 use super::engine::Engine;
 use super::options::EntryOptions;
+use super::recovery::Apply;
 use super::stats::CacheStats;
 use crate::error::Result;
 use crate::store::Store;
@@ -156,6 +157,13 @@ impl<S: Store> Cache<S> {
         let entry_keys: Vec<String> = keys.iter().map(|key| engine.layout.entry(key)).collect();
         let entry_refs: Vec<&str> = entry_keys.iter().map(String::as_str).collect();
         let deleted = engine.store.delete(&entry_refs).await?;
+        engine.journal(
+            format!("del:{}", keys.join("\u{0}")),
+            CacheChange::Delete {
+                k: keys.iter().map(|key| (*key).to_owned()).collect(),
+            },
+            Apply::Delete(entry_keys.clone()),
+        );
         engine.counters.invalidations(keys.len() as u64);
         engine
             .publish(CacheChange::Delete {

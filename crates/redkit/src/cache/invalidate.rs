@@ -1,6 +1,6 @@
 //! Invalidation by tag, by prefix and of the whole namespace.
 //!
-//! Tags are O(1) (a version bump, see [`super::tags`]). Prefixes and `clear`
+//! Tags are O(1) (a new version, see [`super::tags`]). Prefixes and `clear`
 //! walk the namespace with `SCAN … COUNT` and delete each page with `UNLINK`
 //! (memory is freed off the main thread), so Redis is never blocked for more
 //! than one small page; the pattern is glob-escaped, so a prefix containing
@@ -8,6 +8,8 @@
 
 use super::backplane::CacheChange;
 use super::handle::Cache;
+use super::recovery::Apply;
+use super::tags::new_version;
 use crate::error::Result;
 use crate::store::{ScanCursor, Store};
 
@@ -21,16 +23,48 @@ impl<S: Store> Cache<S> {
     }
 
     /// Invalidates every entry tagged with any of `tags`, on every instance.
+    ///
+    /// When the store cannot take a tag's new version (Redis out of memory,
+    /// or unreachable without fallback) the invalidation still holds: this
+    /// instance stops trusting the tag's entries at once, the others are told
+    /// on the backplane, and the version is written in the background as
+    /// soon as the store takes it (see the [module](super) docs). Only when
+    /// too many tags are pending already does this return the store's error
+    /// (after dropping this instance's L1).
     pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<()> {
         let engine = &self.engine;
         for tag in tags {
             engine.check_tag(tag)?;
         }
         for tag in tags {
-            let version = engine.store.incr_by(&engine.layout.tag(tag), 1).await?;
-            let version = u64::try_from(version).unwrap_or(0);
+            let version = new_version();
+            let key = engine.layout.tag(tag);
             engine.tags().observe(tag, version);
             engine.counters.invalidations(1);
+            match engine
+                .store
+                .set(&key, version.to_string().as_bytes(), None)
+                .await
+            {
+                Ok(()) => engine.journal(
+                    format!("tag:{tag}"),
+                    CacheChange::Tag {
+                        t: (*tag).to_owned(),
+                        v: version,
+                    },
+                    Apply::SetTag { key, version },
+                ),
+                Err(error) => {
+                    tracing::warn!(
+                        cache = engine.layout.namespace(), tag, error = %error,
+                        "tag invalidation not stored; pinned here, published, retried in the background"
+                    );
+                    if !engine.tag_write_failed(tag, version) {
+                        engine.forget_local();
+                        return Err(error);
+                    }
+                }
+            }
             engine
                 .publish(CacheChange::Tag {
                     t: (*tag).to_owned(),
@@ -47,9 +81,15 @@ impl<S: Store> Cache<S> {
         let engine = &self.engine;
         engine.check_prefix(prefix)?;
         engine.evict_prefix_locally(prefix);
-        let deleted = self
-            .unlink_matching(&engine.layout.entries_with_prefix(prefix))
-            .await?;
+        let pattern = engine.layout.entries_with_prefix(prefix);
+        let deleted = unlink_matching(&engine.store, &pattern).await?;
+        engine.journal(
+            format!("prefix:{prefix}"),
+            CacheChange::Prefix {
+                p: prefix.to_owned(),
+            },
+            Apply::UnlinkMatching(pattern),
+        );
         engine.counters.invalidations(1);
         engine
             .publish(CacheChange::Prefix {
@@ -65,27 +105,33 @@ impl<S: Store> Cache<S> {
     pub async fn clear(&self) -> Result<u64> {
         let engine = &self.engine;
         engine.forget_local();
-        let deleted = self.unlink_matching(&engine.layout.everything()).await?;
+        let deleted = unlink_matching(&engine.store, &engine.layout.everything()).await?;
         engine.forget_local();
+        engine.journal(
+            "clear".to_owned(),
+            CacheChange::Clear,
+            Apply::UnlinkMatching(engine.layout.everything()),
+        );
         engine.counters.invalidations(1);
         engine.publish(CacheChange::Clear).await;
         Ok(deleted)
     }
+}
 
-    async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
-        let store = &self.engine.store;
-        let mut cursor = ScanCursor::START;
-        let mut deleted = 0;
-        loop {
-            let page = store.scan(&cursor, pattern, SCAN_PAGE).await?;
-            if !page.keys.is_empty() {
-                let keys: Vec<&str> = page.keys.iter().map(String::as_str).collect();
-                deleted += store.delete(&keys).await?;
-            }
-            if page.cursor.is_done() {
-                return Ok(deleted);
-            }
-            cursor = page.cursor;
+/// Deletes every key matching `pattern`, one SCAN page at a time; returns
+/// how many were deleted.
+pub(super) async fn unlink_matching<T: Store>(store: &T, pattern: &str) -> Result<u64> {
+    let mut cursor = ScanCursor::START;
+    let mut deleted = 0;
+    loop {
+        let page = store.scan(&cursor, pattern, SCAN_PAGE).await?;
+        if !page.keys.is_empty() {
+            let keys: Vec<&str> = page.keys.iter().map(String::as_str).collect();
+            deleted += store.delete(&keys).await?;
         }
+        if page.cursor.is_done() {
+            return Ok(deleted);
+        }
+        cursor = page.cursor;
     }
 }

@@ -74,7 +74,9 @@ impl<S: Store> Cache<S> {
     ///   hard timeout; with a stale value at hand and a soft timeout, callers
     ///   get the stale value after the soft timeout while loading goes on;
     /// - if the loader fails or times out, a stale value within the fail-safe
-    ///   limit is returned instead of the error.
+    ///   limit is returned instead of the error, and for the fail-safe
+    ///   throttle ([`EntryOptions::fail_safe_throttle`]) that stale value is
+    ///   served without calling the loader again.
     pub async fn get_or_set_with<T, F, Fut, E>(
         &self,
         key: &str,
@@ -104,6 +106,18 @@ impl<S: Store> Cache<S> {
             other => other,
         };
         engine.counters.misses(1);
+        if let Some(found) = &stale
+            && now
+                < found
+                    .meta
+                    .fresh_until
+                    .saturating_add(millis(options.fail_safe_max))
+            && engine.loader_throttled(key, now)
+        {
+            // The loader failed a moment ago: do not call it on every read.
+            engine.counters.stale_served(1);
+            return Ok(found.value.clone());
+        }
         if let Some(found) = &stale
             && now
                 < found
@@ -151,6 +165,11 @@ impl<S: Store> Cache<S> {
                             .saturating_add(millis(options.fail_safe_max)) =>
                 {
                     engine.counters.stale_served(1);
+                    let now = engine.now_ms();
+                    engine.throttle_loader(
+                        key,
+                        now.saturating_add(millis(options.fail_safe_throttle)),
+                    );
                     tracing::warn!(
                         cache = engine.layout.namespace(), key, error = %error,
                         "loader failed; serving the stale value (fail-safe)"
@@ -216,6 +235,19 @@ impl<S: Store> Cache<S> {
         } else {
             None
         };
+        // The tags' versions before loading: if one moves while the loader
+        // runs, what it read may predate that invalidation, so it is not
+        // cached (it would otherwise be stored with the new version).
+        let tag_names: Vec<&str> = options.tags.iter().map(String::as_str).collect();
+        let versions_before = if tag_names.is_empty() {
+            None
+        } else {
+            engine
+                .tags()
+                .current(&engine.store, &engine.layout, &tag_names)
+                .await
+                .ok()
+        };
         engine.counters.loader_calls(1);
         let started = Instant::now();
         let loaded = match options.hard_timeout {
@@ -234,7 +266,21 @@ impl<S: Store> Cache<S> {
             .record(started.elapsed().as_secs_f64());
         let landing = match loaded {
             Ok(loaded) => {
-                if loaded.cache {
+                let invalidated_meanwhile = match (&versions_before, &loaded.tags) {
+                    (Some(before), None) => engine
+                        .tags()
+                        .current(&engine.store, &engine.layout, &tag_names)
+                        .await
+                        .map_or(true, |now| &now != before),
+                    _ => false,
+                };
+                if invalidated_meanwhile {
+                    tracing::debug!(
+                        cache = engine.layout.namespace(),
+                        key,
+                        "a tag was invalidated while loading; the value is returned, not cached"
+                    );
+                } else if loaded.cache {
                     let mut options = options.clone();
                     if let Some(ttl) = loaded.ttl {
                         options.ttl = ttl;

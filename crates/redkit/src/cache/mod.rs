@@ -29,10 +29,18 @@
 //! `backplane.rs`.
 //!
 //! # Tags
-//! Each tag has a counter in the store; an entry records its tags' versions and
-//! is valid while they are current. Invalidating a tag increments its counter
-//! and publishes the new version. Invalidated entries are dropped when met and
-//! expire with their TTL; tag counters have no TTL (removed by `clear`).
+//! Each tag has a version in the store; an entry records its tags' versions and
+//! is valid while they are current. Invalidating a tag sets a new random
+//! version and publishes it (a counter would go backwards after `FLUSHALL`).
+//! Invalidated entries are dropped when met and expire with their TTL; tag
+//! versions have no TTL (removed by `clear`).
+//!
+//! # Healing
+//! An invalidation the store refuses (Redis out of memory) is pinned locally,
+//! published, and retried until Redis takes it; one made on the embedded
+//! fallback during an outage is journaled and replayed on Redis before Redis
+//! serves again (`recovery.rs`). A failing loader with a stale value is not
+//! called again for the fail-safe throttle.
 
 mod backplane;
 mod breaker;
@@ -48,6 +56,7 @@ mod l1;
 mod load;
 mod local_tier;
 mod options;
+mod recovery;
 mod stats;
 mod tags;
 

@@ -22,6 +22,11 @@ pub struct EntryOptions {
     /// After `ttl`, a stale value may be served for this long when the loader
     /// or Redis fails (fail-safe). Default: zero (off).
     pub fail_safe_max: Duration,
+    /// After a loader failure answered with a stale value (fail-safe), the
+    /// stale value is served for this long without calling the loader again,
+    /// so a failing database is not hit by every read (FusionCache's
+    /// `FailSafeThrottleDuration`). Per key and per instance. Default: 5 s.
+    pub fail_safe_throttle: Duration,
     /// When a stale value exists and the loader takes longer than this, the
     /// stale value is returned and the loader finishes in the background.
     /// Default: none.
@@ -43,6 +48,7 @@ impl Default for EntryOptions {
             tags: Vec::new(),
             stale_window: Duration::ZERO,
             fail_safe_max: Duration::ZERO,
+            fail_safe_throttle: Duration::from_secs(5),
             soft_timeout: None,
             hard_timeout: None,
             l1: true,
@@ -95,6 +101,14 @@ impl EntryOptions {
     #[must_use]
     pub fn fail_safe_max(mut self, max: Duration) -> Self {
         self.fail_safe_max = max;
+        self
+    }
+
+    /// Sets how long a failed loader is not called again while its stale
+    /// value is served.
+    #[must_use]
+    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
+        self.fail_safe_throttle = throttle;
         self
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::EmbeddedConfig;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, EmbeddedStore, ScriptValue, Store};
+use crate::store::{AnyStore, EmbeddedStore, RedisStore, Replay, ScriptValue, Store};
 
 use super::algorithm::script_invocation;
 use super::decision::{Decision, DecisionSource};
@@ -192,9 +192,16 @@ impl<S: Store> RateLimiter<S> {
 
     /// Takes `points` more from `key`'s quota (for example after a failed
     /// login), admitted or not.
+    ///
+    /// During an outage (fallback mode) the penalty is also journaled and
+    /// replayed on Redis before Redis serves again, so recovery does not
+    /// forgive it; if the journal is full it is dropped with a warning (this
+    /// instance's local block still holds).
     pub async fn penalize(&self, policy: &Policy, key: &str, points: u64) -> Result<Decision> {
         let points = i64::try_from(points).unwrap_or(i64::MAX);
-        self.consume(policy, key, points).await
+        let decision = self.consume(policy, key, points).await?;
+        journal_penalty(&self.inner.store, policy, key, points);
+        Ok(decision)
     }
 
     /// Gives `points` back to `key`'s quota (for example after a successful
@@ -247,7 +254,7 @@ impl<S: Store> RateLimiter<S> {
             Plan::Local(decision) => return Ok(decision),
             Plan::Store { extra } => extra,
         };
-        let store_key = format!("rl:{}:{key}", policy.name());
+        let store_key = store_key(policy, key);
         let asked = cost.saturating_add(i64::try_from(extra).unwrap_or(i64::MAX));
         let mut result = self.decide(policy, &store_key, asked).await;
         let mut granted = extra;
@@ -413,6 +420,27 @@ async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Resu
         reset_after: Duration::from_micros(u64::try_from(reset_us).unwrap_or(0)),
         source: DecisionSource::Store,
     })
+}
+
+/// Records a penalty made on the outage fallback, to be taken again on
+/// Redis at recovery (each penalty on its own: they add up).
+fn journal_penalty<S: Store>(store: &S, policy: &Policy, key: &str, points: i64) {
+    let store_key = store_key(policy, key);
+    let id = format!("penalty:{store_key}:{:016x}", fastrand::u64(..));
+    let name = policy.name().to_owned();
+    let policy = policy.clone();
+    let replay = Replay::new(move |redis: RedisStore| {
+        let (policy, store_key) = (policy.clone(), store_key.clone());
+        async move { run(&redis, &policy, &store_key, points).await.map(|_| ()) }
+    });
+    if let Err(error) = store.record_for_recovery(id, replay) {
+        tracing::warn!(policy = name, %error, "penalty not journaled; Redis will not see it after recovery");
+    }
+}
+
+/// The store key counting `key` under `policy`.
+fn store_key(policy: &Policy, key: &str) -> String {
+    format!("rl:{}:{key}", policy.name())
 }
 
 /// Whether the store cannot count now: unreachable, or it answered that it

@@ -15,7 +15,7 @@ use super::{SessionConfig, SessionId};
 use crate::clock::{Clock, SystemClock, millis};
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, ScriptArg, ScriptValue, Store};
+use crate::store::{AnyStore, RedisStore, Replay, ScriptArg, ScriptValue, Store};
 
 /// Attempts of a conflicting concurrent update before giving up.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
@@ -193,9 +193,17 @@ impl<S: Store> Sessions<S> {
         self.guarded(self.update_inner(id, update)).await
     }
 
-    /// Ends the session; false when it did not exist.
+    /// Ends the session; false when it did not exist. During an outage
+    /// (fallback mode) the destroy is also journaled and replayed on Redis
+    /// before Redis serves again; if the journal is full this fails with
+    /// [`Error::JournalFull`] (the logout would not survive recovery).
     pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
-        self.guarded(self.destroy_inner(id)).await
+        let destroyed = self.guarded(self.destroy_inner(id)).await?;
+        self.inner.store.record_for_recovery(
+            format!("session:{:016x}", local::digest(id)),
+            replay_destroy(id.clone()),
+        )?;
+        Ok(destroyed)
     }
 
     /// Moves the session to a new id (same user and data) and ends the old
@@ -213,8 +221,16 @@ impl<S: Store> Sessions<S> {
 
     /// Ends every session of `user_id`, on every instance sharing the store;
     /// returns how many there were.
+    ///
+    /// During an outage (fallback mode) it is also journaled like
+    /// [`Sessions::destroy`].
     pub async fn destroy_all(&self, user_id: &str) -> Result<u64> {
-        self.guarded(self.destroy_all_inner(user_id)).await
+        let destroyed = self.guarded(self.destroy_all_inner(user_id)).await?;
+        self.inner.store.record_for_recovery(
+            format!("sessions-of:{user_id}"),
+            replay_destroy_all(user_id.to_owned()),
+        )?;
+        Ok(destroyed)
     }
 
     fn ensure_available(&self) -> Result<()> {
@@ -435,6 +451,10 @@ impl<S: Store> Sessions<S> {
     async fn destroy_inner(&self, id: &SessionId) -> Result<bool> {
         let key = session_key(id);
         let Some(raw) = self.inner.store.get(&key).await? else {
+            // Not in this store (it may live in Redis while the fallback
+            // serves): no copy kept here may stand in for it any more.
+            self.announce(SessionChange::Session(local::digest(id)))
+                .await;
             return Ok(false);
         };
         match decode(id, &raw) {
@@ -517,4 +537,49 @@ impl<S: Store> Sessions<S> {
         self.announce(SessionChange::User(user_id.to_owned())).await;
         Ok(deleted.saturating_sub(u64::from(!ids.is_empty())))
     }
+}
+
+/// The replay of a destroy made during an outage: the same destroy on Redis,
+/// announced to every instance's local cache.
+fn replay_destroy(id: SessionId) -> Replay {
+    Replay::new(move |redis: RedisStore| {
+        let id = id.clone();
+        async move {
+            let key = session_key(&id);
+            if let Some(raw) = redis.get(&key).await? {
+                match decode(&id, &raw) {
+                    Some(session) => {
+                        let index = index_key(&session.user_id);
+                        let args = [ScriptArg::Bytes(Bytes::copy_from_slice(
+                            id.expose().as_bytes(),
+                        ))];
+                        redis.run_script(&DESTROY, &[&key, &index], &args).await?;
+                    }
+                    None => {
+                        redis.delete(&[&key]).await?;
+                    }
+                }
+            }
+            local::announce(&redis, &SessionChange::Session(local::digest(&id))).await;
+            Ok(())
+        }
+    })
+}
+
+/// The replay of a destroy-all made during an outage: every session in the
+/// user's index on Redis, and the index.
+fn replay_destroy_all(user_id: String) -> Replay {
+    Replay::new(move |redis: RedisStore| {
+        let user_id = user_id.clone();
+        async move {
+            let index = index_key(&user_id);
+            let ids = redis.set_members(&index).await?;
+            let mut keys: Vec<String> = ids.iter().map(|id| raw_session_key(id)).collect();
+            keys.push(index);
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            redis.delete(&refs).await?;
+            local::announce(&redis, &SessionChange::User(user_id)).await;
+            Ok(())
+        }
+    })
 }

@@ -5,21 +5,33 @@
 //! timeout) — the call is served by the embedded store instead, so callers
 //! keep working through an outage and never wait past the command timeout.
 //! What that means for data is documented on the [module](super): writes made
-//! during the outage stay local, and the embedded store is cleared when Redis
-//! is `Ready` again.
+//! during the outage stay local, except the changes modules record in the
+//! [outage journal](super::journal) (invalidations, session destroys,
+//! penalties), which are replayed on Redis when it is `Ready` again and
+//! *before* this instance's calls go to Redis; then the embedded store is
+//! cleared.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::journal::{Journal, Replay};
 use super::pubsub::Subscription;
 use super::{
     Backend, CursorPosition, EmbeddedStore, KeyTtl, RedisStore, ScanCursor, ScanPage, Script,
     ScriptArg, ScriptValue, SetEntry, Store,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::connection::ConnectionState;
 use crate::error::Result;
+
+/// A call that fell back to the embedded store this recently (ms) counts as
+/// "served locally" for the journal even if the connection still says
+/// `Ready` (a timeout does not mark it broken).
+const FELL_BACK_RECENTLY_MS: u64 = 1_000;
 
 /// The store a [`Redkit`](crate::Redkit) handle was configured with.
 #[derive(Debug, Clone)]
@@ -27,6 +39,20 @@ pub struct AnyStore {
     mode: Backend,
     redis: Option<RedisStore>,
     embedded: EmbeddedStore,
+    recovery: Arc<Recovery>,
+}
+
+/// Fallback mode's outage bookkeeping, shared by clones.
+#[derive(Debug, Default)]
+struct Recovery {
+    journal: Journal,
+    /// Something is recorded and not yet replayed: calls stay on the
+    /// embedded store until it is.
+    replay_pending: AtomicBool,
+    /// When (ms since epoch) a call last fell back to the embedded store.
+    fell_back_at: AtomicU64,
+    /// Wakes the recovery task when a change is recorded while Redis is up.
+    recorded: tokio::sync::Notify,
 }
 
 impl AnyStore {
@@ -36,6 +62,7 @@ impl AnyStore {
             mode: Backend::Embedded,
             redis: None,
             embedded,
+            recovery: Arc::default(),
         }
     }
 
@@ -46,32 +73,25 @@ impl AnyStore {
             mode: Backend::Redis,
             redis: Some(redis),
             embedded,
+            recovery: Arc::default(),
         }
     }
 
     /// Redis while it is ready, `embedded` while it is not. Must be called
-    /// inside a Tokio runtime (it watches the connection to clear the
-    /// embedded store on recovery).
+    /// inside a Tokio runtime (it watches the connection to replay the
+    /// outage journal and clear the embedded store on recovery).
     pub fn fallback(redis: RedisStore, embedded: EmbeddedStore) -> Self {
-        let mut changes = redis.connection().state_changes();
-        let local = embedded.clone();
-        tokio::spawn(async move {
-            let mut was_ready = false;
-            while let Some(state) = changes.next().await {
-                let ready = state == ConnectionState::Ready;
-                if ready && !was_ready {
-                    local.clear();
-                }
-                was_ready = ready;
-                if state == ConnectionState::Closed {
-                    return;
-                }
-            }
-        });
+        let recovery = Arc::new(Recovery::default());
+        tokio::spawn(recover_on_ready(
+            redis.clone(),
+            embedded.clone(),
+            recovery.clone(),
+        ));
         AnyStore {
             mode: Backend::Fallback,
             redis: Some(redis),
             embedded,
+            recovery,
         }
     }
 
@@ -96,11 +116,48 @@ impl AnyStore {
         let redis = self.redis.as_ref()?;
         match self.mode {
             Backend::Redis => Some(redis),
-            Backend::Fallback if redis.connection().state() == ConnectionState::Ready => {
+            Backend::Fallback
+                if redis.connection().state() == ConnectionState::Ready
+                    && !self.recovery.replay_pending.load(Ordering::Acquire) =>
+            {
                 Some(redis)
             }
             _ => None,
         }
+    }
+
+    fn note_fallback(&self) {
+        if self.mode == Backend::Fallback {
+            self.recovery
+                .fell_back_at
+                .store(SystemClock.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// Whether a change made just now may have been served by the embedded
+    /// store in place of Redis (and so must be journaled).
+    fn served_locally(&self) -> bool {
+        self.mode == Backend::Fallback
+            && (self.active_redis().is_none()
+                || SystemClock
+                    .now_ms()
+                    .saturating_sub(self.recovery.fell_back_at.load(Ordering::Acquire))
+                    < FELL_BACK_RECENTLY_MS)
+    }
+
+    /// After a change was journaled: while Redis is away, calls must wait
+    /// for its replay before going to Redis again. A change that fell back
+    /// while the connection stayed `Ready` (a timeout: Redis slow, not gone)
+    /// is replayed in the background without taking calls off Redis.
+    fn mark_pending(&self) {
+        let ready = self
+            .redis
+            .as_ref()
+            .is_some_and(|redis| redis.connection().state() == ConnectionState::Ready);
+        if !ready {
+            self.recovery.replay_pending.store(true, Ordering::Release);
+        }
+        self.recovery.recorded.notify_one();
     }
 
     /// Runs `on_redis` or `on_embedded` as the mode and connection say; in
@@ -117,11 +174,15 @@ impl AnyStore {
         match self.active_redis() {
             Some(redis) => match on_redis(redis).await {
                 Err(error) if self.mode == Backend::Fallback && error.is_unavailable() => {
+                    self.note_fallback();
                     on_embedded(&self.embedded).await
                 }
                 result => result,
             },
-            None => on_embedded(&self.embedded).await,
+            None => {
+                self.note_fallback();
+                on_embedded(&self.embedded).await
+            }
         }
     }
 }
@@ -149,6 +210,24 @@ impl Store for AnyStore {
 
     fn is_degraded(&self) -> bool {
         self.mode == Backend::Fallback && self.active_redis().is_none()
+    }
+
+    fn record_for_recovery(&self, id: String, replay: Replay) -> Result<()> {
+        if !self.served_locally() {
+            return Ok(());
+        }
+        self.recovery.journal.record(id, replay)?;
+        self.mark_pending();
+        Ok(())
+    }
+
+    fn record_fail_safe_for_recovery(&self, id: String, replay: Replay) -> Result<()> {
+        if !self.served_locally() {
+            return Ok(());
+        }
+        self.recovery.journal.record_fail_safe(id, replay)?;
+        self.mark_pending();
+        Ok(())
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
@@ -263,5 +342,91 @@ impl Store for AnyStore {
             |s| s.run_script(script, keys, args),
         )
         .await
+    }
+}
+
+/// Pause between attempts to replay a change Redis did not take.
+const REPLAY_RETRY: Duration = Duration::from_millis(200);
+
+/// The recovery task of a fallback store: on every return to `Ready` (and
+/// whenever a change is recorded while Redis is up), replays the journal on
+/// Redis, clears the embedded store, and only then lets calls go to Redis.
+async fn recover_on_ready(redis: RedisStore, embedded: EmbeddedStore, shared: Arc<Recovery>) {
+    let connection = redis.connection().clone();
+    let mut changes = connection.state_changes();
+    let mut was_ready = false;
+    loop {
+        let ready = connection.state() == ConnectionState::Ready;
+        let recorded = !shared.journal.if_empty(|| {});
+        if ready && (!was_ready || recorded || shared.replay_pending.load(Ordering::Acquire)) {
+            // Replay until the journal is empty, then switch in one step.
+            if replay_all(&redis, &shared).await {
+                let cleared = shared.journal.if_empty(|| {
+                    embedded.clear();
+                    shared.replay_pending.store(false, Ordering::Release);
+                });
+                if !cleared {
+                    continue;
+                }
+            }
+        }
+        was_ready = ready;
+        tokio::select! {
+            state = changes.next() => match state {
+                Some(ConnectionState::Closed) | None => return,
+                Some(_) => {}
+            },
+            () = shared.recorded.notified() => {}
+        }
+    }
+}
+
+/// Replays run at once (in order between groups: a fail-safe replay, last,
+/// runs after every change it stands for).
+const REPLAY_GROUP: usize = 64;
+
+/// Replays everything recorded; false when Redis stopped taking replays
+/// (what is left stays journaled for the next attempt).
+async fn replay_all(redis: &RedisStore, recovery: &Recovery) -> bool {
+    loop {
+        let batch = recovery.journal.take();
+        let total = batch.len();
+        let mut groups = batch.chunks(REPLAY_GROUP).enumerate();
+        let mut failed_at = None;
+        for (index, group) in groups.by_ref() {
+            let results = futures_util::future::join_all(
+                group.iter().map(|(_, replay)| replay.run(redis.clone())),
+            )
+            .await;
+            let failed: Vec<(String, Replay)> = group
+                .iter()
+                .zip(results)
+                .filter_map(|(change, result)| {
+                    result.err().map(|error| {
+                        tracing::warn!(change = change.0, error = %error, "replaying an outage change on Redis failed; will retry");
+                        change.clone()
+                    })
+                })
+                .collect();
+            if !failed.is_empty() {
+                failed_at = Some((index, failed));
+                break;
+            }
+        }
+        if let Some((index, mut rest)) = failed_at {
+            rest.extend(batch.into_iter().skip((index + 1) * REPLAY_GROUP));
+            recovery.journal.put_back(rest);
+            if redis.connection().state() != ConnectionState::Ready {
+                return false;
+            }
+            tokio::time::sleep(REPLAY_RETRY).await;
+            continue;
+        }
+        if total > 0 {
+            tracing::info!(changes = total, "outage changes replayed on Redis");
+        }
+        if recovery.journal.if_empty(|| {}) {
+            return true;
+        }
     }
 }

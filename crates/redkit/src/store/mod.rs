@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`RedisStore`] | Redis' own: shared by every instance, atomic per command and per script, durable as the server is configured. Fails fast with [`Error::Unavailable`](crate::Error::Unavailable) while disconnected. |
 //! | [`EmbeddedStore`] | the same semantics, per process: atomic per call and per script, TTLs exact to the millisecond (lazy + active expiry), bounded by a memory budget with sampled-LRU eviction. Nothing is shared between processes; pub/sub reaches this process only. |
-//! | [`AnyStore`] in fallback mode | Redis while it is `Ready`; the embedded store while it is not (and for a call that finds Redis gone). Data written during an outage stays local and is **not** copied to Redis on recovery; the embedded store is cleared when Redis is back so that a later outage never serves data from an earlier one. |
+//! | [`AnyStore`] in fallback mode | Redis while it is `Ready`; the embedded store while it is not (and for a call that finds Redis gone). Data written during an outage stays local and is **not** copied to Redis on recovery — except the changes recovery must not undo (cache invalidations, session destroys, rate-limit penalties), which modules record in the bounded [`journal`] and which are replayed on Redis *before* this instance's calls go to Redis again. Then the embedded store is cleared, so that a later outage never serves data from an earlier one. |
 //!
 //! The job queue and the event log also need sorted sets, hashes and
 //! streams; they reach them only inside scripts (see [`ScriptContext`]), so
@@ -24,6 +24,7 @@ mod any;
 pub mod conformance;
 mod embedded;
 mod glob;
+pub mod journal;
 mod primitives;
 mod pubsub;
 mod redis;
@@ -35,6 +36,7 @@ pub use any::AnyStore;
 pub use embedded::{EmbeddedStats, EmbeddedStore};
 pub use glob::escape_glob;
 pub(crate) use glob::glob_matches;
+pub use journal::Replay;
 pub(crate) use primitives::CursorPosition;
 pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, scan_all};
 pub use pubsub::{Message, PubSubEvent, Subscription};

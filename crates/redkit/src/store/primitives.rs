@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{KeyTtl, Script, ScriptArg, ScriptValue, Subscription};
+use super::{KeyTtl, Replay, Script, ScriptArg, ScriptValue, Subscription};
 use crate::error::Result;
 
 /// Which store serves the data.
@@ -109,6 +109,25 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// backend (the embedded store while Redis is down, in fallback mode).
     fn is_degraded(&self) -> bool {
         false
+    }
+
+    /// Records how to re-apply a change just made that recovery must not
+    /// undo (an invalidation, a session destroy, a penalty), under `id`
+    /// (recording the same id again replaces it). Only a fallback
+    /// [`AnyStore`](super::AnyStore) serving from the embedded store keeps
+    /// it, to run on Redis before Redis serves again; other stores have
+    /// nothing to do. Fails with [`Error::JournalFull`](crate::Error::JournalFull)
+    /// when the journal is full (see [`journal`](super::journal)).
+    fn record_for_recovery(&self, id: String, replay: Replay) -> Result<()> {
+        let _ = (id, replay);
+        Ok(())
+    }
+
+    /// Like [`Store::record_for_recovery`], for the coarse replay a module
+    /// falls back to when the journal refused a change.
+    fn record_fail_safe_for_recovery(&self, id: String, replay: Replay) -> Result<()> {
+        let _ = (id, replay);
+        Ok(())
     }
 
     /// Sets `key`, replacing any value and TTL.

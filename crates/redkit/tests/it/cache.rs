@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use redkit::Error;
 use redkit::cache::{Cache, Codec, Loaded};
+use redkit::clock::ManualClock;
 use redkit::config::EmbeddedConfig;
 use redkit::store::{EmbeddedStore, KeyTtl, RedisStore, Store};
 use redkit_testkit::RedisServer;
@@ -159,10 +160,12 @@ mod suite {
 
     pub async fn fail_safe_and_timeouts<S: Store>(store: S) {
         let cache = Cache::builder(store, "failsafe").build().await.unwrap();
+        // No throttle here: the soft timeout below must call the loader again.
         let options = cache
             .options()
             .ttl(Duration::from_millis(100))
-            .fail_safe_max(Duration::from_secs(30));
+            .fail_safe_max(Duration::from_secs(30))
+            .fail_safe_throttle(Duration::ZERO);
         cache
             .get_or_set("k", &options, || async { Ok::<_, Failure>(1u32) })
             .await
@@ -222,6 +225,79 @@ mod suite {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(9));
+    }
+
+    pub async fn fail_safe_throttle_spares_the_loader<S: Store>(store: S) {
+        let clock = ManualClock::starting_at(Duration::from_secs(1_000_000));
+        let cache = Cache::builder(store, "throttle")
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .await
+            .unwrap();
+        let options = cache
+            .options()
+            .ttl(Duration::from_secs(1))
+            .fail_safe_max(Duration::from_secs(60))
+            .fail_safe_throttle(Duration::from_secs(2));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let read = |fails: bool| {
+            let calls = calls.clone();
+            cache.get_or_set("k", &options, move || async move {
+                let call = calls.fetch_add(1, Ordering::SeqCst) as u32;
+                if fails {
+                    Err::<u32, Failure>("database down".into())
+                } else {
+                    Ok(call)
+                }
+            })
+        };
+        assert_eq!(read(false).await.unwrap(), 0);
+        clock.advance(Duration::from_millis(1500));
+        for _ in 0..10 {
+            assert_eq!(read(true).await.unwrap(), 0, "the stale value is served");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one failed load, then the throttle serves the stale value without the loader"
+        );
+        clock.advance(Duration::from_millis(2100));
+        assert_eq!(read(true).await.unwrap(), 0);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "after the throttle the loader runs again"
+        );
+        clock.advance(Duration::from_millis(2100));
+        assert_eq!(
+            read(false).await.unwrap(),
+            3,
+            "a working loader is used at once"
+        );
+    }
+
+    pub async fn an_invalidation_during_a_load_is_not_lost<S: Store>(store: S) {
+        let cache = Cache::builder(store, "racing").build().await.unwrap();
+        let options = cache.options().tag("user:1");
+        let writer = cache.clone();
+        // The loader reads the old data, then a write commits and
+        // invalidates before the loaded value is stored.
+        let value = cache
+            .get_or_set("list", &options, move || async move {
+                writer.invalidate_tag("user:1").await.unwrap();
+                Ok::<_, Failure>(1u32)
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 1, "the caller still gets what was loaded");
+        let reloaded = cache
+            .get_or_set("list", &options, || async { Ok::<_, Failure>(2u32) })
+            .await
+            .unwrap();
+        assert_eq!(
+            reloaded, 2,
+            "a value loaded before an invalidation was cached"
+        );
     }
 
     pub async fn loader_controls_caching<S: Store>(store: S) {
@@ -488,6 +564,8 @@ macro_rules! every_check {
             single_flight,
             stale_while_revalidate,
             fail_safe_and_timeouts,
+            fail_safe_throttle_spares_the_loader,
+            an_invalidation_during_a_load_is_not_lost,
             loader_controls_caching,
             tags_invalidate_only_their_entries,
             hostile_keys_and_patterns,
