@@ -30,6 +30,10 @@ use super::{Session, SessionId, Sessions};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// The most session cookies of one name a request may present that are
+/// looked up (a browser sends one per path or domain that set it).
+pub const MAX_SESSION_COOKIES: usize = 3;
+
 /// The default cookie name.
 const DEFAULT_COOKIE: &str = "redkit_session";
 
@@ -100,17 +104,35 @@ impl SessionCookie {
         &self.name
     }
 
-    /// The session id the request's `Cookie` headers carry, if one has the
+    /// The first session id the request's `Cookie` headers carry with the
     /// shape of an id (anything else is ignored, never sent to the store).
     pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
-        headers
+        self.session_ids(headers).into_iter().next()
+    }
+
+    /// Every well-formed session id under this cookie's name, in order, at
+    /// most [`MAX_SESSION_COOKIES`]. A browser sends several cookies of one
+    /// name when another path or (sub)domain planted one: a malformed or
+    /// unknown one must not hide the user's real session (log them out).
+    pub fn session_ids(&self, headers: &HeaderMap) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = Vec::new();
+        let candidates = headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == self.name)
-            .and_then(|(_, value)| SessionId::parse(value.trim()))
+            .filter(|(name, _)| *name == self.name)
+            .filter_map(|(_, value)| SessionId::parse(value.trim()));
+        for id in candidates {
+            if ids.len() == MAX_SESSION_COOKIES {
+                break;
+            }
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     }
 
     /// A `Set-Cookie` value that stores `id` for `max_age` (use the
@@ -220,10 +242,14 @@ impl CookieSessions {
     /// The store's error, for example [`Error::Unavailable`] while Redis is
     /// down and the sessions fail closed.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Session>> {
-        match self.cookie.session_id(headers) {
-            Some(id) => self.sessions.get(&id).await,
-            None => Ok(None),
+        // The first candidate that names a live session wins; each costs a
+        // store read, so at most MAX_SESSION_COOKIES are tried.
+        for id in self.cookie.session_ids(headers) {
+            if let Some(session) = self.sessions.get(&id).await? {
+                return Ok(Some(session));
+            }
         }
+        Ok(None)
     }
 }
 
@@ -385,10 +411,22 @@ mod tests {
         assert_eq!(cookie.session_id(&headers), None);
         let pair = format!("a=b; redkit_session={}", id.expose());
         headers.append(COOKIE, HeaderValue::from_str(&pair).unwrap());
-        assert_eq!(cookie.session_id(&headers), Some(id));
+        assert_eq!(cookie.session_id(&headers), Some(id.clone()));
         let mut hostile = HeaderMap::new();
         hostile.insert(COOKIE, HeaderValue::from_static("redkit_session=*; x=y"));
         assert_eq!(cookie.session_id(&hostile), None);
+        // A planted malformed cookie before the real one does not hide it.
+        let planted = format!("redkit_session=garbage; redkit_session={}", id.expose());
+        let mut planted_headers = HeaderMap::new();
+        planted_headers.insert(COOKIE, HeaderValue::from_str(&planted).unwrap());
+        assert_eq!(cookie.session_id(&planted_headers), Some(id.clone()));
+        // Candidates are bounded.
+        let many: Vec<String> = (0..10)
+            .map(|_| format!("redkit_session={}", SessionId::generate().unwrap().expose()))
+            .collect();
+        let mut flood = HeaderMap::new();
+        flood.insert(COOKIE, HeaderValue::from_str(&many.join("; ")).unwrap());
+        assert_eq!(cookie.session_ids(&flood).len(), MAX_SESSION_COOKIES);
     }
 
     #[test]

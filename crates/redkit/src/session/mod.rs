@@ -42,7 +42,8 @@ mod tower_store;
 pub use config::SessionConfig;
 #[cfg(feature = "axum")]
 pub use extract::{
-    CookieSessions, OptionalSession, RequiredSession, SessionCookie, SessionRejection,
+    CookieSessions, MAX_SESSION_COOKIES, OptionalSession, RequiredSession, SessionCookie,
+    SessionRejection,
 };
 pub use id::SessionId;
 pub use model::{Session, SessionUpdate};

@@ -65,6 +65,15 @@ async fn required_and_optional_sessions_from_the_cookie() {
     let response = get_with(&app, "/me", Some(&cookie)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(text(response).await, "ada");
+    // A planted cookie — malformed, or well-formed but unknown — before the
+    // real one does not log the user out.
+    let stranger = redkit::session::SessionId::generate().unwrap();
+    for planted in ["garbage".to_owned(), stranger.expose().to_owned()] {
+        let both = format!("app_session={planted}; {cookie}");
+        let response = get_with(&app, "/me", Some(&both)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{planted}");
+        assert_eq!(text(response).await, "ada");
+    }
     assert_eq!(
         text(get_with(&app, "/maybe", Some(&cookie)).await).await,
         "ada"
