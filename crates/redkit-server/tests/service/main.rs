@@ -4,6 +4,7 @@
 
 mod api;
 mod binary;
+mod bodies;
 mod dashboard;
 mod doctor;
 mod faults;
