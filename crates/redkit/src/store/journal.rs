@@ -15,7 +15,7 @@
 //! [`JOURNAL_CAPACITY`] changes; a change recorded again under the same id
 //! (the same tag, session or key) replaces the earlier one, so a long outage
 //! of repeated invalidations stays small. When it is full, a change is
-//! refused ([`Error::JournalFull`](crate::Error::JournalFull)) and the module
+//! refused ([`crate::Error::JournalFull`]) and the module
 //! falls back to a coarser replay kept apart (at most [`FAIL_SAFE_CAPACITY`]):
 //! a cache replays as the clear of its whole namespace; a session destroy is
 //! answered with the error, so the caller knows the logout did not stick.
