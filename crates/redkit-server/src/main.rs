@@ -37,17 +37,11 @@ fn main() -> ExitCode {
     let configs = RedisConfig::from_env().and_then(|redis| Ok((redis, args.service_config()?)));
     let (redis, service) = match configs {
         Ok(configs) => configs,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return configuration_error(error),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(ExitCode::FAILURE) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(args.listen, redis, service)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,17 +57,11 @@ fn main() -> ExitCode {
 fn doctor(args: &DoctorArgs) -> ExitCode {
     let redis = match RedisConfig::from_env() {
         Ok(redis) => redis,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return configuration_error(error),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(ExitCode::from(2)) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let options = DoctorOptions { pings: args.pings };
     let report = runtime.block_on(doctor::audit(redis, &options));
@@ -90,38 +78,34 @@ fn queue_command(args: &QueueArgs) -> ExitCode {
     let redis = match RedisConfig::from_env() {
         Ok(redis) if redis.enabled => redis,
         Ok(_) => {
-            eprintln!(
-                "error: redkit queue needs Redis (set REDIS_URL or REDIS_HOST); without it, queues live inside the service process"
+            return configuration_error(
+                "redkit queue needs Redis (set REDIS_URL or REDIS_HOST); without it, queues live inside the service process",
             );
-            return ExitCode::from(2);
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return configuration_error(error),
     };
     let wait = redis.connect_timeout.max(std::time::Duration::from_secs(2));
-    let result = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let kit = Redkit::builder()
-                    .redis(redis)
-                    .build()
-                    .map_err(|error| redkit_server::error_chain(&error))?;
-                if let Some(connection) = kit.connection() {
-                    connection
-                        .wait_ready(wait)
-                        .await
-                        .map_err(|error| redkit_server::error_chain(&error))?;
-                }
-                let output = redkit_server::queue_admin::run(&kit, &args.command)
-                    .await
-                    .map_err(|error| redkit_server::error_chain(&error));
-                kit.shutdown().await;
-                output
-            })
-        });
+    let runtime = match runtime(ExitCode::FAILURE) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let kit = Redkit::builder()
+            .redis(redis)
+            .build()
+            .map_err(|error| redkit_server::error_chain(&error))?;
+        if let Some(connection) = kit.connection() {
+            connection
+                .wait_ready(wait)
+                .await
+                .map_err(|error| redkit_server::error_chain(&error))?;
+        }
+        let output = redkit_server::queue_admin::run(&kit, &args.command)
+            .await
+            .map_err(|error| redkit_server::error_chain(&error));
+        kit.shutdown().await;
+        output
+    });
     match result {
         Ok(output) => {
             print!("{output}");
@@ -196,4 +180,19 @@ async fn shutdown_signal() {
         _ = interrupt => tracing::info!("SIGINT received; shutting down"),
         _ = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
+}
+
+/// A configuration the program cannot run with: said on stderr, exit code 2,
+/// before anything is started.
+fn configuration_error(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(2)
+}
+
+/// The async runtime, or `failure` after saying why it cannot start.
+fn runtime(failure: ExitCode) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|error| {
+        eprintln!("error: cannot start the async runtime: {error}");
+        failure
+    })
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::{RedisConfig, RetryConfig};
+use crate::{Redkit, RedkitBuilder};
 
 /// A configuration for the Redis at `url` with timeouts short enough for
 /// tests: 500 ms per command and connect, a health check every 200 ms, and
@@ -32,4 +33,22 @@ pub fn fast_redis_config(url: &str) -> RedisConfig {
         Ok(config) => config,
         Err(error) => panic!("test Redis URL rejected: {error}"),
     }
+}
+
+/// Builds `builder` and waits up to 5 s until its Redis connection is ready
+/// (at once when no Redis is configured).
+///
+/// # Panics
+/// When the handle cannot be built or Redis is not ready in time.
+pub async fn ready(builder: RedkitBuilder) -> Redkit {
+    let kit = match builder.build() {
+        Ok(kit) => kit,
+        Err(error) => panic!("cannot build the test Redkit: {error}"),
+    };
+    if let Some(connection) = kit.connection()
+        && let Err(error) = connection.wait_ready(Duration::from_secs(5)).await
+    {
+        panic!("test Redis not ready: {error}");
+    }
+    kit
 }

@@ -11,13 +11,7 @@ type Case = (
 );
 
 fn redkit() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("REDIS_") || name.starts_with("REDKIT_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    crate::support::redkit_binary()
 }
 
 #[test]
@@ -203,15 +197,7 @@ fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the service printed its address")
-            .unwrap();
-        if let Some((_, rest)) = line.split_once("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+    let address = crate::support::listening_address(&mut lines);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let body: serde_json::Value = runtime.block_on(async {
         reqwest::get(format!("http://{address}/health"))

@@ -2,19 +2,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use redkit_testkit::RedisServer;
 
 /// Runs `redkit doctor` against `url`; returns the exit code and stdout.
 fn doctor(url: &str, extra: &[&str]) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("REDIS_") || name.starts_with("REDKIT_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = crate::support::redkit_binary();
     let output = command
         .arg("doctor")
         .args(["--pings", "20"])

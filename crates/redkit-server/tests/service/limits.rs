@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use redkit_testkit::{Fault, FaultProxy, RedisServer};
@@ -206,12 +206,7 @@ async fn a_registration_that_cannot_start_a_session_is_undone() {
 
 /// The `redkit` binary started with `args` on a fresh database; its address.
 fn spawn_service(args: &[&str], db: &std::path::Path) -> (Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("REDIS_") || name.starts_with("REDKIT_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = crate::support::redkit_binary();
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
@@ -222,15 +217,7 @@ fn spawn_service(args: &[&str], db: &std::path::Path) -> (Child, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the service printed its address")
-            .unwrap();
-        if let Some((_, rest)) = line.split_once("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+    let address = crate::support::listening_address(&mut lines);
     // Keep draining stdout so the service never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (child, address)

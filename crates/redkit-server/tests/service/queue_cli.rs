@@ -1,6 +1,5 @@
 //! `redkit queue …` against a real Redis holding real queues.
 
-use std::process::Command;
 use std::time::Duration;
 
 use redkit::Redkit;
@@ -11,12 +10,7 @@ use redkit_testkit::RedisServer;
 use crate::support::{eventually, fast_redis_config};
 
 fn redkit_queue(redis_url: Option<&str>, args: &[&str]) -> (bool, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redkit"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("REDIS_") || name.starts_with("REDKIT_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = crate::support::redkit_binary();
     if let Some(url) = redis_url {
         command.env("REDIS_URL", url);
     }
@@ -31,15 +25,8 @@ fn redkit_queue(redis_url: Option<&str>, args: &[&str]) -> (bool, String, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_subcommands_list_show_retry_and_purge_dead_jobs() {
     let redis = RedisServer::new();
-    let kit = Redkit::builder()
-        .redis(fast_redis_config(&redis.url()))
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let kit =
+        redkit::test_util::ready(Redkit::builder().redis(fast_redis_config(&redis.url()))).await;
     let config = QueueConfig::default()
         .poll_interval(Duration::from_millis(20))
         .retry(RetryConfig::default().max_attempts(1));

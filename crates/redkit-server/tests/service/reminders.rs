@@ -188,11 +188,11 @@ async fn a_reminder_scheduled_on_a_arrives_on_b_once_and_deleted_tasks_stay_sile
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reminder_survives_the_instance_that_scheduled_it() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     let redis = RedisServer::new();
     let db = TestDb::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_redkit"))
+    let mut child = crate::support::redkit_binary()
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -209,17 +209,10 @@ async fn a_reminder_survives_the_instance_that_scheduled_it() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = tokio::task::spawn_blocking(move || {
-        lines
-            .find_map(|line| {
-                line.ok()?
-                    .split_once("listening on http://")
-                    .map(|(_, rest)| rest.trim().to_owned())
-            })
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let address =
+        tokio::task::spawn_blocking(move || crate::support::listening_address(&mut lines))
+            .await
+            .unwrap();
     let b = start_with(
         Some(fast_redis_config(&redis.url())),
         db.clone(),

@@ -358,3 +358,26 @@ impl Events {
         }
     }
 }
+
+/// The `redkit` binary, without the `REDIS_*` / `REDKIT_*` variables of the
+/// environment the tests run in.
+pub fn redkit_binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_redkit"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("REDIS_") || name.starts_with("REDKIT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Reads a service's stdout until it prints the address it listens on.
+pub fn listening_address(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    lines
+        .find_map(|line| {
+            line.ok()?
+                .split_once("listening on http://")
+                .map(|(_, rest)| rest.trim().to_owned())
+        })
+        .expect("the service printed its address")
+}

@@ -72,6 +72,27 @@ struct Known {
     change: u64,
 }
 
+impl State {
+    /// Records `version` as `tag`'s, learned at `at` as of change `change`.
+    fn know(&mut self, tag: &str, version: u64, at: Instant, change: u64) {
+        self.known.insert(
+            tag.to_owned(),
+            Known {
+                version,
+                at,
+                change,
+            },
+        );
+    }
+
+    /// Counts a change and records `version` as `tag`'s under it.
+    fn change_to(&mut self, tag: &str, version: u64) {
+        self.changes += 1;
+        let change = self.changes;
+        self.know(tag, version, Instant::now(), change);
+    }
+}
+
 /// A fresh tag version: random, never 0 (0 is "never invalidated").
 pub(crate) fn new_version() -> u64 {
     fastrand::u64(1..)
@@ -138,14 +159,7 @@ impl TagVersions {
                 None if stale_read => read,
                 None => {
                     let change = state.changes;
-                    state.known.insert(
-                        tag.to_owned(),
-                        Known {
-                            version: read,
-                            at: now,
-                            change,
-                        },
-                    );
+                    state.know(tag, read, now, change);
                     read
                 }
             };
@@ -179,16 +193,7 @@ impl TagVersions {
         if state.pending.contains_key(tag) {
             return;
         }
-        state.changes += 1;
-        let change = state.changes;
-        state.known.insert(
-            tag.to_owned(),
-            Known {
-                version,
-                at: Instant::now(),
-                change,
-            },
-        );
+        state.change_to(tag, version);
     }
 
     /// Pins `version` for `tag` until [`TagVersions::settle`]: the store
@@ -221,16 +226,7 @@ impl TagVersions {
             return;
         }
         state.pending.remove(tag);
-        state.changes += 1;
-        let change = state.changes;
-        state.known.insert(
-            tag.to_owned(),
-            Known {
-                version,
-                at: Instant::now(),
-                change,
-            },
-        );
+        state.change_to(tag, version);
     }
 
     /// Forgets every known version (pending ones stay pinned).

@@ -107,7 +107,7 @@ impl SessionCookie {
     /// The first session id the request's `Cookie` headers carry with the
     /// shape of an id (anything else is ignored, never sent to the store).
     pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
-        self.session_ids(headers).into_iter().next()
+        self.candidates(headers).next()
     }
 
     /// Every well-formed session id under this cookie's name, in order, at
@@ -115,24 +115,21 @@ impl SessionCookie {
     /// name when another path or (sub)domain planted one: a malformed or
     /// unknown one must not hide the user's real session (log them out).
     pub fn session_ids(&self, headers: &HeaderMap) -> Vec<SessionId> {
-        let mut ids: Vec<SessionId> = Vec::new();
-        let candidates = headers
+        self.candidates(headers).collect()
+    }
+
+    /// [`SessionCookie::session_ids`] without collecting them (the
+    /// extractors' hot path): usually one, read lazily.
+    fn candidates<'h>(&'h self, headers: &'h HeaderMap) -> impl Iterator<Item = SessionId> + 'h {
+        headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(name, _)| *name == self.name)
-            .filter_map(|(_, value)| SessionId::parse(value.trim()));
-        for id in candidates {
-            if ids.len() == MAX_SESSION_COOKIES {
-                break;
-            }
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        ids
+            .filter_map(|(_, value)| SessionId::parse(value.trim()))
+            .take(MAX_SESSION_COOKIES)
     }
 
     /// A `Set-Cookie` value that stores `id` for `max_age` (use the
@@ -244,7 +241,7 @@ impl CookieSessions {
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Session>> {
         // The first candidate that names a live session wins; each costs a
         // store read, so at most MAX_SESSION_COOKIES are tried.
-        for id in self.cookie.session_ids(headers) {
+        for id in self.cookie.candidates(headers) {
             if let Some(session) = self.sessions.get(&id).await? {
                 return Ok(Some(session));
             }

@@ -26,16 +26,12 @@ async fn redis_mode_reports_info_and_dbsize_without_the_password() {
     // PING; this test is about what the report holds, not about latency.
     let mut thresholds = HealthThresholds::default();
     thresholds.max_ping = Duration::from_secs(1);
-    let kit = Redkit::builder()
-        .redis(fast_redis_config(&server.url()))
-        .health_thresholds(thresholds)
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let kit = redkit::test_util::ready(
+        Redkit::builder()
+            .redis(fast_redis_config(&server.url()))
+            .health_thresholds(thresholds),
+    )
+    .await;
     let report = kit.health().await;
     let redis = report.redis.as_ref().unwrap();
     assert!(redis.ping_ms.unwrap() >= 0.0);
@@ -82,20 +78,16 @@ async fn unreachable_redis_is_unhealthy_or_degraded_with_fallback() {
 #[tokio::test]
 async fn slow_ping_degrades() {
     let server = RedisServer::new();
-    let kit = Redkit::builder()
-        .redis(fast_redis_config(&server.url()))
-        .health_thresholds({
-            let mut thresholds = redkit::health::HealthThresholds::default();
-            thresholds.max_ping = Duration::from_nanos(1);
-            thresholds
-        })
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let kit = redkit::test_util::ready(
+        Redkit::builder()
+            .redis(fast_redis_config(&server.url()))
+            .health_thresholds({
+                let mut thresholds = redkit::health::HealthThresholds::default();
+                thresholds.max_ping = Duration::from_nanos(1);
+                thresholds
+            }),
+    )
+    .await;
     let report = kit.health().await;
     assert_eq!(report.status, HealthStatus::Degraded);
     assert!(

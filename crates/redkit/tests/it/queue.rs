@@ -24,13 +24,7 @@ mod embedded {
 }
 
 async fn on_redis(config: RedisConfig) -> Redkit {
-    let kit = Redkit::builder().redis(config).build().unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
-    kit
+    redkit::test_util::ready(Redkit::builder().redis(config)).await
 }
 
 mod redis {

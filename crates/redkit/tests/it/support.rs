@@ -9,16 +9,7 @@ use redkit_testkit::RedisServer;
 
 /// A `Redkit` on `server` (short timeouts), its connection ready.
 pub async fn ready_kit(server: &RedisServer) -> Redkit {
-    let kit = Redkit::builder()
-        .redis(fast_redis_config(&server.url()))
-        .build()
-        .unwrap();
-    kit.connection()
-        .unwrap()
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .unwrap();
-    kit
+    redkit::test_util::ready(Redkit::builder().redis(fast_redis_config(&server.url()))).await
 }
 
 /// Starts `server` again and waits until `connection` is `Ready` on it.

@@ -181,8 +181,55 @@ mod suite {
         );
         assert_eq!(call(&app, "/get", Some(&issued)).await.1, "42");
     }
+
+    /// tower-sessions' own route tests: insert, get, remove, cycle, flush, expiry.
+    pub async fn routes<S: Store + std::fmt::Debug>(store: S) {
+        let app = app(
+            SessionStore::new(store.clone()).rolling(Duration::from_secs(60)),
+            Expiry::OnInactivity(time::Duration::seconds(60)),
+        );
+        let (cookie, _) = call(&app, "/insert", None).await;
+        let cookie = cookie.expect("a session cookie");
+        assert!(cookie.starts_with("id="));
+        assert_eq!(call(&app, "/get", Some(&cookie)).await.1, "42");
+        assert_eq!(
+            call(&app, "/get", None).await.1,
+            "0",
+            "no cookie, no session"
+        );
+        assert_eq!(call(&app, "/get", Some("id=forged")).await.1, "0");
+        let (cycled, _) = call(&app, "/cycle", Some(&cookie)).await;
+        let cycled = cycled.expect("a new cookie after cycle_id");
+        assert_ne!(cycled, cookie);
+        assert_eq!(
+            call(&app, "/get", Some(&cookie)).await.1,
+            "0",
+            "the old id still works"
+        );
+        assert_eq!(call(&app, "/get", Some(&cycled)).await.1, "42");
+        call(&app, "/remove", Some(&cycled)).await;
+        assert_eq!(call(&app, "/get", Some(&cycled)).await.1, "0");
+        call(&app, "/insert", Some(&cycled)).await;
+        call(&app, "/flush", Some(&cycled)).await;
+        assert_eq!(call(&app, "/get", Some(&cycled)).await.1, "0");
+        // Short-lived sessions expire in the store.
+        let brief = app_with_expiry(store, 1);
+        let (cookie, _) = call(&brief, "/insert", None).await;
+        let cookie = cookie.unwrap();
+        assert_eq!(call(&brief, "/get", Some(&cookie)).await.1, "42");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(call(&brief, "/get", Some(&cookie)).await.1, "0");
+    }
+
+    fn app_with_expiry<S: Store + std::fmt::Debug>(store: S, seconds: i64) -> Router {
+        app(
+            SessionStore::new(store),
+            Expiry::OnInactivity(time::Duration::seconds(seconds)),
+        )
+    }
 }
 
+/// An axum app using tower-sessions on `store`: tower-sessions' own route tests.
 fn app<S: Store + std::fmt::Debug>(store: SessionStore<S>, expiry: Expiry) -> Router {
     Router::new()
         .route(
@@ -198,6 +245,24 @@ fn app<S: Store + std::fmt::Debug>(store: SessionStore<S>, expiry: Expiry) -> Ro
                     "{}",
                     session.get::<usize>("foo").await.unwrap().unwrap_or(0)
                 )
+            }),
+        )
+        .route(
+            "/remove",
+            get(|session: Session| async move {
+                session.remove::<usize>("foo").await.unwrap();
+            }),
+        )
+        .route(
+            "/cycle",
+            get(|session: Session| async move {
+                session.cycle_id().await.unwrap();
+            }),
+        )
+        .route(
+            "/flush",
+            get(|session: Session| async move {
+                session.flush().await.unwrap();
             }),
         )
         .layer(
@@ -242,7 +307,7 @@ macro_rules! tower_store_suite {
     ($make:path) => {
         tower_store_suite!(@each $make; exact_record_round_trip, save_of_a_record_never_created,
             delete_then_load, id_collision_on_create, changing_the_expiry_type_of_a_live_session,
-            rolling_never_shortens_a_life, layer_cookies);
+            rolling_never_shortens_a_life, layer_cookies, routes);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(
