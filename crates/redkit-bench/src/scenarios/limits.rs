@@ -104,11 +104,8 @@ pub(super) async fn session_load(env: &Env) -> Report {
         ids.push(session.id);
     }
     let ids: Arc<Vec<SessionId>> = Arc::new(ids);
-    let raw_keys: Arc<Vec<String>> = Arc::new(
-        ids.iter()
-            .map(|id| format!("sess:s:{}", id.expose()))
-            .collect(),
-    );
+    let raw_keys: Arc<Vec<String>> =
+        Arc::new(ids.iter().map(redkit::session::session_key).collect());
     let paired = measure::paired(
         env.rounds,
         || {

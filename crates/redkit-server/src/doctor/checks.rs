@@ -742,8 +742,8 @@ fn memory(info: &Info) -> Vec<Finding> {
         .get("maxmemory_policy")
         .map(String::as_str)
         .unwrap_or("unknown");
-    const SESSIONS: &str = "sessions (`sess:s:*`: users logged out)";
-    const INDEX: &str = "session indexes (`sess:u:*`: logout-all misses sessions)";
+    const SESSIONS: &str = "sessions (`sess:{…}:s:*`: users logged out)";
+    const INDEX: &str = "session indexes (`sess:{…}:u:*`: logout-all misses sessions)";
     const LIMITS: &str = "rate-limit counters (`rl:*`: limits reset, abusers get through)";
     const TAGS: &str = "cache tag versions (`<cache>:t:*`: invalidated entries come back)";
     const QUEUES: &str = "job queues (Streams: jobs lost)";

@@ -42,7 +42,9 @@ mod client;
 mod handle;
 mod metrics;
 mod shared;
+mod slot;
 mod supervisor;
+mod topology_shim;
 
 /// The `redis` crate redkit is built on, for the low-level methods of
 /// [`RedisConnection`] (see the module docs).
@@ -51,3 +53,5 @@ pub use ::redis;
 pub use crate::connection_state::ConnectionState;
 pub(crate) use backoff::Backoff;
 pub use handle::{RedisConnection, StateChanges};
+pub use slot::{SLOT_COUNT, key_slot};
+pub use topology_shim::TopologyKind;

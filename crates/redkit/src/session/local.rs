@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
 use super::SessionId;
+use super::keys::fnv1a;
 use super::model::Session;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
@@ -266,11 +267,7 @@ pub(super) async fn announce<S: Store>(store: &S, change: &SessionChange) {
 
 /// The digest announced for `id`: FNV-1a, the same in every process.
 pub(super) fn digest(id: &SessionId) -> u64 {
-    id.expose()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
+    fnv1a(id.expose().as_bytes())
 }
 
 /// Subscribes and applies changes until the cache is dropped; while not

@@ -46,6 +46,7 @@ pub use extract::{
     SessionRejection,
 };
 pub use id::SessionId;
+pub use keys::{index_key, session_key};
 pub use model::{Session, SessionUpdate};
 pub use sessions::Sessions;
 #[cfg(feature = "tower-sessions")]

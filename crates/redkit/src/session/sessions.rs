@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::coordination::{TouchMemo, WriterLocks};
-use super::keys::{index_key, raw_session_key, redact, session_key};
+use super::keys::{index_key, raw_session_key, redact, session_key, user_tag};
 use super::local::{self, LocalSessions, NoLocalCache, SessionCache, SessionChange};
 use super::model::{Session, SessionUpdate, Stored, decode, encode, validate_user};
 use super::scripts::{CREATE, DESTROY, SAVE_IF_VERSION};
@@ -30,8 +30,10 @@ fn conflict_backoff(attempt: usize) -> Duration {
 /// Sessions on a [`Store`]: create, get, update, destroy, touch, cycle ids,
 /// list and destroy per user. Clones share state.
 ///
-/// Keys: `sess:s:<id>` holds `<version>|<json>`; `sess:u:<user>` is the set of
-/// the user's session ids. The index is cleaned on every write and listing
+/// Keys: `sess:{<tag>}:s:<id>` holds `<version>|<json>`;
+/// `sess:{<tag>}:u:<user>` is the set of the user's session ids, where the
+/// tag (derived from the user id, and starting every id made for the user)
+/// keeps a user's keys in one Redis Cluster slot. The index is cleaned on every write and listing
 /// (ids whose session expired are removed) and expires by itself at most
 /// `index_refresh` after the user's last session did, so expired sessions
 /// never leave index entries behind for long.
@@ -268,8 +270,9 @@ impl<S: Store> Sessions<S> {
         };
         let encoded = encode(0, &stored)?;
         let ttl = self.lifetime(absolute)?;
+        let tag = user_tag(user_id);
         for _ in 0..ID_ATTEMPTS {
-            let id = SessionId::generate()?;
+            let id = SessionId::generate_tagged(&tag)?;
             let keys = [session_key(&id), index_key(user_id)];
             let args = [
                 ScriptArg::Bytes(encoded.clone()),
@@ -504,19 +507,25 @@ impl<S: Store> Sessions<S> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| raw_session_key(id)).collect();
+        let mut parsed = Vec::with_capacity(ids.len());
+        let mut stale = Vec::new();
+        for raw_id in &ids {
+            match SessionId::parse(raw_id) {
+                Some(id) => parsed.push((raw_id.as_str(), id)),
+                None => stale.push(raw_id.as_str()),
+            }
+        }
+        let keys: Vec<String> = parsed.iter().map(|(_, id)| session_key(id)).collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let values = self.inner.store.get_many(&key_refs).await?;
         let mut sessions = Vec::new();
-        let mut stale = Vec::new();
-        for (raw_id, value) in ids.iter().zip(values) {
-            let session = SessionId::parse(raw_id)
-                .zip(value)
-                .and_then(|(id, raw)| decode(&id, &raw))
+        for ((raw_id, id), value) in parsed.into_iter().zip(values) {
+            let session = value
+                .and_then(|raw| decode(&id, &raw))
                 .filter(|session| session.user_id == user_id);
             match session {
                 Some(session) => sessions.push(session),
-                None => stale.push(raw_id.as_str()),
+                None => stale.push(raw_id),
             }
         }
         if !stale.is_empty() {
@@ -530,7 +539,7 @@ impl<S: Store> Sessions<S> {
         validate_user(user_id)?;
         let index = index_key(user_id);
         let ids = self.inner.store.set_members(&index).await?;
-        let mut keys: Vec<String> = ids.iter().map(|id| raw_session_key(id)).collect();
+        let mut keys: Vec<String> = ids.iter().filter_map(|id| raw_session_key(id)).collect();
         keys.push(index);
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let deleted = self.inner.store.delete(&key_refs).await?;
@@ -574,7 +583,7 @@ fn replay_destroy_all(user_id: String) -> Replay {
         async move {
             let index = index_key(&user_id);
             let ids = redis.set_members(&index).await?;
-            let mut keys: Vec<String> = ids.iter().map(|id| raw_session_key(id)).collect();
+            let mut keys: Vec<String> = ids.iter().filter_map(|id| raw_session_key(id)).collect();
             keys.push(index);
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             redis.delete(&refs).await?;

@@ -59,6 +59,13 @@ pub(crate) enum CursorPosition {
     #[default]
     Start,
     Redis(u64),
+    /// A Cluster scan: `position` on master `node` of `masters` (the
+    /// masters when the scan started, sorted).
+    Cluster {
+        masters: std::sync::Arc<[String]>,
+        node: usize,
+        position: u64,
+    },
     Embedded {
         shard: usize,
         after: Option<String>,

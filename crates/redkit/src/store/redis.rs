@@ -1,4 +1,19 @@
 //! [`Store`] on Redis, through the shared [`RedisConnection`].
+//!
+//! The same commands serve every topology; on Redis Cluster three things
+//! differ, because a command or pipeline may only touch keys of one hash
+//! slot (`CROSSSLOT`) and each master holds only its slots:
+//!
+//! - `MGET` and `UNLINK` of many keys are split per slot and reassembled in
+//!   order by the `redis` crate's cluster routing (not atomic across slots,
+//!   as on any Cluster client); `set_many` groups its pipeline per slot
+//!   here, since pipelines are not split, and sends the groups at once;
+//! - `scan` walks every master in turn (the cursor remembers which);
+//! - a script's keys must share a slot (a hash tag): keys that do not are
+//!   refused before sending, naming the script. `NOSCRIPT` (a node that
+//!   never saw the script: restarted, promoted, flushed) is answered with
+//!   `EVAL` of the body, which runs on whichever node the key lives on and
+//!   caches the script there.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -13,7 +28,7 @@ use super::{
     Backend, CursorPosition, KeyTtl, Message, PubSubEvent, ScanCursor, ScanPage, Script, ScriptArg,
     ScriptValue, SetEntry, Store, escape_glob, ttl_millis,
 };
-use crate::connection::{Backoff, RedisConnection};
+use crate::connection::{Backoff, RedisConnection, TopologyKind, key_slot};
 use crate::error::{Error, Result};
 
 /// The Redis implementation of [`Store`].
@@ -69,6 +84,92 @@ impl RedisStore {
             None
         };
         self.spawn_pump(channels, sender, connected)
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.connection.topology_kind() == TopologyKind::Cluster
+    }
+
+    /// Every entry in one pipeline (one round trip; on Cluster, the
+    /// entries of one slot).
+    async fn set_pipelined(&self, entries: &[SetEntry<'_>]) -> Result<()> {
+        let mut pipeline = redis::pipe();
+        for entry in entries {
+            let cmd = pipeline
+                .cmd("SET")
+                .arg(&*self.key(entry.key))
+                .arg(entry.value);
+            if let Some(ttl) = entry.ttl {
+                cmd.arg("PX").arg(ttl_millis(ttl)?);
+            }
+            cmd.ignore();
+        }
+        self.connection.query_pipeline::<()>(&pipeline).await
+    }
+
+    /// One SCAN step on `node` (`None`: the connection's one node); returns
+    /// the keys (with prefix) and the next position, `Done` at the end.
+    async fn scan_node(
+        &self,
+        node: Option<&str>,
+        position: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(Vec<String>, CursorPosition)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(position)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let (next, keys): (u64, Vec<String>) = match node {
+            None => self.query(&cmd, pattern).await?,
+            Some(node) => self
+                .connection
+                .query_on(node, &cmd)
+                .await
+                .map_err(|error| wrong_type(error, pattern))?,
+        };
+        Ok((
+            keys,
+            if next == 0 {
+                CursorPosition::Done
+            } else {
+                CursorPosition::Redis(next)
+            },
+        ))
+    }
+
+    /// One SCAN step of a Cluster scan: on master `node` of `masters`,
+    /// moving to the next master when that one is done.
+    async fn scan_masters(
+        &self,
+        masters: Arc<[String]>,
+        node: usize,
+        position: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(Vec<String>, CursorPosition)> {
+        let Some(address) = masters.get(node) else {
+            return Ok((Vec::new(), CursorPosition::Done));
+        };
+        let (keys, next) = self
+            .scan_node(Some(address), position, pattern, count)
+            .await?;
+        let next = match next {
+            CursorPosition::Redis(position) => CursorPosition::Cluster {
+                masters,
+                node,
+                position,
+            },
+            _ if node + 1 < masters.len() => CursorPosition::Cluster {
+                masters,
+                node: node + 1,
+                position: 0,
+            },
+            _ => CursorPosition::Done,
+        };
+        Ok((keys, next))
     }
 
     fn channel_keys(&self, channels: &[&str]) -> Vec<String> {
@@ -148,18 +249,14 @@ impl Store for RedisStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut pipeline = redis::pipe();
-        for entry in entries {
-            let cmd = pipeline
-                .cmd("SET")
-                .arg(&*self.key(entry.key))
-                .arg(entry.value);
-            if let Some(ttl) = entry.ttl {
-                cmd.arg("PX").arg(ttl_millis(ttl)?);
-            }
-            cmd.ignore();
+        if !self.is_cluster() {
+            return self.set_pipelined(entries).await;
         }
-        self.connection.query_pipeline::<()>(&pipeline).await
+        let entries: Vec<SetEntry<'_>> = entries.to_vec();
+        let groups = group_by_slot(&entries, |entry| slot_of(&self.key(entry.key)));
+        let sends = groups.iter().map(|group| self.set_pipelined(group));
+        futures_util::future::try_join_all(sends).await?;
+        Ok(())
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64> {
@@ -222,41 +319,51 @@ impl Store for RedisStore {
     }
 
     async fn scan(&self, cursor: &ScanCursor, pattern: &str, count: usize) -> Result<ScanPage> {
-        let position = match &cursor.0 {
-            CursorPosition::Start => 0,
-            CursorPosition::Redis(position) => *position,
-            CursorPosition::Done => {
+        let pattern = format!("{}{pattern}", escape_glob(&self.prefix));
+        let (keys, next) = match (&cursor.0, self.is_cluster()) {
+            (CursorPosition::Done, _) => {
                 return Ok(ScanPage {
                     keys: Vec::new(),
                     cursor: cursor.clone(),
                 });
             }
-            CursorPosition::Embedded { .. } => {
+            (CursorPosition::Start, false) => self.scan_node(None, 0, &pattern, count).await?,
+            (CursorPosition::Redis(position), false) => {
+                self.scan_node(None, *position, &pattern, count).await?
+            }
+            (CursorPosition::Start, true) => {
+                let mut masters = self.connection.masters().await?;
+                masters.sort();
+                let masters: Arc<[String]> = masters.into();
+                self.scan_masters(masters, 0, 0, &pattern, count).await?
+            }
+            (
+                CursorPosition::Cluster {
+                    masters,
+                    node,
+                    position,
+                },
+                true,
+            ) => {
+                self.scan_masters(masters.clone(), *node, *position, &pattern, count)
+                    .await?
+            }
+            (CursorPosition::Embedded { .. }, _) => {
                 return Err(Error::invalid_input(
                     "scan cursor",
                     "it belongs to a scan of the embedded store; start a new scan",
                 ));
             }
+            (CursorPosition::Redis(_) | CursorPosition::Cluster { .. }, _) => {
+                return Err(Error::invalid_input(
+                    "scan cursor",
+                    "it belongs to a scan of another Redis topology; start a new scan",
+                ));
+            }
         };
-        let pattern = format!("{}{pattern}", escape_glob(&self.prefix));
-        let (next, keys): (u64, Vec<String>) = self
-            .query(
-                redis::cmd("SCAN")
-                    .arg(position)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(count.max(1)),
-                &pattern,
-            )
-            .await?;
         Ok(ScanPage {
             keys: keys.iter().map(|key| self.strip(key).to_owned()).collect(),
-            cursor: ScanCursor(if next == 0 {
-                CursorPosition::Done
-            } else {
-                CursorPosition::Redis(next)
-            }),
+            cursor: ScanCursor(next),
         })
     }
 
@@ -282,21 +389,30 @@ impl Store for RedisStore {
         keys: &[&str],
         args: &[ScriptArg],
     ) -> Result<ScriptValue> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.sha1()).arg(keys.len());
-        for key in keys {
-            cmd.arg(&*self.key(key));
+        let keys: Vec<Cow<'_, str>> = keys.iter().map(|key| self.key(key)).collect();
+        if self.is_cluster() {
+            check_one_slot(script, &keys)?;
         }
-        for arg in args {
-            cmd.arg(arg.to_bytes());
-        }
-        let value = match self.connection.query::<Value>(&cmd).await {
+        let invocation = |command: &str, script_ref: &[u8]| {
+            let mut cmd = redis::cmd(command);
+            cmd.arg(script_ref).arg(keys.len());
+            for key in &keys {
+                cmd.arg(&**key);
+            }
+            for arg in args {
+                cmd.arg(arg.to_bytes());
+            }
+            cmd
+        };
+        let evalsha = invocation("EVALSHA", script.sha1().as_bytes());
+        let value = match self.connection.query::<Value>(&evalsha).await {
+            // The node serving these keys does not have the script (it was
+            // restarted, promoted or flushed): one EVAL runs it there and
+            // caches it for the next EVALSHA.
             Err(error) if is_noscript(&error) => {
-                let _: String = self
-                    .connection
-                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(script.lua()))
-                    .await?;
-                self.connection.query::<Value>(&cmd).await
+                self.connection
+                    .query::<Value>(&invocation("EVAL", script.lua().as_bytes()))
+                    .await
             }
             other => other,
         }
@@ -393,6 +509,46 @@ impl Pump {
     }
 }
 
+fn slot_of(key: &str) -> u16 {
+    key_slot(key.as_bytes())
+}
+
+/// `items` in groups of one hash slot each (by `slot`), in order of first
+/// appearance, each group keeping the items' order.
+fn group_by_slot<T: Clone>(items: &[T], slot: impl Fn(&T) -> u16) -> Vec<Vec<T>> {
+    let mut groups: Vec<(u16, Vec<T>)> = Vec::new();
+    let mut index_of_slot = std::collections::HashMap::new();
+    for item in items {
+        let slot = slot(item);
+        let index = *index_of_slot.entry(slot).or_insert_with(|| {
+            groups.push((slot, Vec::new()));
+            groups.len() - 1
+        });
+        groups[index].1.push(item.clone());
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// On Cluster, a script may only touch keys of one slot: refuse others
+/// before sending, naming the script and the fix.
+fn check_one_slot(script: &Script, keys: &[Cow<'_, str>]) -> Result<()> {
+    let mut slots = keys.iter().map(|key| slot_of(key));
+    let Some(first) = slots.next() else {
+        return Ok(());
+    };
+    if slots.all(|slot| slot == first) {
+        return Ok(());
+    }
+    Err(Error::invalid_input(
+        "script keys",
+        format!(
+            "script {} was given keys in different Redis Cluster hash slots; \
+             expected keys sharing a hash tag, such as `{{user:42}}:a` and `{{user:42}}:b`",
+            script.name()
+        ),
+    ))
+}
+
 fn redis_error(error: &Error) -> Option<&redis::RedisError> {
     match error {
         Error::Command { source, .. } => source.downcast_ref::<redis::RedisError>(),
@@ -442,5 +598,41 @@ fn script_error(script: &Script, error: Error) -> Error {
             }
         }
         _ => error,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_keep_one_slot_each_and_the_order_within() {
+        let keys = ["{a}1", "b", "{a}2", "c", "{a}3", "b"];
+        let groups = group_by_slot(&keys, |key| slot_of(key));
+        assert_eq!(groups[0], ["{a}1", "{a}2", "{a}3"]);
+        for group in &groups {
+            assert!(group.iter().all(|key| slot_of(key) == slot_of(group[0])));
+        }
+        let regrouped: usize = groups.iter().map(Vec::len).sum();
+        assert_eq!(regrouped, keys.len());
+        assert!(group_by_slot(&[] as &[&str], |key| slot_of(key)).is_empty());
+    }
+
+    #[test]
+    fn scripts_on_keys_of_several_slots_are_refused_by_name() {
+        fn native(_: &mut dyn crate::store::ScriptContext, _: &[ScriptArg]) -> Result<ScriptValue> {
+            Ok(ScriptValue::Nil)
+        }
+        let script = Script::new("two_keys", "return 1", native);
+        let same: Vec<Cow<'_, str>> = vec!["p:{u}:s".into(), "p:{u}:i".into()];
+        assert!(check_one_slot(&script, &same).is_ok());
+        assert!(check_one_slot(&script, &[]).is_ok());
+        let apart: Vec<Cow<'_, str>> = vec!["foo".into(), "bar".into()];
+        let error = check_one_slot(&script, &apart).unwrap_err().to_string();
+        assert!(
+            error.contains("two_keys") && error.contains("hash tag"),
+            "{error}"
+        );
     }
 }

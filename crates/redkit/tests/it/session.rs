@@ -31,7 +31,7 @@ mod suite {
             .unwrap();
         let b = sessions.create("ada", Map::new()).await.unwrap();
         assert_ne!(a.id, b.id);
-        assert_eq!(a.id.expose().len(), 43);
+        assert_eq!(a.id.expose().len(), 47);
         assert!(
             !format!("{a:?}").contains(a.id.expose()),
             "Debug shows the id"
@@ -72,7 +72,7 @@ mod suite {
         let sessions = Sessions::new(store.clone(), SessionConfig::default()).unwrap();
         let session = sessions.create("u", Map::new()).await.unwrap();
         match store
-            .ttl(&format!("sess:s:{}", session.id.expose()))
+            .ttl(&redkit::session::session_key(&session.id))
             .await
             .unwrap()
         {
@@ -178,7 +178,10 @@ mod suite {
         assert_eq!(sessions.list("bob").await.unwrap().len(), 3);
         assert_eq!(sessions.destroy_all("bob").await.unwrap(), 3);
         assert!(sessions.list("bob").await.unwrap().is_empty());
-        assert_eq!(store.ttl("sess:u:bob").await.unwrap(), KeyTtl::Missing);
+        assert_eq!(
+            store.ttl(&redkit::session::index_key("bob")).await.unwrap(),
+            KeyTtl::Missing
+        );
         assert!(
             sessions.get(&other.id).await.unwrap().is_some(),
             "another user's session was touched"
@@ -191,12 +194,18 @@ mod suite {
         .unwrap();
         let gone = short.create("eve", Map::new()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let members = store.set_members("sess:u:eve").await.unwrap();
+        let members = store
+            .set_members(&redkit::session::index_key("eve"))
+            .await
+            .unwrap();
         assert!(members.contains(&gone.id.expose().to_owned()));
         let listed = sessions.list("eve").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(
-            store.set_members("sess:u:eve").await.unwrap(),
+            store
+                .set_members(&redkit::session::index_key("eve"))
+                .await
+                .unwrap(),
             vec![other.id.expose().to_owned()]
         );
         // ...and when all of a user's sessions expired, the index expires too.
@@ -211,7 +220,7 @@ mod suite {
         brief.create("tmp", Map::new()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(
-            store.ttl("sess:u:tmp").await.unwrap(),
+            store.ttl(&redkit::session::index_key("tmp")).await.unwrap(),
             KeyTtl::Missing,
             "index garbage left behind"
         );
@@ -261,7 +270,7 @@ mod suite {
     pub async fn errors_never_show_session_ids<S: Store>(store: S) {
         let sessions = Sessions::new(store.clone(), SessionConfig::default()).unwrap();
         let session = sessions.create("u", Map::new()).await.unwrap();
-        let key = format!("sess:s:{}", session.id.expose());
+        let key = redkit::session::session_key(&session.id);
         store.delete(&[&key]).await.unwrap();
         store.set_add(&key, &["not a session"]).await.unwrap();
         let error = sessions.get(&session.id).await.unwrap_err();
@@ -286,7 +295,7 @@ mod suite {
 
         // A read on B is served locally: the key removed behind redkit's
         // back is still seen, until the local entry's time is up.
-        let key = format!("sess:s:{}", first.id.expose());
+        let key = redkit::session::session_key(&first.id);
         let raw = store.get(&key).await.unwrap().unwrap();
         store.delete(&[&key]).await.unwrap();
         assert!(

@@ -341,7 +341,7 @@ impl Store for EmbeddedStore {
                     cursor: cursor.clone(),
                 });
             }
-            CursorPosition::Redis(_) => {
+            CursorPosition::Redis(_) | CursorPosition::Cluster { .. } => {
                 return Err(Error::invalid_input(
                     "scan cursor",
                     "it belongs to a scan of Redis; start a new scan",
