@@ -235,6 +235,11 @@ impl RedisServer {
         self.wait_ready();
     }
 
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running (started and not killed).
     pub fn is_running(&self) -> bool {
         self.child.is_some()

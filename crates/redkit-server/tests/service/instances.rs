@@ -1,9 +1,10 @@
-//! Two instances of the service on one redis-server and one SQLite file:
-//! what one does, the other sees.
+//! Two instances of the service on one Redis (a redis-server, or a Redis
+//! Cluster) and one SQLite file: what one does, the other sees.
 
 use std::time::Duration;
 
-use redkit_testkit::{Fault, FaultProxy, RedisServer};
+use redkit::config::RedisConfig;
+use redkit_testkit::{Fault, FaultProxy, RedisCluster, RedisServer};
 use serde_json::json;
 
 use crate::support::{
@@ -12,7 +13,7 @@ use crate::support::{
 
 /// Servers A and B on `redis` and one database, with `auth_limit` logins
 /// and registrations per client IP across both.
-async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) {
+async fn pair(redis: &RedisConfig, auth_limit: u64) -> (TestServer, TestServer) {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.auth_policy = Some(crate::support::exact_policy(
@@ -20,114 +21,150 @@ async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) 
         auth_limit,
         Duration::from_secs(300),
     ));
-    let a = start_with(
-        Some(fast_redis_config(&redis.url())),
-        db.clone(),
-        config.clone(),
-    )
-    .await;
-    let b = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
+    let a = start_with(Some(redis.clone()), db.clone(), config.clone()).await;
+    let b = start_with(Some(redis.clone()), db, config).await;
     (a, b)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b() {
+/// A pair on a redis-server of its own (kept alive by the returned server).
+async fn standalone_pair(auth_limit: u64) -> (TestServer, TestServer, RedisServer) {
     let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
-    let mut on_a = Client::registered(&a, "alice").await;
-    let mut on_b = on_a.on(&b);
-    assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
-    // B caches the empty list (L1 and L2)...
-    assert_eq!(on_b.get("/tasks").await.body, json!([]));
-    assert_eq!(on_b.get("/tasks").await.body, json!([]));
-    // ...and A's write invalidates it on B too.
-    let created = on_a.post("/tasks", json!({"title": "from A"})).await.body;
-    let listed = eventually(Duration::from_secs(2), || {
-        let mut on_b = on_b.clone();
-        let created = created.clone();
-        async move { on_b.get("/tasks").await.body == json!([created]) }
-    })
-    .await;
-    assert!(listed, "B kept serving its stale cached list");
-    let id = created["id"].as_i64().unwrap();
-    on_b.send(
-        "PATCH",
-        &format!("/tasks/{id}"),
-        Some(json!({"done": true})),
-    )
-    .await;
-    let seen = eventually(Duration::from_secs(2), || {
-        let mut on_a = on_a.clone();
-        async move { on_a.get(&format!("/tasks/{id}")).await.body["done"] == true }
-    })
-    .await;
-    assert!(seen, "A kept serving its stale cached task");
-    a.stop().await;
-    b.stop().await;
+    let (a, b) = pair(&fast_redis_config(&redis.url()), auth_limit).await;
+    (a, b, redis)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_all_on_a_ends_sessions_on_b() {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
-    let mut on_a = Client::registered(&a, "bob").await;
-    let mut on_b = Client::new(&b);
-    assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
-    assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
-    // B has both sessions in its local cache now.
-    assert_eq!(on_a.on(&b).get("/auth/me").await.status, 200);
-    let reply = on_a.post("/auth/logout-all", json!({})).await;
-    assert_eq!(reply.body["ended"], 2);
-    // The end reaches B through pub/sub within milliseconds.
-    let ended = on_b
-        .answers_within("/auth/me", 401, Duration::from_millis(500))
+/// A pair on this binary's shared Redis Cluster, under a key prefix no
+/// other test uses.
+async fn cluster_pair(auth_limit: u64) -> (TestServer, TestServer) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut config = fast_redis_config(&RedisCluster::shared().url());
+    config.key_prefix = format!("pair{n}:");
+    pair(&config, auth_limit).await
+}
+
+/// Each check runs on both topologies: `<check>` on a redis-server and
+/// `<check>_on_cluster` on the shared cluster.
+macro_rules! on_every_topology {
+    ($($check:ident, $auth_limit:expr;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (a, b, _redis) = standalone_pair($auth_limit).await;
+                checks::$check(&a, &b).await;
+                a.stop().await;
+                b.stop().await;
+            }
+        )*
+        mod on_cluster {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let (a, b) = cluster_pair($auth_limit).await;
+                    checks::$check(&a, &b).await;
+                    a.stop().await;
+                    b.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_topology! {
+    a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b, 1000;
+    logout_all_on_a_ends_sessions_on_b, 1000;
+    rate_limit_counts_are_shared, 4;
+    an_event_stream_on_b_receives_changes_made_on_a, 1000;
+}
+
+mod checks {
+    use super::*;
+
+    pub(super) async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b(
+        a: &TestServer,
+        b: &TestServer,
+    ) {
+        let mut on_a = Client::registered(a, "alice").await;
+        let mut on_b = on_a.on(b);
+        assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
+        // B caches the empty list (L1 and L2)...
+        assert_eq!(on_b.get("/tasks").await.body, json!([]));
+        assert_eq!(on_b.get("/tasks").await.body, json!([]));
+        // ...and A's write invalidates it on B too.
+        let created = on_a.post("/tasks", json!({"title": "from A"})).await.body;
+        let listed = eventually(Duration::from_secs(2), || {
+            let mut on_b = on_b.clone();
+            let created = created.clone();
+            async move { on_b.get("/tasks").await.body == json!([created]) }
+        })
         .await;
-    assert!(ended, "B still accepts a session ended on A");
-    assert_eq!(on_b.get("/tasks").await.status, 401);
-    assert_eq!(on_a.on(&b).get("/auth/me").await.status, 401);
-    a.stop().await;
-    b.stop().await;
-}
+        assert!(listed, "B kept serving its stale cached list");
+        let id = created["id"].as_i64().unwrap();
+        on_b.send(
+            "PATCH",
+            &format!("/tasks/{id}"),
+            Some(json!({"done": true})),
+        )
+        .await;
+        let seen = eventually(Duration::from_secs(2), || {
+            let mut on_a = on_a.clone();
+            async move { on_a.get(&format!("/tasks/{id}")).await.body["done"] == true }
+        })
+        .await;
+        assert!(seen, "A kept serving its stale cached task");
+    }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_counts_are_shared() {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 4).await;
-    let mut on_a = Client::registered(&a, "carol").await; // 1
-    let mut on_b = Client::new(&b);
-    assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
-    assert_eq!(on_a.login("carol", "wrong-password").await.status, 401); // 3
-    assert_eq!(on_b.login("carol", "carol-password").await.status, 200); // 4
-    assert_eq!(on_a.login("carol", "carol-password").await.status, 429);
-    assert_eq!(on_b.login("carol", "carol-password").await.status, 429);
-    a.stop().await;
-    b.stop().await;
-}
+    pub(super) async fn logout_all_on_a_ends_sessions_on_b(a: &TestServer, b: &TestServer) {
+        let mut on_a = Client::registered(a, "bob").await;
+        let mut on_b = Client::new(b);
+        assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
+        assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
+        // B has both sessions in its local cache now.
+        assert_eq!(on_a.on(b).get("/auth/me").await.status, 200);
+        let reply = on_a.post("/auth/logout-all", json!({})).await;
+        assert_eq!(reply.body["ended"], 2);
+        // The end reaches B through pub/sub within milliseconds.
+        let ended = on_b
+            .answers_within("/auth/me", 401, Duration::from_millis(500))
+            .await;
+        assert!(ended, "B still accepts a session ended on A");
+        assert_eq!(on_b.get("/tasks").await.status, 401);
+        assert_eq!(on_a.on(b).get("/auth/me").await.status, 401);
+    }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_stream_on_b_receives_changes_made_on_a() {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
-    let mut on_a = Client::registered(&a, "dora").await;
-    let mut events_on_b = Events::open(&on_a.on(&b)).await;
-    let created = on_a
-        .post("/tasks", json!({"title": "cross-instance"}))
-        .await
-        .body;
-    let (name, data) = events_on_b
-        .next(Duration::from_secs(5))
-        .await
-        .expect("A's change on B");
-    assert_eq!(name, "task");
-    assert_eq!(data, json!({"type": "created", "task": created}));
-    a.stop().await;
-    b.stop().await;
+    pub(super) async fn rate_limit_counts_are_shared(a: &TestServer, b: &TestServer) {
+        let mut on_a = Client::registered(a, "carol").await; // 1
+        let mut on_b = Client::new(b);
+        assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
+        assert_eq!(on_a.login("carol", "wrong-password").await.status, 401); // 3
+        assert_eq!(on_b.login("carol", "carol-password").await.status, 200); // 4
+        assert_eq!(on_a.login("carol", "carol-password").await.status, 429);
+        assert_eq!(on_b.login("carol", "carol-password").await.status, 429);
+    }
+
+    pub(super) async fn an_event_stream_on_b_receives_changes_made_on_a(
+        a: &TestServer,
+        b: &TestServer,
+    ) {
+        let mut on_a = Client::registered(a, "dora").await;
+        let mut events_on_b = Events::open(&on_a.on(b)).await;
+        let created = on_a
+            .post("/tasks", json!({"title": "cross-instance"}))
+            .await
+            .body;
+        let (name, data) = events_on_b
+            .next(Duration::from_secs(5))
+            .await
+            .expect("A's change on B");
+        assert_eq!(name, "task");
+        assert_eq!(data, json!({"type": "created", "task": created}));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_flushall_a_task_created_through_a_is_listed_by_both_at_once() {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
+    let (a, b, redis) = standalone_pair(1000).await;
     let mut on_a = Client::registered(&a, "alice").await;
     for i in 0..3 {
         on_a.post("/tasks", json!({"title": format!("before {i}")}))

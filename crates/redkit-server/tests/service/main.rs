@@ -5,6 +5,7 @@
 mod api;
 mod binary;
 mod bodies;
+mod cluster_failover;
 mod dashboard;
 mod doctor;
 mod faults;

@@ -598,6 +598,16 @@ mod redis {
     every_check!(make);
 }
 
+mod cluster {
+    use super::*;
+
+    async fn make() -> (RedisStore, ()) {
+        (crate::support::cluster_store().await, ())
+    }
+
+    every_check!(make);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_see_each_others_sets_deletes_and_tag_invalidations() {
     let server = RedisServer::new();

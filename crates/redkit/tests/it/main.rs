@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod cache;
+mod cluster;
 mod config;
 mod connection;
 mod events;

@@ -137,7 +137,16 @@ async fn presets_match_the_seeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lua_scripts_agree_with_the_native_ones_on_redis() {
     let server = RedisServer::new();
-    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
+    scripts_agree_with_native_ones(RedisStore::new(connected(&server).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lua_scripts_agree_with_the_native_ones_on_a_cluster() {
+    scripts_agree_with_native_ones(crate::support::cluster_store().await).await;
+}
+
+async fn scripts_agree_with_native_ones(store: RedisStore) {
+    let limiter = RateLimiter::builder(store)
         .local_block(false)
         .build()
         .unwrap();
@@ -164,8 +173,26 @@ async fn the_lua_scripts_agree_with_the_native_ones_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_limit() {
     let server = RedisServer::new();
-    let a = RateLimiter::new(RedisStore::new(connected(&server).await)).unwrap();
-    let b = RateLimiter::new(RedisStore::new(connected(&server).await)).unwrap();
+    instances_share_one_limit(
+        RedisStore::new(connected(&server).await),
+        RedisStore::new(connected(&server).await),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_limit_on_a_cluster() {
+    let prefix = crate::support::unique_prefix();
+    instances_share_one_limit(
+        RedisStore::new(crate::support::cluster_connection(&prefix).await),
+        RedisStore::new(crate::support::cluster_connection(&prefix).await),
+    )
+    .await;
+}
+
+async fn instances_share_one_limit(a: RedisStore, b: RedisStore) {
+    let a = RateLimiter::new(a).unwrap();
+    let b = RateLimiter::new(b).unwrap();
     let policy = Policy::new("shared", 10, Duration::from_secs(3600)).unwrap();
     let mut total = 0;
     for _ in 0..10 {

@@ -397,6 +397,16 @@ mod redis {
     session_suite!(make);
 }
 
+mod cluster {
+    use super::*;
+
+    async fn make() -> (RedisStore, ()) {
+        (crate::support::cluster_store().await, ())
+    }
+
+    session_suite!(make);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_all_on_one_instance_is_seen_by_another() {
     let server = RedisServer::new();

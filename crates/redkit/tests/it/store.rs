@@ -30,6 +30,16 @@ mod redis {
     redkit::store_conformance_tests!(make);
 }
 
+mod cluster {
+    use super::*;
+
+    async fn make() -> (RedisStore, ()) {
+        (crate::support::cluster_store().await, ())
+    }
+
+    redkit::store_conformance_tests!(make);
+}
+
 mod redis_with_prefix {
     use super::*;
 

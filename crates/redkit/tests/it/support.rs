@@ -64,3 +64,25 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A key prefix no other test of this binary uses (tests share one cluster).
+pub fn unique_prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t{n}:")
+}
+
+/// A connected handle to this binary's shared Redis Cluster, with `prefix`.
+pub async fn cluster_connection(prefix: &str) -> RedisConnection {
+    let cluster = redkit_testkit::RedisCluster::shared();
+    let mut config = fast_redis_config(&cluster.url());
+    config.key_prefix = prefix.to_owned();
+    let connection = RedisConnection::connect(config).unwrap();
+    connection.wait_ready(Duration::from_secs(10)).await.unwrap();
+    connection
+}
+
+/// A store on this binary's shared Redis Cluster, under a prefix of its own.
+pub async fn cluster_store() -> redkit::store::RedisStore {
+    redkit::store::RedisStore::new(cluster_connection(&unique_prefix()).await)
+}
