@@ -535,10 +535,19 @@ fn config_error(config: &RedisConfig, err: redis::RedisError) -> Error {
 }
 
 /// The node's `ROLE`: `master`, `slave` or `sentinel`.
+///
+/// `ROLE` is in the `@admin` ACL category, which application users often
+/// lack: a `NOPERM` answer counts as `master` (such a user is protected by
+/// the `READONLY` replies of writes instead, which also count as a broken
+/// connection). Grant `+role` to have a replica refused up front.
 pub(crate) async fn role_of(
     connection: &mut impl redis::aio::ConnectionLike,
 ) -> redis::RedisResult<String> {
-    let reply: redis::Value = redis::cmd("ROLE").query_async(connection).await?;
+    let reply: redis::Value = match redis::cmd("ROLE").query_async(connection).await {
+        Ok(reply) => reply,
+        Err(error) if error.code() == Some("NOPERM") => return Ok("master".to_owned()),
+        Err(error) => return Err(error),
+    };
     let role = match reply {
         redis::Value::Array(items) => items.into_iter().next(),
         _ => None,
