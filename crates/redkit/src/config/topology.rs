@@ -49,7 +49,8 @@ impl fmt::Debug for Topology {
 }
 
 /// The kind of a [`Topology`], for health output and branching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TopologyKind {
     /// One node.

@@ -418,6 +418,60 @@ impl Connector {
         }
     }
 
+    /// A client for one sentinel, with the sentinels' own credentials.
+    fn sentinel_client(&self, sentinel: &SentinelConfig, node: &NodeAddress) -> Result<Client> {
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(username) = &sentinel.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &sentinel.password {
+            settings = settings.set_password(password.expose());
+        }
+        let info = self
+            .addr(node)
+            .into_connection_info()
+            .map_err(|err| config_error(&self.config, err))?
+            .set_redis_settings(settings)
+            .set_tcp_settings(self.tcp.clone());
+        match self.certificates() {
+            Some(certificates) => Client::build_with_tls(info, certificates),
+            None => Client::open(info),
+        }
+        .map_err(|err| config_error(&self.config, err))
+    }
+
+    /// Every sentinel with its `PING` round trip, for the health report.
+    pub(crate) async fn ping_sentinels(&self) -> Vec<(String, Result<Duration>)> {
+        let Target::Sentinel(sentinel) = &self.target else {
+            return Vec::new();
+        };
+        let mut results = Vec::with_capacity(sentinel.sentinels.len());
+        for node in &sentinel.sentinels {
+            let started = std::time::Instant::now();
+            let ping = async {
+                let client = self.sentinel_client(sentinel, node)?;
+                let mut connection = client
+                    .get_multiplexed_async_connection_with_config(&self.async_config())
+                    .await
+                    .map_err(|err| self.connect_error_at(node, err))?;
+                redis::cmd("PING")
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(|err| self.connect_error_at(node, err))?;
+                Ok(started.elapsed())
+            };
+            let result = match tokio::time::timeout(self.config.connect_timeout, ping).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Connect {
+                    address: node.to_string(),
+                    source: "no answer within the connect timeout".into(),
+                }),
+            };
+            results.push((node.to_string(), result));
+        }
+        results
+    }
+
     /// A pub/sub connection to the first sentinel that answers (for
     /// `+switch-master`), with the sentinels' own credentials.
     pub(crate) async fn sentinel_pubsub(&self) -> Result<PubSub> {
@@ -429,24 +483,7 @@ impl Connector {
         };
         let mut last = None;
         for node in &sentinel.sentinels {
-            let mut settings = RedisConnectionInfo::default();
-            if let Some(username) = &sentinel.username {
-                settings = settings.set_username(username);
-            }
-            if let Some(password) = &sentinel.password {
-                settings = settings.set_password(password.expose());
-            }
-            let info = self
-                .addr(node)
-                .into_connection_info()
-                .map_err(|err| config_error(&self.config, err))?
-                .set_redis_settings(settings)
-                .set_tcp_settings(self.tcp.clone());
-            let client = match self.certificates() {
-                Some(certificates) => Client::build_with_tls(info, certificates),
-                None => Client::open(info),
-            }
-            .map_err(|err| config_error(&self.config, err))?;
+            let client = self.sentinel_client(sentinel, node)?;
             let connect =
                 tokio::time::timeout(self.config.connect_timeout, client.get_async_pubsub());
             match connect.await {

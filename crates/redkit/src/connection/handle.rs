@@ -180,6 +180,29 @@ impl RedisConnection {
         self.shared().connector().pubsub(&nodes).await
     }
 
+    /// The node's `ROLE` (`master`, `slave`) on Standalone and Sentinel;
+    /// `master` when the user may not run `ROLE` (see the module docs).
+    pub async fn role(&self) -> Result<String> {
+        let (connection, generation, _guard) = self.shared().checkout()?;
+        let Link::Node(mut node) = connection else {
+            return Err(Error::Unsupported {
+                what: "ROLE on Redis Cluster".to_owned(),
+                instead: "masters() and query_on()".to_owned(),
+            });
+        };
+        let started = Instant::now();
+        let result = super::client::role_of(&mut node)
+            .await
+            .map(|role| redis::Value::SimpleString(role));
+        self.finish(started, generation, result, || "ROLE".to_owned())
+    }
+
+    /// On Sentinel, every configured sentinel with its `PING` round trip
+    /// (or why it did not answer); empty on other topologies.
+    pub async fn ping_sentinels(&self) -> Vec<(String, Result<Duration>)> {
+        self.shared().connector().ping_sentinels().await
+    }
+
     /// Standalone, Sentinel or Cluster.
     pub fn topology_kind(&self) -> TopologyKind {
         self.config().topology.kind()

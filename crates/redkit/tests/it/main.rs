@@ -17,4 +17,5 @@ mod session;
 mod store;
 mod support;
 mod tls;
+mod topology;
 mod tower_store;
