@@ -40,7 +40,9 @@
 mod backoff;
 mod client;
 mod handle;
+mod link;
 mod metrics;
+mod sentinel_watch;
 mod shared;
 mod slot;
 mod supervisor;

@@ -18,4 +18,5 @@ mod session;
 mod store;
 mod support;
 mod tls;
+mod topology;
 mod tower_store;
