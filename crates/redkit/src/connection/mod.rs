@@ -46,7 +46,6 @@ mod sentinel_watch;
 mod shared;
 mod slot;
 mod supervisor;
-mod topology_shim;
 
 /// The `redis` crate redkit is built on, for the low-level methods of
 /// [`RedisConnection`] (see the module docs).
@@ -56,4 +55,3 @@ pub use crate::connection_state::ConnectionState;
 pub(crate) use backoff::Backoff;
 pub use handle::{RedisConnection, StateChanges};
 pub use slot::{SLOT_COUNT, key_slot};
-pub use topology_shim::TopologyKind;

@@ -194,6 +194,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<ScanPage>> + Send;
 
     /// Publishes `payload` on `channel`; returns how many subscribers got it.
+    ///
+    /// On Redis Cluster the message reaches subscribers on every node, but
+    /// the count is only of those connected to the node that ran `PUBLISH`
+    /// (Redis' own rule), so it may be 0 while others receive it.
     fn publish(&self, channel: &str, payload: &[u8]) -> impl Future<Output = Result<u64>> + Send;
 
     /// Subscribes to `channels`; the subscription is active when this returns.

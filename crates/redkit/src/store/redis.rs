@@ -28,7 +28,8 @@ use super::{
     Backend, CursorPosition, KeyTtl, Message, PubSubEvent, ScanCursor, ScanPage, Script, ScriptArg,
     ScriptValue, SetEntry, Store, escape_glob, ttl_millis,
 };
-use crate::connection::{Backoff, RedisConnection, TopologyKind, key_slot};
+use crate::config::TopologyKind;
+use crate::connection::{Backoff, RedisConnection, key_slot};
 use crate::error::{Error, Result};
 
 /// The Redis implementation of [`Store`].

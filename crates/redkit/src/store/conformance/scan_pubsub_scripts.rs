@@ -62,7 +62,9 @@ pub async fn pubsub_delivers_to_subscribers<S: Store>(store: &S) {
             .publish("chan:a", format!("m{i}").as_bytes())
             .await
             .unwrap();
-        assert_eq!(delivered, 1);
+        // One subscriber; on Redis Cluster the count is only that of the
+        // node that ran PUBLISH (see `Store::publish`), so 0 there too.
+        assert!(delivered <= 1, "{delivered} subscribers counted");
     }
     for i in 0..3 {
         let message = tokio::time::timeout(Duration::from_secs(2), subscription.next_message())
