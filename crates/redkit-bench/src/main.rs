@@ -13,6 +13,11 @@
 //!
 //! Without `--redis` it starts its own redis-server on a free port.
 //!
+//! `--topology cluster` measures `cache_get_l2_hit`, `ratelimit_check` and
+//! `session_load` on a Redis Cluster (without `--redis`, one the harness
+//! starts: three masters on free ports) against the `redis` crate's own
+//! async cluster client, each with a target ratio of 0.85.
+//!
 //! `http_tasks_cached` runs the reference service (`redkit-server`) in
 //! process and drives `GET /tasks` over `--connections` (100) keep-alive
 //! HTTP/1.1 connections against a trivial axum route driven the same way;
@@ -32,9 +37,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "redkit-bench")]
 struct Args {
-    /// Redis to use; without it a redis-server is started on a free port.
+    /// Redis to use; without it a redis-server (or a cluster) is started on free ports.
     #[arg(long)]
     redis: Option<String>,
+    /// The deployment: `cluster` runs the cluster scenarios against the
+    /// redis crate's cluster client (with `--redis`, a redis+cluster:// URL).
+    #[arg(long, value_enum, default_value = "standalone")]
+    topology: env::Topology,
     /// Run only this scenario (repeatable).
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(scenarios::ALL))]
     scenarios: Vec<String>,
@@ -75,6 +84,18 @@ fn main() -> ExitCode {
         eprintln!("error: --tasks, --connections, --keys and --seconds must be greater than zero");
         return ExitCode::from(2);
     }
+    let cluster = args.topology == env::Topology::Cluster;
+    if let Some(other) = args
+        .scenarios
+        .iter()
+        .find(|name| cluster && !scenarios::CLUSTER.contains(&name.as_str()))
+    {
+        eprintln!(
+            "error: scenario {other} has no cluster variant; with --topology cluster use {}",
+            scenarios::CLUSTER.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -90,6 +111,7 @@ fn main() -> ExitCode {
         };
         let env = env::Env::new(
             args.redis.clone(),
+            args.topology,
             load,
             args.keys,
             args.value_size,
@@ -111,14 +133,23 @@ fn main() -> ExitCode {
             }
         );
         let selected: Vec<&str> = if args.scenarios.is_empty() {
-            scenarios::ALL.to_vec()
+            if cluster {
+                scenarios::CLUSTER.to_vec()
+            } else {
+                scenarios::ALL.to_vec()
+            }
         } else {
             args.scenarios.iter().map(String::as_str).collect()
         };
         let mut reports = Vec::new();
         for (i, name) in selected.iter().enumerate() {
             eprintln!("[{}/{}] {name}", i + 1, selected.len());
-            reports.extend(scenarios::run(name, &env).await);
+            let measured = scenarios::run(name, &env).await;
+            if cluster {
+                reports.extend(measured.into_iter().map(scenarios::on_cluster));
+            } else {
+                reports.extend(measured);
+            }
         }
         reports
     });

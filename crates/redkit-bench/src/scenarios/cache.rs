@@ -25,16 +25,9 @@ async fn cache(env: &Env, namespace: &str, l1: bool) -> Cache<AnyStore> {
 
 /// Raw redis-rs GET of `env.keys` keys holding `env.value_size` bytes.
 async fn raw_get(env: &Env) -> Measurement {
-    let connection = env.raw().await;
+    let connection = env.raw_client().await;
     let keys = Arc::new(env.key_names("bench:raw:"));
-    let mut pipe = redis::pipe();
-    for key in keys.iter() {
-        pipe.cmd("SET").arg(key).arg(env.value()).ignore();
-    }
-    let _: () = pipe
-        .query_async(&mut connection.clone())
-        .await
-        .unwrap_or_else(|err| panic!("fill: {err}"));
+    env.fill_raw(&connection, &keys, &env.value()).await;
     measure::measure(env.load, move |_, i| {
         let mut connection = connection.clone();
         let keys = keys.clone();

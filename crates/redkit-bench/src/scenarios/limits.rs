@@ -31,7 +31,7 @@ pub(super) async fn ratelimit_check(env: &Env) -> Report {
             progress(NAME, "raw redis-rs EVALSHA of the same script");
             let (keys, raw_args, sha) = (keys.clone(), raw_args.clone(), sha.clone());
             async move {
-                let mut connection = env.raw().await;
+                let mut connection = env.raw_client().await;
                 let _: String = redis::cmd("SCRIPT")
                     .arg("LOAD")
                     .arg(script.lua())
@@ -112,7 +112,7 @@ pub(super) async fn session_load(env: &Env) -> Report {
             progress(NAME, "raw redis-rs GET of the session keys");
             let raw_keys = raw_keys.clone();
             async move {
-                let connection = env.raw().await;
+                let connection = env.raw_client().await;
                 measure::measure(env.load, move |_, i| {
                     let (mut connection, raw_keys) = (connection.clone(), raw_keys.clone());
                     async move {

@@ -29,6 +29,22 @@ pub(crate) const ALL: &[&str] = &[
     "http_tasks_cached_embedded",
 ];
 
+/// The scenarios `--topology cluster` runs: the same code on a cluster,
+/// against the redis crate's cluster client.
+pub(crate) const CLUSTER: &[&str] = &["cache_get_l2_hit", "ratelimit_check", "session_load"];
+
+/// The target ratio of every scenario on a cluster.
+const CLUSTER_TARGET: f64 = 0.85;
+
+/// `report`, measured on a cluster: named so, against the cluster target.
+pub(crate) fn on_cluster(mut report: Report) -> Report {
+    report.scenario = format!("{} (cluster)", report.scenario);
+    report.baseline = format!("{} (cluster client)", report.baseline);
+    report.target = Some(format!("ratio >= {CLUSTER_TARGET:.2}"));
+    report.met = report.ratio.map(|ratio| ratio >= CLUSTER_TARGET);
+    report
+}
+
 /// Runs one scenario (some report several sizes).
 pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
     match name {

@@ -62,7 +62,10 @@ async fn prefix_invalidation_and_clear_reach_every_master() {
         cache.set(key, &1u8, &options).await.unwrap();
     }
     assert!(cache.clear().await.unwrap() >= 31);
-    assert_eq!(keys_per_master(cluster, &format!("{prefix}inv:")), [0, 0, 0]);
+    assert_eq!(
+        keys_per_master(cluster, &format!("{prefix}inv:")),
+        [0, 0, 0]
+    );
 }
 
 fn two_key_script() -> Script {
@@ -149,7 +152,10 @@ async fn bulk_operations_span_every_master_in_order() {
         assert_eq!(got.as_deref(), Some(value.as_bytes()));
     }
     assert_eq!(store.delete(&refs).await.unwrap(), 200);
-    assert_eq!(keys_per_master(cluster, &format!("{prefix}bulk:")), [0, 0, 0]);
+    assert_eq!(
+        keys_per_master(cluster, &format!("{prefix}bulk:")),
+        [0, 0, 0]
+    );
 }
 
 /// Writes and reads `key` until one round succeeds, for at most `within`.
@@ -172,8 +178,7 @@ async fn commands_succeed_again_after_a_replica_takes_over_a_killed_master() {
     // Its own cluster: killing a node of the shared one would disturb the
     // other tests.
     let mut cluster = RedisCluster::start();
-    let connection =
-        RedisConnection::connect(fast_redis_config(&cluster.url())).unwrap();
+    let connection = RedisConnection::connect(fast_redis_config(&cluster.url())).unwrap();
     connection
         .wait_ready(Duration::from_secs(10))
         .await

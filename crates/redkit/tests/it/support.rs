@@ -78,7 +78,10 @@ pub async fn cluster_connection(prefix: &str) -> RedisConnection {
     let mut config = fast_redis_config(&cluster.url());
     config.key_prefix = prefix.to_owned();
     let connection = RedisConnection::connect(config).unwrap();
-    connection.wait_ready(Duration::from_secs(10)).await.unwrap();
+    connection
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
     connection
 }
 
