@@ -8,6 +8,7 @@ mod connection;
 mod events;
 mod extract;
 mod fallback;
+mod follow;
 mod healing;
 mod health;
 mod properties;
