@@ -260,3 +260,121 @@ async fn a_write_answered_readonly_counts_as_a_lost_master() {
     primary.cli(&["REPLICAOF", "NO", "ONE"]);
     wait_for_state(&connection, ConnectionState::Ready, Duration::from_secs(5)).await;
 }
+
+/// The Cluster shared by this binary's tests (3 masters + 3 replicas).
+pub fn cluster() -> &'static tokio::sync::Mutex<redkit_testkit::RedisCluster> {
+    static TOPOLOGY: OnceLock<tokio::sync::Mutex<redkit_testkit::RedisCluster>> = OnceLock::new();
+    TOPOLOGY.get_or_init(|| tokio::sync::Mutex::new(redkit_testkit::RedisCluster::start()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_connection_routes_by_slot_and_reports_every_master() {
+    let topology = cluster().lock().await;
+    let kit =
+        redkit::test_util::ready(Redkit::builder().redis(fast_redis_config(&topology.url()))).await;
+    let connection = kit.connection().expect("redis configured");
+    assert_eq!(connection.topology_kind(), TopologyKind::Cluster);
+    assert_eq!(connection.master(), None);
+    // Keys on every master, each routed to its slot's node.
+    for n in 0..30 {
+        let _: () = connection
+            .query(redis::cmd("SET").arg(format!("topo:c:{n}")).arg(n))
+            .await
+            .unwrap();
+    }
+    let value: u32 = connection
+        .query(redis::cmd("GET").arg("topo:c:17"))
+        .await
+        .unwrap();
+    assert_eq!(value, 17);
+    let masters = connection.masters().await.unwrap();
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    let mut keys = 0;
+    for master in &masters {
+        let dbsize: u64 = connection
+            .query_on(master, &redis::cmd("DBSIZE"))
+            .await
+            .unwrap();
+        keys += dbsize;
+    }
+    assert!(keys >= 30, "{keys} keys on the masters");
+
+    // A pipeline whose keys span slots is refused before anything is sent;
+    // one with a common hash tag runs.
+    let mut spanning = redis::pipe();
+    spanning
+        .cmd("SET")
+        .arg("topo:c:a")
+        .arg(1)
+        .cmd("SET")
+        .arg("topo:c:b")
+        .arg(2);
+    let error = connection
+        .query_pipeline::<()>(&spanning)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("hash slot"),
+        "{error}: {:?}",
+        std::error::Error::source(&error)
+    );
+    let mut tagged = redis::pipe();
+    tagged
+        .cmd("SET")
+        .arg("{topo}:a")
+        .arg(1)
+        .cmd("SET")
+        .arg("{topo}:b")
+        .arg(2);
+    connection.query_pipeline::<()>(&tagged).await.unwrap();
+    // One node holds only some keys: no single-node connection.
+    let dedicated = connection.dedicated().await.unwrap_err();
+    assert!(
+        matches!(dedicated, redkit::Error::Unsupported { .. }),
+        "{dedicated}"
+    );
+    connection.dedicated_cluster().await.unwrap();
+
+    let report = kit.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.reasons);
+    let redis = report.redis.expect("redis health");
+    assert_eq!(redis.topology, TopologyKind::Cluster);
+    assert_eq!(redis.cluster_state.as_deref(), Some("ok"));
+    assert_eq!(redis.nodes.len(), 3);
+    assert!(
+        redis
+            .nodes
+            .iter()
+            .all(|node| node.ping_ms.is_some() && node.keys.is_some())
+    );
+    assert!(redis.dbsize.unwrap() >= 30);
+    kit.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_pubsub_reaches_a_subscriber_on_any_node() {
+    let topology = cluster().lock().await;
+    let connection = RedisConnection::connect(fast_redis_config(&topology.url())).unwrap();
+    connection
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let store = redkit::store::RedisStore::new(connection.clone());
+    use redkit::store::Store;
+    let mut subscription = store.subscribe(&["topo:chan"]).await.unwrap();
+    // Published through the cluster connection (to whichever node the
+    // crate picks), received on the subscriber's node.
+    let mut heard = None;
+    for _ in 0..20 {
+        store.publish("topo:chan", b"hello").await.unwrap();
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(200), subscription.next_message()).await
+        {
+            heard = Some(message);
+            break;
+        }
+    }
+    let message = heard.expect("no message through the cluster");
+    assert_eq!(&message.payload[..], b"hello");
+    connection.shutdown().await;
+}
