@@ -275,3 +275,38 @@ async fn a_partitioned_instance_stops_accepting_a_session_ended_elsewhere() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_health_and_the_dashboard_show_the_topology() {
+    let db = TestDb::new();
+    let server = start_with(
+        Some(on_sentinel("sentinel-health")),
+        db.clone(),
+        test_config(&db.path()),
+    )
+    .await;
+    let master = format!(
+        "127.0.0.1:{}",
+        sentinel().servers()[sentinel().master()].port()
+    );
+    let mut client = Client::new(&server);
+    let health = client.get("/health/redis").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let redis = &health.body["redis"];
+    assert_eq!(redis["topology"], "sentinel", "{health:?}");
+    assert_eq!(redis["master"], master.as_str());
+    assert_eq!(redis["sentinels"].as_array().map(Vec::len), Some(3));
+    let shown = eventually(Duration::from_secs(5), || {
+        let mut client = client.clone();
+        let master = master.clone();
+        async move {
+            let data = client.get("/dashboard/data").await.body;
+            data["topology"]["kind"] == "sentinel"
+                && data["topology"]["master"] == master.as_str()
+                && data["topology"]["sentinels_up"] == 3
+        }
+    })
+    .await;
+    assert!(shown, "the dashboard does not show the Sentinel topology");
+    server.stop().await;
+}
