@@ -13,6 +13,7 @@ use redkit::Redkit;
 use redkit::config::{RedisConfig, TopologyKind};
 use redkit::connection::{ConnectionState, RedisConnection, redis};
 use redkit::health::HealthStatus;
+use redkit::store::Store;
 use redkit_testkit::{RedisSentinel, RedisServer};
 
 use crate::support::{eventually, fast_redis_config, wait_for_state};
@@ -75,6 +76,14 @@ async fn sentinel_failover_moves_writes_to_the_new_master_and_never_back_to_the_
     let connection = kit.connection().expect("redis configured").clone();
     tokio::task::block_in_place(|| topology.wait_ready());
     let old = topology.master();
+    // A follower of a channel, to check pub/sub comes back on the new
+    // master and reports the gap.
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _following = redkit::store::follow(kit.store().clone(), &["topo:events"], move |event| {
+        let _ = events_tx.send(event);
+        std::ops::ControlFlow::Continue(())
+    })
+    .await;
 
     let writes = Arc::new(Mutex::new(Vec::<Write>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -136,6 +145,26 @@ async fn sentinel_failover_moves_writes_to_the_new_master_and_never_back_to_the_
         connection.state()
     );
     let moved_at = Instant::now();
+    // Pub/sub is back on the new master, after telling of the gap.
+    let mut seen = Vec::new();
+    let mut heard = false;
+    for _ in 0..50 {
+        let _ = kit.store().publish("topo:events", b"after").await;
+        if let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        {
+            if matches!(event, redkit::store::FollowEvent::Message(_)) {
+                heard = true;
+                break;
+            }
+            seen.push(event);
+        }
+    }
+    assert!(heard, "no message after the failover; events: {seen:?}");
+    assert!(
+        seen.contains(&redkit::store::FollowEvent::Missed),
+        "the failover's gap was not reported: {seen:?}"
+    );
     assert!(
         eventually(Duration::from_secs(5), || async {
             writes
