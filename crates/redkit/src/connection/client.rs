@@ -38,7 +38,7 @@ enum Target {
     Standalone(Client),
     /// Resolved through the sentinels on every connection.
     Sentinel(SentinelConfig),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// One opened link and, on one node, which node it is.
@@ -75,7 +75,7 @@ impl Connector {
         };
         connector.target = match &config.topology {
             Topology::Cluster(cluster) => {
-                Target::Cluster(connector.cluster_client(&cluster.nodes)?)
+                Target::Cluster(Box::new(connector.cluster_client(&cluster.nodes)?))
             }
             Topology::Sentinel(sentinel) => Target::Sentinel(sentinel.clone()),
             _ => Target::Standalone(

@@ -193,7 +193,7 @@ impl RedisConnection {
         let started = Instant::now();
         let result = super::client::role_of(&mut node)
             .await
-            .map(|role| redis::Value::SimpleString(role));
+            .map(redis::Value::SimpleString);
         self.finish(started, generation, result, || "ROLE".to_owned())
     }
 
