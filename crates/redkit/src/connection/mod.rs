@@ -42,7 +42,9 @@ mod client;
 mod handle;
 mod link;
 mod metrics;
+mod sentinel;
 mod sentinel_watch;
+mod settings;
 mod shared;
 mod supervisor;
 
