@@ -91,12 +91,23 @@ impl RedisConnection {
     }
 
     /// Waits until the state is `Ready`, for at most `timeout`.
+    ///
+    /// Returns at once with [`Error::Unavailable`] (state `Rejected`) when
+    /// Redis refuses this client (see [`RedisConnection::rejection`]):
+    /// waiting longer cannot help until the settings or the server change.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let mut receiver = self.shared().subscribe_state();
-        let ready = receiver
-            .wait_for(|state| matches!(state, ConnectionState::Ready | ConnectionState::Closed));
+        let ready = receiver.wait_for(|state| {
+            matches!(
+                state,
+                ConnectionState::Ready | ConnectionState::Closed | ConnectionState::Rejected
+            )
+        });
         match tokio::time::timeout(timeout, ready).await {
             Ok(Ok(state)) if *state == ConnectionState::Ready => Ok(()),
+            Ok(Ok(state)) if *state == ConnectionState::Rejected => Err(Error::Unavailable {
+                state: ConnectionState::Rejected,
+            }),
             Ok(_) => Err(Error::Closed),
             Err(_) => Err(Error::Unavailable {
                 state: self.state(),
