@@ -1,10 +1,14 @@
-//! Two instances of the service on one Redis (a redis-server, or a Redis
-//! Cluster) and one SQLite file: what one does, the other sees.
+//! Two instances of the service on one Redis and one SQLite file: what
+//! one does, the other sees — on a single redis-server, on a
+//! Sentinel-managed master and on a Redis Cluster (the scenarios take the
+//! Redis configuration; each test gets its own key prefix on the shared
+//! topology).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use redkit::config::RedisConfig;
-use redkit_testkit::{Fault, FaultProxy, RedisCluster, RedisServer};
+use redkit_testkit::{Fault, FaultProxy, RedisCluster, RedisSentinel, RedisServer};
 use serde_json::json;
 
 use crate::support::{
@@ -26,145 +30,182 @@ async fn pair(redis: &RedisConfig, auth_limit: u64) -> (TestServer, TestServer) 
     (a, b)
 }
 
-/// A pair on a redis-server of its own (kept alive by the returned server).
-async fn standalone_pair(auth_limit: u64) -> (TestServer, TestServer, RedisServer) {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&fast_redis_config(&redis.url()), auth_limit).await;
-    (a, b, redis)
+/// The Sentinel topology shared by this binary's tests (master, replica,
+/// three sentinels); nothing here kills its nodes.
+fn sentinel() -> &'static RedisSentinel {
+    static TOPOLOGY: OnceLock<RedisSentinel> = OnceLock::new();
+    TOPOLOGY.get_or_init(RedisSentinel::start)
 }
 
-/// A pair on this binary's shared Redis Cluster, under a key prefix no
-/// other test uses.
-async fn cluster_pair(auth_limit: u64) -> (TestServer, TestServer) {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// A configuration for the shared Sentinel topology with its own key prefix.
+fn on_sentinel(prefix: &str) -> RedisConfig {
+    let mut config = fast_redis_config(&sentinel().url());
+    config.key_prefix = format!("{prefix}:");
+    config
+}
+
+/// A configuration for this binary's shared Redis Cluster with its own key
+/// prefix (nothing here kills its nodes).
+fn on_cluster(prefix: &str) -> RedisConfig {
     let mut config = fast_redis_config(&RedisCluster::shared().url());
-    config.key_prefix = format!("pair{n}:");
-    pair(&config, auth_limit).await
+    config.key_prefix = format!("{prefix}:");
+    config
 }
 
-/// Each check runs on both topologies: `<check>` on a redis-server and
-/// `<check>_on_cluster` on the shared cluster.
-macro_rules! on_every_topology {
-    ($($check:ident, $auth_limit:expr;)*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let (a, b, _redis) = standalone_pair($auth_limit).await;
-                checks::$check(&a, &b).await;
-                a.stop().await;
-                b.stop().await;
-            }
-        )*
-        mod on_cluster {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let (a, b) = cluster_pair($auth_limit).await;
-                    checks::$check(&a, &b).await;
-                    a.stop().await;
-                    b.stop().await;
-                }
-            )*
-        }
-    };
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cluster_tasks_and_sessions_are_shared() {
+    shares_tasks_and_sessions(&on_cluster("cluster-share")).await;
 }
 
-on_every_topology! {
-    a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b, 1000;
-    logout_all_on_a_ends_sessions_on_b, 1000;
-    rate_limit_counts_are_shared, 4;
-    an_event_stream_on_b_receives_changes_made_on_a, 1000;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cluster_logout_all_ends_sessions_on_both() {
+    logout_all_reaches_both(&on_cluster("cluster-logout")).await;
 }
 
-mod checks {
-    use super::*;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cluster_the_auth_limit_is_shared() {
+    auth_limit_is_shared(&on_cluster("cluster-limit")).await;
+}
 
-    pub(super) async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b(
-        a: &TestServer,
-        b: &TestServer,
-    ) {
-        let mut on_a = Client::registered(a, "alice").await;
-        let mut on_b = on_a.on(b);
-        assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
-        // B caches the empty list (L1 and L2)...
-        assert_eq!(on_b.get("/tasks").await.body, json!([]));
-        assert_eq!(on_b.get("/tasks").await.body, json!([]));
-        // ...and A's write invalidates it on B too.
-        let created = on_a.post("/tasks", json!({"title": "from A"})).await.body;
-        let listed = eventually(Duration::from_secs(2), || {
-            let mut on_b = on_b.clone();
-            let created = created.clone();
-            async move { on_b.get("/tasks").await.body == json!([created]) }
-        })
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cluster_an_event_stream_on_b_receives_changes_made_on_a() {
+    events_reach_both(&on_cluster("cluster-events")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b() {
+    let redis = RedisServer::new();
+    shares_tasks_and_sessions(&fast_redis_config(&redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_tasks_and_sessions_are_shared() {
+    shares_tasks_and_sessions(&on_sentinel("sentinel-share")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_on_a_ends_sessions_on_b() {
+    let redis = RedisServer::new();
+    logout_all_reaches_both(&fast_redis_config(&redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_logout_all_ends_sessions_on_both() {
+    logout_all_reaches_both(&on_sentinel("sentinel-logout")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_counts_are_shared() {
+    let redis = RedisServer::new();
+    auth_limit_is_shared(&fast_redis_config(&redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_the_auth_limit_is_shared() {
+    auth_limit_is_shared(&on_sentinel("sentinel-limit")).await;
+}
+
+/// A task written through A is listed by B (caches invalidated across
+/// instances), and a session started on A is valid on B.
+pub(crate) async fn shares_tasks_and_sessions(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 1000).await;
+    let mut on_a = Client::registered(&a, "alice").await;
+    let mut on_b = on_a.on(&b);
+    assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
+    // B caches the empty list (L1 and L2)...
+    assert_eq!(on_b.get("/tasks").await.body, json!([]));
+    assert_eq!(on_b.get("/tasks").await.body, json!([]));
+    // ...and A's write invalidates it on B too.
+    let created = on_a.post("/tasks", json!({"title": "from A"})).await.body;
+    let listed = eventually(Duration::from_secs(2), || {
+        let mut on_b = on_b.clone();
+        let created = created.clone();
+        async move { on_b.get("/tasks").await.body == json!([created]) }
+    })
+    .await;
+    assert!(listed, "B kept serving its stale cached list");
+    let id = created["id"].as_i64().unwrap();
+    on_b.send(
+        "PATCH",
+        &format!("/tasks/{id}"),
+        Some(json!({"done": true})),
+    )
+    .await;
+    let seen = eventually(Duration::from_secs(2), || {
+        let mut on_a = on_a.clone();
+        async move { on_a.get(&format!("/tasks/{id}")).await.body["done"] == true }
+    })
+    .await;
+    assert!(seen, "A kept serving its stale cached task");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Logout-all on A ends the user's sessions on B at once.
+pub(crate) async fn logout_all_reaches_both(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 1000).await;
+    let mut on_a = Client::registered(&a, "bob").await;
+    let mut on_b = Client::new(&b);
+    assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
+    assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
+    // B has both sessions in its local cache now.
+    assert_eq!(on_a.on(&b).get("/auth/me").await.status, 200);
+    let reply = on_a.post("/auth/logout-all", json!({})).await;
+    assert_eq!(reply.body["ended"], 2);
+    // The end reaches B through pub/sub within milliseconds.
+    let ended = on_b
+        .answers_within("/auth/me", 401, Duration::from_millis(500))
         .await;
-        assert!(listed, "B kept serving its stale cached list");
-        let id = created["id"].as_i64().unwrap();
-        on_b.send(
-            "PATCH",
-            &format!("/tasks/{id}"),
-            Some(json!({"done": true})),
-        )
-        .await;
-        let seen = eventually(Duration::from_secs(2), || {
-            let mut on_a = on_a.clone();
-            async move { on_a.get(&format!("/tasks/{id}")).await.body["done"] == true }
-        })
-        .await;
-        assert!(seen, "A kept serving its stale cached task");
-    }
+    assert!(ended, "B still accepts a session ended on A");
+    assert_eq!(on_b.get("/tasks").await.status, 401);
+    assert_eq!(on_a.on(&b).get("/auth/me").await.status, 401);
+    a.stop().await;
+    b.stop().await;
+}
 
-    pub(super) async fn logout_all_on_a_ends_sessions_on_b(a: &TestServer, b: &TestServer) {
-        let mut on_a = Client::registered(a, "bob").await;
-        let mut on_b = Client::new(b);
-        assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
-        assert_eq!(on_b.get("/auth/me").await.body["sessions"], 2);
-        // B has both sessions in its local cache now.
-        assert_eq!(on_a.on(b).get("/auth/me").await.status, 200);
-        let reply = on_a.post("/auth/logout-all", json!({})).await;
-        assert_eq!(reply.body["ended"], 2);
-        // The end reaches B through pub/sub within milliseconds.
-        let ended = on_b
-            .answers_within("/auth/me", 401, Duration::from_millis(500))
-            .await;
-        assert!(ended, "B still accepts a session ended on A");
-        assert_eq!(on_b.get("/tasks").await.status, 401);
-        assert_eq!(on_a.on(b).get("/auth/me").await.status, 401);
-    }
+/// The AUTH limit (4 per client IP) counts requests on both instances.
+pub(crate) async fn auth_limit_is_shared(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 4).await;
+    let mut on_a = Client::registered(&a, "carol").await; // 1
+    let mut on_b = Client::new(&b);
+    assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
+    assert_eq!(on_a.login("carol", "wrong-password").await.status, 401); // 3
+    assert_eq!(on_b.login("carol", "carol-password").await.status, 200); // 4
+    assert_eq!(on_a.login("carol", "carol-password").await.status, 429);
+    assert_eq!(on_b.login("carol", "carol-password").await.status, 429);
+    a.stop().await;
+    b.stop().await;
+}
 
-    pub(super) async fn rate_limit_counts_are_shared(a: &TestServer, b: &TestServer) {
-        let mut on_a = Client::registered(a, "carol").await; // 1
-        let mut on_b = Client::new(b);
-        assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
-        assert_eq!(on_a.login("carol", "wrong-password").await.status, 401); // 3
-        assert_eq!(on_b.login("carol", "carol-password").await.status, 200); // 4
-        assert_eq!(on_a.login("carol", "carol-password").await.status, 429);
-        assert_eq!(on_b.login("carol", "carol-password").await.status, 429);
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_on_b_receives_changes_made_on_a() {
+    let redis = RedisServer::new();
+    events_reach_both(&fast_redis_config(&redis.url())).await;
+}
 
-    pub(super) async fn an_event_stream_on_b_receives_changes_made_on_a(
-        a: &TestServer,
-        b: &TestServer,
-    ) {
-        let mut on_a = Client::registered(a, "dora").await;
-        let mut events_on_b = Events::open(&on_a.on(b)).await;
-        let created = on_a
-            .post("/tasks", json!({"title": "cross-instance"}))
-            .await
-            .body;
-        let (name, data) = events_on_b
-            .next(Duration::from_secs(5))
-            .await
-            .expect("A's change on B");
-        assert_eq!(name, "task");
-        assert_eq!(data, json!({"type": "created", "task": created}));
-    }
+/// A change made through A reaches an event stream open on B.
+async fn events_reach_both(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 1000).await;
+    let mut on_a = Client::registered(&a, "dora").await;
+    let mut events_on_b = Events::open(&on_a.on(&b)).await;
+    let created = on_a
+        .post("/tasks", json!({"title": "cross-instance"}))
+        .await
+        .body;
+    let (name, data) = events_on_b
+        .next(Duration::from_secs(5))
+        .await
+        .expect("A's change on B");
+    assert_eq!(name, "task");
+    assert_eq!(data, json!({"type": "created", "task": created}));
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_flushall_a_task_created_through_a_is_listed_by_both_at_once() {
-    let (a, b, redis) = standalone_pair(1000).await;
+    let redis = RedisServer::new();
+    let (a, b) = pair(&fast_redis_config(&redis.url()), 1000).await;
     let mut on_a = Client::registered(&a, "alice").await;
     for i in 0..3 {
         on_a.post("/tasks", json!({"title": format!("before {i}")}))
@@ -267,4 +308,39 @@ async fn a_partitioned_instance_stops_accepting_a_session_ended_elsewhere() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_health_and_the_dashboard_show_the_topology() {
+    let db = TestDb::new();
+    let server = start_with(
+        Some(on_sentinel("sentinel-health")),
+        db.clone(),
+        test_config(&db.path()),
+    )
+    .await;
+    let master = format!(
+        "127.0.0.1:{}",
+        sentinel().servers()[sentinel().master()].port()
+    );
+    let mut client = Client::new(&server);
+    let health = client.get("/health/redis").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let redis = &health.body["redis"];
+    assert_eq!(redis["topology"], "sentinel", "{health:?}");
+    assert_eq!(redis["master"], master.as_str());
+    assert_eq!(redis["sentinels"].as_array().map(Vec::len), Some(3));
+    let shown = eventually(Duration::from_secs(5), || {
+        let mut client = client.clone();
+        let master = master.clone();
+        async move {
+            let data = client.get("/dashboard/data").await.body;
+            data["topology"]["kind"] == "sentinel"
+                && data["topology"]["master"] == master.as_str()
+                && data["topology"]["sentinels_up"] == 3
+        }
+    })
+    .await;
+    assert!(shown, "the dashboard does not show the Sentinel topology");
+    server.stop().await;
 }

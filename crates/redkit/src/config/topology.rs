@@ -292,6 +292,7 @@ pub(super) fn validate(topology: &Topology, db: u32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

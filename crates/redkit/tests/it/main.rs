@@ -9,6 +9,7 @@ mod connection;
 mod events;
 mod extract;
 mod fallback;
+mod follow;
 mod healing;
 mod health;
 mod properties;

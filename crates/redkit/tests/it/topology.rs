@@ -13,6 +13,7 @@ use redkit::Redkit;
 use redkit::config::{RedisConfig, TopologyKind};
 use redkit::connection::{ConnectionState, RedisConnection, redis};
 use redkit::health::HealthStatus;
+use redkit::store::Store;
 use redkit_testkit::{RedisSentinel, RedisServer};
 
 use crate::support::{eventually, fast_redis_config, wait_for_state};
@@ -75,6 +76,14 @@ async fn sentinel_failover_moves_writes_to_the_new_master_and_never_back_to_the_
     let connection = kit.connection().expect("redis configured").clone();
     tokio::task::block_in_place(|| topology.wait_ready());
     let old = topology.master();
+    // A follower of a channel, to check pub/sub comes back on the new
+    // master and reports the gap.
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _following = redkit::store::follow(kit.store().clone(), &["topo:events"], move |event| {
+        let _ = events_tx.send(event);
+        std::ops::ControlFlow::Continue(())
+    })
+    .await;
 
     let writes = Arc::new(Mutex::new(Vec::<Write>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -136,6 +145,26 @@ async fn sentinel_failover_moves_writes_to_the_new_master_and_never_back_to_the_
         connection.state()
     );
     let moved_at = Instant::now();
+    // Pub/sub is back on the new master, after telling of the gap.
+    let mut seen = Vec::new();
+    let mut heard = false;
+    for _ in 0..50 {
+        let _ = kit.store().publish("topo:events", b"after").await;
+        if let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        {
+            if matches!(event, redkit::store::FollowEvent::Message(_)) {
+                heard = true;
+                break;
+            }
+            seen.push(event);
+        }
+    }
+    assert!(heard, "no message after the failover; events: {seen:?}");
+    assert!(
+        seen.contains(&redkit::store::FollowEvent::Missed),
+        "the failover's gap was not reported: {seen:?}"
+    );
     assert!(
         eventually(Duration::from_secs(5), || async {
             writes
@@ -259,4 +288,122 @@ async fn a_write_answered_readonly_counts_as_a_lost_master() {
     assert_ne!(connection.state(), ConnectionState::Ready);
     primary.cli(&["REPLICAOF", "NO", "ONE"]);
     wait_for_state(&connection, ConnectionState::Ready, Duration::from_secs(5)).await;
+}
+
+/// The Cluster shared by this binary's tests (3 masters + 3 replicas).
+pub fn cluster() -> &'static tokio::sync::Mutex<redkit_testkit::RedisCluster> {
+    static TOPOLOGY: OnceLock<tokio::sync::Mutex<redkit_testkit::RedisCluster>> = OnceLock::new();
+    TOPOLOGY.get_or_init(|| tokio::sync::Mutex::new(redkit_testkit::RedisCluster::start()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_connection_routes_by_slot_and_reports_every_master() {
+    let topology = cluster().lock().await;
+    let kit =
+        redkit::test_util::ready(Redkit::builder().redis(fast_redis_config(&topology.url()))).await;
+    let connection = kit.connection().expect("redis configured");
+    assert_eq!(connection.topology_kind(), TopologyKind::Cluster);
+    assert_eq!(connection.master(), None);
+    // Keys on every master, each routed to its slot's node.
+    for n in 0..30 {
+        let _: () = connection
+            .query(redis::cmd("SET").arg(format!("topo:c:{n}")).arg(n))
+            .await
+            .unwrap();
+    }
+    let value: u32 = connection
+        .query(redis::cmd("GET").arg("topo:c:17"))
+        .await
+        .unwrap();
+    assert_eq!(value, 17);
+    let masters = connection.masters().await.unwrap();
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    let mut keys = 0;
+    for master in &masters {
+        let dbsize: u64 = connection
+            .query_on(master, &redis::cmd("DBSIZE"))
+            .await
+            .unwrap();
+        keys += dbsize;
+    }
+    assert!(keys >= 30, "{keys} keys on the masters");
+
+    // A pipeline whose keys span slots is refused before anything is sent;
+    // one with a common hash tag runs.
+    let mut spanning = redis::pipe();
+    spanning
+        .cmd("SET")
+        .arg("topo:c:a")
+        .arg(1)
+        .cmd("SET")
+        .arg("topo:c:b")
+        .arg(2);
+    let error = connection
+        .query_pipeline::<()>(&spanning)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("hash slot"),
+        "{error}: {:?}",
+        std::error::Error::source(&error)
+    );
+    let mut tagged = redis::pipe();
+    tagged
+        .cmd("SET")
+        .arg("{topo}:a")
+        .arg(1)
+        .cmd("SET")
+        .arg("{topo}:b")
+        .arg(2);
+    connection.query_pipeline::<()>(&tagged).await.unwrap();
+    // One node holds only some keys: no single-node connection.
+    let dedicated = connection.dedicated().await.unwrap_err();
+    assert!(
+        matches!(dedicated, redkit::Error::Unsupported { .. }),
+        "{dedicated}"
+    );
+    connection.dedicated_cluster().await.unwrap();
+
+    let report = kit.health().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.reasons);
+    let redis = report.redis.expect("redis health");
+    assert_eq!(redis.topology, TopologyKind::Cluster);
+    assert_eq!(redis.cluster_state.as_deref(), Some("ok"));
+    assert_eq!(redis.nodes.len(), 3);
+    assert!(
+        redis
+            .nodes
+            .iter()
+            .all(|node| node.ping_ms.is_some() && node.keys.is_some())
+    );
+    assert!(redis.dbsize.unwrap() >= 30);
+    kit.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_pubsub_reaches_a_subscriber_on_any_node() {
+    let topology = cluster().lock().await;
+    let connection = RedisConnection::connect(fast_redis_config(&topology.url())).unwrap();
+    connection
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let store = redkit::store::RedisStore::new(connection.clone());
+    use redkit::store::Store;
+    let mut subscription = store.subscribe(&["topo:chan"]).await.unwrap();
+    // Published through the cluster connection (to whichever node the
+    // crate picks), received on the subscriber's node.
+    let mut heard = None;
+    for _ in 0..20 {
+        store.publish("topo:chan", b"hello").await.unwrap();
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(200), subscription.next_message()).await
+        {
+            heard = Some(message);
+            break;
+        }
+    }
+    let message = heard.expect("no message through the cluster");
+    assert_eq!(&message.payload[..], b"hello");
+    connection.shutdown().await;
 }
