@@ -231,16 +231,6 @@ impl RedisConfig {
                 "a number of connections from 1 to 64",
             ));
         }
-        if matches!(self.topology, Topology::Cluster(_)) && self.key_prefix.contains(['{', '}']) {
-            // Redis hashes only the first `{…}` of a key: braces in the
-            // prefix would pin every key to one slot, or break the hash
-            // tags that keep a script's keys together.
-            return Err(Error::invalid_config(
-                "key_prefix",
-                format!("{:?} contains a brace", self.key_prefix),
-                "a prefix without { or } on Redis Cluster (it would set every key's hash tag)",
-            ));
-        }
         if self.tls_ca_file.is_some() && !self.tls {
             return Err(Error::invalid_config(
                 "tls_ca_file",

@@ -415,13 +415,6 @@ fn bad_topology_combinations_name_the_variables() {
         ),
         (
             &[
-                ("REDIS_CLUSTER_NODES", "a:1"),
-                ("REDIS_KEY_PREFIX", "{app}:"),
-            ],
-            &["key_prefix", "brace", "hash tag"],
-        ),
-        (
-            &[
                 ("REDIS_SENTINELS", "a:1"),
                 ("REDIS_SENTINEL_MASTER", "bad name"),
             ],
