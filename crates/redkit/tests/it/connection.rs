@@ -164,11 +164,33 @@ async fn a_wrong_password_is_a_clear_error_not_a_hang() {
         "{error:?}"
     );
     assert!(!format!("{:?}", connection.config()).contains("wrong-password"));
-    // The shared handle does not hang either: it reports unavailability.
+    // The shared handle does not hang either: it reports unavailability,
+    // and waiting for it to be ready ends as soon as it is rejected.
     let started = Instant::now();
     assert!(connection.ping().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_ne!(connection.state(), ConnectionState::Ready);
+    let started = Instant::now();
+    let waited = connection.wait_ready(Duration::from_secs(30)).await;
+    assert!(
+        matches!(
+            waited,
+            Err(Error::Unavailable {
+                state: ConnectionState::Rejected
+            })
+        ),
+        "{waited:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        connection
+            .rejection()
+            .is_some_and(|reason| !reason.contains("wrong-password"))
+    );
 }
 
 #[tokio::test]
@@ -319,4 +341,25 @@ async fn default_retry_settings_recover_within_a_second_of_redis_returning() {
         "recovered {took:?} after redis returned"
     );
     connection.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reply_of_an_unexpected_type_is_an_error_not_a_broken_connection() {
+    let server = RedisServer::new();
+    let connection = connected(&server).await;
+    let _: () = connection
+        .query(redis::cmd("SET").arg("typed").arg("not a number"))
+        .await
+        .unwrap();
+    let error = connection
+        .query::<u64>(redis::cmd("GET").arg("typed"))
+        .await
+        .unwrap_err();
+    assert!(!error.is_unavailable(), "{error:?}");
+    assert_eq!(connection.state(), ConnectionState::Ready);
+    let value: String = connection
+        .query(redis::cmd("GET").arg("typed"))
+        .await
+        .unwrap();
+    assert_eq!(value, "not a number");
 }
