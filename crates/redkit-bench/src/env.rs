@@ -167,8 +167,17 @@ impl Env {
 
     /// A redkit handle on the same Redis (fallback mode, the default).
     pub(crate) async fn redkit(&self) -> Redkit {
-        let config =
+        self.redkit_prefixed("").await
+    }
+
+    /// A redkit handle on the same Redis whose keys and channels start with
+    /// `prefix` (two services side by side that must not share data).
+    pub(crate) async fn redkit_prefixed(&self, prefix: &str) -> Redkit {
+        let mut config =
             RedisConfig::from_url(&self.url).unwrap_or_else(|err| panic!("bad --redis URL: {err}"));
+        if !prefix.is_empty() {
+            config.key_prefix = prefix.to_owned();
+        }
         let kit = Redkit::builder()
             .redis(config)
             .build()

@@ -13,7 +13,8 @@
 //!   a request head must arrive whole within it, counted from when the
 //!   connection starts waiting for one — so it also closes idle keep-alive
 //!   and never-speaking connections (hyper's own timer);
-//! - `TCP_NODELAY` on every accepted socket, so small answers are not held
+//! - `TCP_NODELAY` on every accepted socket (unless
+//!   [`ConnectionLimits::tcp_nodelay`] is off), so small answers are not held
 //!   back by Nagle's algorithm waiting for the client's delayed ACK.
 //!
 //! A request that has started is bounded by the service's request deadline
@@ -46,6 +47,9 @@ pub struct ConnectionLimits {
     /// the connection is ready for one (new or idle between requests).
     /// Default: 5 s.
     pub header_read_timeout: Duration,
+    /// Set `TCP_NODELAY` on accepted sockets. Default: true (measured
+    /// faster, see docs/BENCHMARKS.md, `http_tcp_nodelay_off`).
+    pub tcp_nodelay: bool,
 }
 
 impl Default for ConnectionLimits {
@@ -53,6 +57,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             max_connections: 512,
             header_read_timeout: Duration::from_secs(5),
+            tcp_nodelay: true,
         }
     }
 }
@@ -87,7 +92,9 @@ pub(crate) async fn serve(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        if limits.tcp_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let service = TowerToHyperService::new(app.clone().map_request(
             move |mut request: axum::http::Request<Incoming>| {
                 request

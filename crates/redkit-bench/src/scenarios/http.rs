@@ -84,45 +84,17 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
     };
     // Before the redkit handle, as the binary does: handles built earlier
     // would record nowhere.
-    let metrics = install_metrics_recorder();
+    let _ = install_metrics_recorder();
     let kit = match backend {
         Backend::Redis => env.redkit().await,
         Backend::Embedded => Redkit::builder()
             .build()
             .unwrap_or_else(|err| panic!("redkit: {err}")),
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temp dir: {err}"));
-    let mut config = ServiceConfig::with_database(dir.path().join("redkit.db"));
-    // Rate limiting stays in the path with a limit no run reaches (the
-    // largest per minute a policy allows: limit × window below 2^53 µs).
-    config.api_policy = Some(
-        Policy::new("api", 100_000_000, Duration::from_secs(60))
-            .unwrap_or_else(|err| panic!("policy: {err}")),
-    );
-    // Registration is limited per IP in Redis, across runs of the harness.
-    config.auth_policy = Some(
-        Policy::new("auth", 1_000_000, Duration::from_secs(60))
-            .unwrap_or_else(|err| panic!("policy: {err}")),
-    );
-    let state = AppState::new(kit, metrics, config)
-        .await
-        .unwrap_or_else(|err| panic!("service: {err}"));
-    let server = RunningServer::start(([127, 0, 0, 1], 0).into(), state)
-        .await
-        .unwrap_or_else(|err| panic!("service: {err}"));
-    progress(
-        name,
-        &format!("service on {}, one user with {TASKS} tasks", server.address),
-    );
-    let (cookie, body) = fill(server.address).await;
+    let running = Service::start(name, kit, true).await;
+    let body = running.body.clone();
     let (baseline_address, baseline_task) = baseline_server(body.clone()).await;
-
-    let service = Arc::new(Target::new(
-        server.address,
-        "/tasks",
-        Some(cookie),
-        body.len(),
-    ));
+    let service = running.target.clone();
     let baseline = Arc::new(Target::new(baseline_address, "/", None, body.len()));
     let connections = env.connections;
     let load = Load {
@@ -143,11 +115,7 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
     )
     .await;
     baseline_task.abort();
-    server
-        .stop()
-        .await
-        .unwrap_or_else(|err| panic!("stopping the service: {err}"));
-    drop(dir);
+    running.stop().await;
 
     let errors = service.errors.load(Ordering::Relaxed);
     let baseline_errors = baseline.errors.load(Ordering::Relaxed);
@@ -200,6 +168,106 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
         met,
         details,
     }
+}
+
+/// The service under test, started in process with one user and its tasks.
+struct Service {
+    server: RunningServer,
+    /// `GET /tasks` with the user's cookie.
+    target: Arc<Target>,
+    /// The body `GET /tasks` answers.
+    body: Bytes,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts the service on `kit` (accepted sockets with `TCP_NODELAY`
+    /// when `nodelay`), registers the user and creates its tasks.
+    async fn start(name: &str, kit: Redkit, nodelay: bool) -> Self {
+        let metrics = install_metrics_recorder();
+        let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temp dir: {err}"));
+        let mut config = ServiceConfig::with_database(dir.path().join("redkit.db"));
+        // Rate limiting stays in the path with a limit no run reaches (the
+        // largest per minute a policy allows: limit × window below 2^53 µs).
+        config.api_policy = Some(
+            Policy::new("api", 100_000_000, Duration::from_secs(60))
+                .unwrap_or_else(|err| panic!("policy: {err}")),
+        );
+        // Registration is limited per IP in Redis, across runs of the harness.
+        config.auth_policy = Some(
+            Policy::new("auth", 1_000_000, Duration::from_secs(60))
+                .unwrap_or_else(|err| panic!("policy: {err}")),
+        );
+        config.connections.tcp_nodelay = nodelay;
+        let state = AppState::new(kit, metrics, config)
+            .await
+            .unwrap_or_else(|err| panic!("service: {err}"));
+        let server = RunningServer::start(([127, 0, 0, 1], 0).into(), state)
+            .await
+            .unwrap_or_else(|err| panic!("service: {err}"));
+        progress(
+            name,
+            &format!("service on {}, one user with {TASKS} tasks", server.address),
+        );
+        let (cookie, body) = fill(server.address).await;
+        let target = Arc::new(Target::new(
+            server.address,
+            "/tasks",
+            Some(cookie),
+            body.len(),
+        ));
+        Service {
+            server,
+            target,
+            body,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.server
+            .stop()
+            .await
+            .unwrap_or_else(|err| panic!("stopping the service: {err}"));
+    }
+}
+
+/// `http_tcp_nodelay_off`: the A/B of `TCP_NODELAY` on the service's
+/// accepted sockets. Two instances of the service on the same Redis (each
+/// under its own key prefix, so neither reads the other's cache), one with
+/// the option (the default: the baseline), one without, driven alternately
+/// with the `http_tasks_cached` load; ratio = without ÷ with.
+pub(super) async fn tcp_nodelay_off(env: &Env) -> Report {
+    const NAME: &str = "http_tcp_nodelay_off";
+    let _ = install_metrics_recorder();
+    let with = Service::start(NAME, env.redkit().await, true).await;
+    let without =
+        Service::start(NAME, env.redkit_prefixed("bench-nodelay-off:").await, false).await;
+    let load = Load {
+        tasks: env.connections,
+        ..env.load
+    };
+    let paired = measure::paired(
+        env.rounds,
+        || drive(NAME, "TCP_NODELAY on", with.target.clone(), load),
+        || drive(NAME, "TCP_NODELAY off", without.target.clone(), load),
+    )
+    .await;
+    let errors =
+        with.target.errors.load(Ordering::Relaxed) + without.target.errors.load(Ordering::Relaxed);
+    with.stop().await;
+    without.stop().await;
+    let mut report = super::ratio_report(
+        NAME,
+        "the same service with TCP_NODELAY (GET /tasks, cached)",
+        paired.clone(),
+        None,
+    );
+    report.details.insert("errors".to_owned(), errors.into());
+    report
+        .details
+        .insert("rounds".to_owned(), super::rounds_detail(&paired));
+    report
 }
 
 /// Registers the benchmark user, creates its tasks and reads the list once
@@ -255,7 +323,7 @@ async fn fill(address: SocketAddr) -> (HeaderValue, Bytes) {
 }
 
 /// One request on a connection of its own (setup only).
-async fn call(
+pub(super) async fn call(
     address: SocketAddr,
     method: Method,
     path: &str,

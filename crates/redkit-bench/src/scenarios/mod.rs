@@ -2,9 +2,11 @@
 
 mod cache;
 mod http;
+mod http_mixed;
 mod limits;
 mod memory;
 mod queue;
+mod service_memory;
 
 use crate::env::Env;
 use crate::report::Report;
@@ -15,18 +17,25 @@ pub(crate) const ALL: &[&str] = &[
     "store_get",
     "cache_get_l2_hit",
     "cache_get_l1_hit",
+    "cache_get_l1_hit_owned",
     "cache_get_or_set_hit",
     "cache_set",
     "cache_invalidate_tag",
     "cache_invalidate_prefix",
     "ratelimit_check",
+    "ratelimit_gcra_cost",
+    "ratelimit_sliding_cost",
     "session_load",
     "queue_enqueue",
     "queue_roundtrip",
     "embedded_memory",
+    "service_memory",
     // Last: they install the service's metrics recorder for the process.
     "http_tasks_cached",
     "http_tasks_cached_embedded",
+    "http_tasks_mixed",
+    "http_tasks_mixed_exact",
+    "http_tcp_nodelay_off",
 ];
 
 /// The scenarios `--topology cluster` runs: the same code on a cluster,
@@ -52,19 +61,26 @@ pub(crate) async fn run(name: &str, env: &Env) -> Vec<Report> {
         "store_get" => vec![cache::store_get(env).await],
         "cache_get_l2_hit" => vec![cache::get_l2_hit(env).await],
         "cache_get_l1_hit" => vec![cache::get_l1_hit(env).await],
+        "cache_get_l1_hit_owned" => vec![cache::get_l1_hit_owned(env).await],
         "cache_get_or_set_hit" => vec![cache::get_or_set_hit(env).await],
         "cache_set" => vec![cache::set(env).await],
         "cache_invalidate_tag" => cache::invalidate(env, cache::Invalidation::Tag).await,
         "cache_invalidate_prefix" => cache::invalidate(env, cache::Invalidation::Prefix).await,
         "ratelimit_check" => vec![limits::ratelimit_check(env).await],
+        "ratelimit_gcra_cost" => vec![limits::ratelimit_cost(env, "gcra").await],
+        "ratelimit_sliding_cost" => vec![limits::ratelimit_cost(env, "sliding").await],
         "session_load" => vec![limits::session_load(env).await],
         "queue_enqueue" => vec![queue::enqueue(env).await],
         "queue_roundtrip" => vec![queue::roundtrip(env).await],
         "embedded_memory" => vec![memory::embedded_memory(env).await],
+        "service_memory" => vec![service_memory::service_memory(env).await],
         "http_tasks_cached" => vec![http::tasks_cached(env, http::Backend::Redis).await],
         "http_tasks_cached_embedded" => {
             vec![http::tasks_cached(env, http::Backend::Embedded).await]
         }
+        "http_tasks_mixed" => vec![http_mixed::tasks_mixed(env, false).await],
+        "http_tasks_mixed_exact" => vec![http_mixed::tasks_mixed(env, true).await],
+        "http_tcp_nodelay_off" => vec![http::tcp_nodelay_off(env).await],
         other => panic!("unknown scenario {other}"),
     }
 }

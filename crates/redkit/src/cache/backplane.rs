@@ -6,12 +6,22 @@
 //! the value. Other instances evict (or, for tags, learn the new version of)
 //! what the message names; an instance ignores its own messages.
 //!
+//! Notices of writes are coalesced (group commit): a `set` queues its keys
+//! once its `SET` is acknowledged — so a notice never goes out before the
+//! value it announces is stored — and one background flush publishes every
+//! key queued meanwhile in one message, the next flush starting when the
+//! previous `PUBLISH` is answered. A write then costs one round trip, and
+//! under load Redis runs one `PUBLISH` per batch instead of one per write;
+//! other instances hear of it at most one `PUBLISH` round trip later than
+//! if the writer had waited for its own.
+//!
 //! Pub/sub is fire-and-forget: messages sent while an instance's subscription
 //! is down are lost. When the subscription comes back (`Resubscribed`), the
 //! instance drops its whole L1 and its cached tag versions, so nothing it
 //! holds can be older than what Redis has.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -69,7 +79,18 @@ pub(crate) struct Backplane {
     instance: String,
     /// Stops following the channel when the cache (and so this) is dropped.
     listener: parking_lot::Mutex<Option<Following>>,
+    written: Arc<WrittenKeys>,
 }
+
+/// Keys written and not announced yet, and whether a flush is running.
+#[derive(Default)]
+struct WrittenKeys {
+    keys: parking_lot::Mutex<Vec<String>>,
+    flushing: AtomicBool,
+}
+
+/// Keys named by one coalesced notice at most (a bound on message size).
+const MAX_KEYS_PER_NOTICE: usize = 512;
 
 impl Backplane {
     /// A backplane end with a fresh random instance id.
@@ -78,6 +99,7 @@ impl Backplane {
             enabled,
             instance: format!("{:016x}", fastrand::u64(..)),
             listener: parking_lot::Mutex::new(None),
+            written: Arc::default(),
         }
     }
 
@@ -99,6 +121,55 @@ impl Backplane {
         if let Err(error) = store.publish(&layout.channel(), &notice.to_bytes()).await {
             tracing::debug!(cache = layout.namespace(), error = %error, "cache backplane publish failed");
         }
+    }
+
+    /// Announces keys whose values are stored (their `SET` acknowledged):
+    /// queued, and published by a background flush together with the other
+    /// keys written meanwhile (see the module docs).
+    pub(super) fn announce_written<S: Store>(
+        &self,
+        store: &S,
+        layout: &Layout,
+        keys: impl IntoIterator<Item = String>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        self.written.keys.lock().extend(keys);
+        if self.written.flushing.swap(true, Ordering::AcqRel) {
+            return; // the running flush takes them
+        }
+        let (store, written) = (store.clone(), self.written.clone());
+        let (channel, namespace) = (layout.channel(), layout.namespace().to_owned());
+        let instance = self.instance.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch: Vec<String> = {
+                    let mut keys = written.keys.lock();
+                    let take = keys.len().min(MAX_KEYS_PER_NOTICE);
+                    keys.drain(..take).collect()
+                };
+                if batch.is_empty() {
+                    written.flushing.store(false, Ordering::Release);
+                    // A key queued after the drain and before the store above
+                    // found the flag still set: take it unless another flush
+                    // already did.
+                    if written.keys.lock().is_empty()
+                        || written.flushing.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                let notice = Notice {
+                    instance: instance.clone(),
+                    change: CacheChange::Set { k: batch },
+                };
+                if let Err(error) = store.publish(&channel, &notice.to_bytes()).await {
+                    tracing::debug!(cache = namespace, error = %error, "cache backplane publish failed");
+                }
+            }
+        });
     }
 
     /// Subscribes (when enabled) and applies other instances' messages to

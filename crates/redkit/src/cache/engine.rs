@@ -62,7 +62,9 @@ pub(super) struct EngineSettings {
 /// A value found in one of the tiers, fresh or not.
 pub(super) struct Found<T> {
     pub(super) value: T,
-    pub(super) meta: Meta,
+    /// Until when (ms) it is fresh: the only part of its [`Meta`] callers
+    /// need, copied so that a hit clones nothing but the value.
+    pub(super) fresh_until: u64,
     /// Whether it was fresh when looked up.
     pub(super) fresh: bool,
 }
@@ -238,7 +240,7 @@ impl<S: Store> Engine<S> {
         }
         Some(Found {
             value: value.clone(),
-            meta: entry.meta.clone(),
+            fresh_until: entry.meta.fresh_until,
             fresh: now < entry.meta.fresh_until,
         })
     }
@@ -310,18 +312,22 @@ impl<S: Store> Engine<S> {
                 return None;
             }
         }
+        let (fresh_until, fresh) = (meta.fresh_until, now < meta.fresh_until);
         if fill_l1 && let Some(l1) = self.local.l1() {
             l1.insert(
                 key.to_owned(),
                 Arc::new(L1Entry {
                     value: Arc::new(value.clone()),
-                    meta: meta.clone(),
+                    meta,
                     weight,
                 }),
             );
         }
-        let fresh = now < meta.fresh_until;
-        Some(Found { value, meta, fresh })
+        Some(Found {
+            value,
+            fresh_until,
+            fresh,
+        })
     }
 
     /// Fresh values of `keys` (checked), in order: each from L1 when
@@ -499,10 +505,13 @@ impl<S: Store> Engine<S> {
         } else {
             self.evict_locally(entries.iter().map(|(key, _)| *key));
         }
-        self.publish(CacheChange::Set {
-            k: entries.iter().map(|(key, _)| (*key).to_owned()).collect(),
-        })
-        .await;
+        // After the L2 write is acknowledged (or skipped): never announced
+        // before it is stored.
+        self.backplane.announce_written(
+            &self.store,
+            &self.layout,
+            entries.iter().map(|(key, _)| (*key).to_owned()),
+        );
         Ok(())
     }
 }

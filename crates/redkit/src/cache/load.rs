@@ -95,7 +95,7 @@ impl<S: Store> Cache<S> {
         let (found, from_l1) = engine.lookup::<T>(key, options.l1).await;
         let now = engine.now_ms();
         let stale = match found {
-            Some(found) if now < found.meta.fresh_until => {
+            Some(found) if now < found.fresh_until => {
                 if from_l1 {
                     engine.counters.l1_hits(1);
                 } else {
@@ -109,7 +109,6 @@ impl<S: Store> Cache<S> {
         if let Some(found) = &stale
             && now
                 < found
-                    .meta
                     .fresh_until
                     .saturating_add(millis(options.fail_safe_max))
             && engine.loader_throttled(key, now)
@@ -121,7 +120,6 @@ impl<S: Store> Cache<S> {
         if let Some(found) = &stale
             && now
                 < found
-                    .meta
                     .fresh_until
                     .saturating_add(millis(options.stale_window))
         {
@@ -160,7 +158,6 @@ impl<S: Store> Cache<S> {
                 Some(found)
                     if engine.now_ms()
                         < found
-                            .meta
                             .fresh_until
                             .saturating_add(millis(options.fail_safe_max)) =>
                 {
@@ -333,7 +330,7 @@ impl<S: Store> Cache<S> {
         let (found, _) = self.engine.lookup::<T>(key, use_l1).await;
         let now = self.engine.now_ms();
         found
-            .filter(|found: &Found<T>| now < found.meta.fresh_until)
+            .filter(|found: &Found<T>| now < found.fresh_until)
             .map(|found| found.value)
     }
 

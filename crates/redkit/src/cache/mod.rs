@@ -7,10 +7,14 @@
 //!
 //! - **Tiers**: reads go L1 ([moka], bounded by bytes, holding decoded values)
 //!   → L2 (the [`Store`](crate::store::Store): Redis, or the embedded store) →
-//!   loader; an L2 hit fills L1.
+//!   loader; an L2 hit fills L1. An L1 hit hands out a clone of the decoded
+//!   value: cache a reference-counted type (`Arc<T>`, with serde's `rc`
+//!   feature, or a `Bytes`-backed type) and a hit is a reference-count bump,
+//!   not a copy.
 //! - **Coherence**: every write and
 //!   invalidation publishes a small message (never the value); other instances
-//!   evict their L1 entry. After the backplane reconnects, an instance drops
+//!   evict their L1 entry. Writes are announced once stored, coalesced while
+//!   a publish is in flight (one `PUBLISH` per batch). After the backplane reconnects, an instance drops
 //!   its whole L1 and cached tag versions, since messages may have been missed.
 //! - **Tags**: version counters, O(1) to invalidate (see [below](self#tags)).
 //! - **Stampede protection**: single-flight per instance; optionally a short

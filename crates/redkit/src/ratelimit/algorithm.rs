@@ -6,6 +6,12 @@
 //! microseconds, written the same way in Lua and Rust so that both stores give
 //! the same answers (the shared suite checks it at window edges).
 //!
+//! The scripts are written to be cheap on Redis' one thread: three
+//! `redis.call`s each (`TIME`, `GET`, `SET`), integer arithmetic with `%`
+//! instead of `math.floor` / `math.ceil` calls, numbers handed to
+//! `redis.call` as they are (Redis writes integers below 2^53 exactly)
+//! instead of through `string.format`.
+//!
 //! Every script returns `{allowed, remaining, retry_after_us, reset_after_us}`.
 //! A negative cost gives capacity back (reward) and is always admitted.
 
@@ -23,28 +29,28 @@ pub(crate) static GCRA: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "redkit_ratelimit_gcra",
         r"
-local burst = tonumber(ARGV[1])
 local emission = tonumber(ARGV[2])
+local tolerance = emission * ARGV[1]
 local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tolerance = emission * burst
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local now = t[1] * 1000000 + t[2]
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local new_tat = tat + emission * cost
-if new_tat < now then new_tat = now end
-local allow_at = new_tat - tolerance
-if cost > 0 and allow_at > now then
-  local remaining = math.floor((now + tolerance - tat) / emission)
-  if remaining < 0 then remaining = 0 end
-  return {0, remaining, allow_at - now, tat - now}
+local ahead = tat - now + emission * cost
+if ahead < 0 then ahead = 0 end
+if cost > 0 and ahead > tolerance then
+  local left = tolerance - (tat - now)
+  if left < 0 then left = 0 end
+  return {0, (left - left % emission) / emission, ahead - tolerance, tat - now}
 end
-if new_tat > now then
-  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+if ahead > 0 then
+  local ms = ahead + 999
+  redis.call('SET', KEYS[1], now + ahead, 'PX', (ms - ms % 1000) / 1000)
 else
   redis.call('DEL', KEYS[1])
 end
-return {1, math.floor((now + tolerance - new_tat) / emission), 0, new_tat - now}
+local left = tolerance - ahead
+return {1, (left - left % emission) / emission, 0, ahead}
 ",
         gcra_native,
     )
@@ -92,9 +98,9 @@ local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local index = math.floor(now / window)
-local elapsed = now - index * window
+local now = t[1] * 1000000 + t[2]
+local elapsed = now % window
+local index = (now - elapsed) / window
 local prev, cur = 0, 0
 local raw = redis.call('GET', KEYS[1])
 if raw then
@@ -105,14 +111,14 @@ if raw then
     elseif i == index - 1 then prev = tonumber(c) end
   end
 end
-local weighted = math.floor(prev * (window - elapsed) / window)
+local share = prev * (window - elapsed)
+local weighted = (share - share % window) / window
 local used = weighted + cur
 if cost > 0 and used + cost > limit then
-  local retry
-  if cur + cost > limit or prev == 0 then
-    retry = window - elapsed
-  else
-    retry = window - math.floor((limit - cur - cost) * window / prev) - elapsed
+  local retry = window - elapsed
+  if cur + cost <= limit and prev > 0 then
+    local spare = (limit - cur - cost) * window
+    retry = retry - (spare - spare % prev) / prev
     if retry < 1 then retry = 1 end
   end
   local remaining = limit - used
@@ -121,7 +127,8 @@ if cost > 0 and used + cost > limit then
 end
 cur = cur + cost
 if cur < 0 then cur = 0 end
-redis.call('SET', KEYS[1], string.format('%d:%d:%d', index, prev, cur), 'PX', math.ceil(2 * window / 1000))
+local ms = 2 * window + 999
+redis.call('SET', KEYS[1], index .. ':' .. prev .. ':' .. cur, 'PX', (ms - ms % 1000) / 1000)
 local remaining = limit - weighted - cur
 if remaining < 0 then remaining = 0 end
 return {1, remaining, 0, window - elapsed}

@@ -146,6 +146,9 @@ struct Inner<S> {
     when_unavailable: WhenUnavailable,
     local_block: bool,
     blocked: moka::sync::Cache<String, Instant>,
+    /// Whether any key was ever blocked locally: until one is, checks skip
+    /// building the block key and looking it up.
+    ever_blocked: std::sync::atomic::AtomicBool,
     counters: Counters,
     leases: Option<Leases>,
 }
@@ -219,12 +222,20 @@ impl<S: Store> RateLimiter<S> {
     async fn consume(&self, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
         validate_key(key)?;
         let inner = &self.inner;
-        let local = block_key(policy, key);
+        // The local key, built only when a local layer needs it.
+        let needs_local = inner.leases.is_some()
+            || (inner.local_block && inner.ever_blocked.load(Ordering::Relaxed));
+        let local = if needs_local {
+            block_key(policy, key)
+        } else {
+            String::new()
+        };
         // A rejection's retry time is the same for every caller until it
         // passes, so concurrent callers need not ask the store again.
         // Rewards (cost ≤ 0) always reach the store, which may lift it.
         if cost > 0
             && inner.local_block
+            && inner.ever_blocked.load(Ordering::Relaxed)
             && let Some(until) = inner.blocked.get(&local)
         {
             let now = Instant::now();
@@ -286,9 +297,15 @@ impl<S: Store> RateLimiter<S> {
         // Concurrent rejections insert the same deadline give or take a
         // round trip; the last write wins, which is harmless.
         if inner.local_block && !decision.allowed && !decision.retry_after.is_zero() {
+            let local = if local.is_empty() {
+                block_key(policy, key)
+            } else {
+                local
+            };
             inner
                 .blocked
                 .insert(local, Instant::now() + decision.retry_after);
+            inner.ever_blocked.store(true, Ordering::Relaxed);
         }
         Ok(decision)
     }
@@ -391,6 +408,7 @@ impl<S: Store> RateLimiterBuilder<S> {
                     .max_capacity(100_000)
                     .time_to_live(Duration::from_secs(31 * 24 * 3600))
                     .build(),
+                ever_blocked: std::sync::atomic::AtomicBool::new(false),
                 counters: Counters::default(),
                 leases,
             }),

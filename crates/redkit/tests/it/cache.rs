@@ -660,6 +660,55 @@ async fn two_instances_see_each_others_sets_deletes_and_tag_invalidations() {
     assert!(evicted, "B still serves a key under a prefix A invalidated");
 }
 
+/// A write is announced only once its value is stored: another instance
+/// that reacts to the notice (evicts, then reads L2) must find the new value,
+/// or it would cache the old one again. Checked for every key of a burst of
+/// concurrent first writes, whose notices are coalesced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_announced_only_after_its_value_is_stored() {
+    let server = RedisServer::new();
+    let observer = RedisStore::new(connected(&server).await);
+    let mut notices = observer.subscribe(&["redkit:cache:order"]).await.unwrap();
+    let cache = Cache::builder(RedisStore::new(connected(&server).await), "order")
+        .build()
+        .await
+        .unwrap();
+    const KEYS: usize = 400;
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                for i in (writer..KEYS).step_by(8) {
+                    cache
+                        .set(&format!("k{i}"), &i, &cache.options())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut announced = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while announced.len() < KEYS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, notices.next_message())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {KEYS} keys announced", announced.len()))
+            .unwrap();
+        let notice: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(notice["op"], "set", "{notice}");
+        for key in notice["k"].as_array().unwrap() {
+            let key = key.as_str().unwrap();
+            let stored = observer.get(&format!("order:v:{key}")).await.unwrap();
+            assert!(stored.is_some(), "{key} was announced before it was stored");
+            announced.insert(key.to_owned());
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_lock_loads_once_across_instances() {
     let server = RedisServer::new();
