@@ -13,7 +13,6 @@
 //! and give each test its own key prefix.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -95,10 +94,8 @@ impl RedisCluster {
     pub fn shared() -> &'static RedisCluster {
         static SHARED: OnceLock<RedisCluster> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let cluster = RedisCluster::start();
-            let pids: Vec<u32> = cluster.nodes.iter().filter_map(RedisServer::pid).collect();
-            kill_after_this_process(&pids);
-            cluster
+            // Never dropped: the servers' reaper stops it after the run.
+            RedisCluster::start()
         })
     }
 
@@ -210,27 +207,6 @@ fn owns_slot(line: &str, slot: u16) -> bool {
         let end = bounds.next().and_then(|s| s.parse::<u16>().ok()).or(start);
         matches!((start, end), (Some(start), Some(end)) if (start..=end).contains(&slot))
     })
-}
-
-/// Starts a detached `sh` that SIGKILLs `pids` once this process is gone
-/// (polled every second).
-fn kill_after_this_process(pids: &[u32]) {
-    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let script = format!(
-        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null",
-        std::process::id(),
-        pids.join(" ")
-    );
-    let started = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    if let Err(error) = started {
-        panic!("cannot start the cluster's watchdog (sh): {error}");
-    }
 }
 
 /// A free port whose cluster bus port (+10000) is free as well.

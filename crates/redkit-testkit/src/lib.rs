@@ -114,7 +114,7 @@ impl RedisServerBuilder {
     /// [`RedisServer::start`].
     pub fn prepare(self) -> RedisServer {
         let dir = tempfile::Builder::new()
-            .prefix("redkit-redis-")
+            .prefix(&process_marker("redis"))
             .tempdir()
             .unwrap_or_else(|err| panic!("cannot create a temp dir for redis-server: {err}"));
         let tls_port = self.tls.as_ref().map(|_| free_port());
@@ -180,6 +180,7 @@ impl RedisServer {
         if self.child.is_some() {
             return;
         }
+        reap_when_this_process_ends();
         let binary = redis_server_binary();
         let mut command = Command::new(&binary);
         if !self.options.config_lines.is_empty() {
@@ -204,6 +205,10 @@ impl RedisServer {
             .arg("no")
             .arg("--dir")
             .arg(self.dir.path())
+            // Keep the command line (and its directory) visible to the
+            // reaper, which finds this test process' servers by it.
+            .arg("--set-proc-title")
+            .arg("no")
             .arg("--logfile")
             .arg(self.log_path());
         if let Some(password) = &self.options.password {
@@ -435,4 +440,35 @@ fn answers_ping(port: u16) -> bool {
         Ok(n) if n > 0 => reply[0] == b'+' || reply[..n].starts_with(b"-NOAUTH"),
         _ => false,
     }
+}
+
+/// The prefix of every temporary directory this test process gives a
+/// server (`redkit-test-<pid>-<what>-`): the reaper finds the processes by it.
+pub(crate) fn process_marker(what: &str) -> String {
+    format!("redkit-test-{}-{what}-", std::process::id())
+}
+
+/// Once per test process: a detached `sh` that SIGKILLs every server this
+/// process started (found by [`process_marker`] in their command lines)
+/// once the process is gone, polled every second. Servers are stopped on
+/// drop, but topologies shared through a `static` (one per test binary)
+/// are never dropped; without this they would outlive every test run.
+pub(crate) fn reap_when_this_process_ends() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let pid = std::process::id();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; pkill -9 -f 'redkit-test-{pid}-'"
+        );
+        let started = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(error) = started {
+            panic!("cannot start the test servers' reaper (sh): {error}");
+        }
+    });
 }

@@ -184,14 +184,14 @@ struct SentinelProcess {
 impl SentinelProcess {
     fn start(master_port: u16) -> Self {
         let dir = tempfile::Builder::new()
-            .prefix("redkit-sentinel-")
+            .prefix(&crate::process_marker("sentinel"))
             .tempdir()
             .unwrap_or_else(|err| panic!("cannot create a temp dir for redis-sentinel: {err}"));
         let port = free_port();
         let config = dir.path().join("sentinel.conf");
         let log = dir.path().join("sentinel.log");
         let text = format!(
-            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\nlogfile {log}\n\
+            "port {port}\nbind 127.0.0.1\ndaemonize no\nset-proc-title no\ndir {dir}\nlogfile {log}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
              sentinel failover-timeout {MASTER_NAME} 3000\n\
@@ -201,6 +201,7 @@ impl SentinelProcess {
         );
         std::fs::write(&config, text)
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", config.display()));
+        crate::reap_when_this_process_ends();
         let child = Command::new(sentinel_binary())
             .arg(&config)
             .stdin(Stdio::null())

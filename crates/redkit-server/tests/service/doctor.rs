@@ -156,7 +156,7 @@ fn a_replica_fails_and_says_to_use_the_master() {
 
 #[test]
 fn a_cluster_node_under_a_standalone_config_fails_naming_the_cluster_settings() {
-    let cluster = redkit_testkit::RedisCluster::start_with(3, 0);
+    let cluster = redkit_testkit::RedisCluster::shared();
     let (code, out) = doctor(&cluster.nodes()[0].url(), &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("FAIL topology"), "{out}");

