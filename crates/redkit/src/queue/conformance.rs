@@ -611,7 +611,10 @@ async fn until_taken_back(q: &Queue<Work>, id: &str) -> JobState {
         if state != JobState::Running {
             return state;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for the lease to expire");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the lease to expire"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -642,7 +645,10 @@ pub async fn a_lease_taken_back_is_fenced(kit: &Redkit) {
     assert!(!finish(&q, &stale_plain, Outcome::Done).await, "complete");
     let retry = Outcome::Retry(Duration::ZERO, "late".into());
     assert!(!finish(&q, &stale, retry).await, "retry");
-    assert!(!finish(&q, &stale, Outcome::Dead("late".into())).await, "dead-letter");
+    assert!(
+        !finish(&q, &stale, Outcome::Dead("late".into())).await,
+        "dead-letter"
+    );
     assert_eq!(q.counts().await.unwrap().dead, 0);
     assert_eq!(q.counts().await.unwrap().waiting, 2);
 
@@ -655,7 +661,11 @@ pub async fn a_lease_taken_back_is_fenced(kit: &Redkit) {
     worker.shutdown(Duration::from_secs(1)).await;
     let mut seen = seen.lock().clone();
     seen.sort_unstable();
-    assert_eq!(seen, vec![(5, 2), (6, 2)], "each ran once more, as attempt 2");
+    assert_eq!(
+        seen,
+        vec![(5, 2), (6, 2)],
+        "each ran once more, as attempt 2"
+    );
 }
 
 /// Attempts lost to crashes count toward `max_attempts`: a lease that
@@ -672,7 +682,11 @@ pub async fn a_lease_lost_on_the_last_attempt_dead_letters_the_job(kit: &Redkit)
     assert_eq!(dead[0].id, job.id);
     assert_eq!(dead[0].attempts, 1);
     assert_eq!(dead[0].payload, r#"{"n":1}"#);
-    assert!(dead[0].error.contains("visibility timeout"), "{}", dead[0].error);
+    assert!(
+        dead[0].error.contains("visibility timeout"),
+        "{}",
+        dead[0].error
+    );
 }
 
 /// Due counts cover both places a due job waits (the Stream, and the
@@ -697,8 +711,14 @@ pub async fn counts_and_generated_ids_follow_jobs_everywhere(kit: &Redkit) {
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.delayed, counts.running, counts.dead), (1, 0, 0));
     assert!(counts.oldest_waiting_ms.is_some());
-    assert_eq!(q.state(&now.id).await.unwrap().unwrap().state, JobState::Waiting);
-    assert_eq!(q.state(&later.id).await.unwrap().unwrap().state, JobState::Delayed);
+    assert_eq!(
+        q.state(&now.id).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
+    assert_eq!(
+        q.state(&later.id).await.unwrap().unwrap().state,
+        JobState::Delayed
+    );
     assert!(q.cancel(&now.id).await.unwrap());
     assert!(q.cancel(&later.id).await.unwrap());
     assert_eq!(q.state(&now.id).await.unwrap(), None);

@@ -83,6 +83,7 @@
 //! and moved to a new entry with the lost attempt counted — so the entry id
 //! is the lease token: a worker whose lease was taken over finds its entry
 //! gone, and can no longer renew, complete, retry or dead-letter the job.
+//! On Redis this needs version 6.2 or later (`XAUTOCLAIM`).
 
 mod buffer;
 mod config;

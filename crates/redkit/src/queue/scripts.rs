@@ -118,10 +118,7 @@ fn read_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<Script
                 .into_iter()
                 .flat_map(|(name, value)| [ScriptValue::Bytes(name), ScriptValue::Bytes(value)])
                 .collect();
-            ScriptValue::Array(vec![
-                bytes(&entry.to_string()),
-                ScriptValue::Array(fields),
-            ])
+            ScriptValue::Array(vec![bytes(&entry.to_string()), ScriptValue::Array(fields)])
         })
         .collect();
     Ok(ScriptValue::Array(vec![ScriptValue::Array(vec![
@@ -164,11 +161,13 @@ pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
 
 fn touch_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
     let entry = entry_arg(args, 0)?;
-    Ok(ScriptValue::Array(if ctx.xclaim_touch(STREAM, GROUP, entry)? {
-        vec![bytes(&entry.to_string())]
-    } else {
-        Vec::new()
-    }))
+    Ok(ScriptValue::Array(
+        if ctx.xclaim_touch(STREAM, GROUP, entry)? {
+            vec![bytes(&entry.to_string())]
+        } else {
+            Vec::new()
+        },
+    ))
 }
 
 /// ARGV: id ('' = generated), payload, delay ms. A job with an id or a
@@ -738,7 +737,9 @@ impl EntryFields {
 /// generated id), if it is still in the Stream and carries that id.
 fn entry_of(ctx: &mut dyn ScriptContext, id: &str) -> Result<Option<(StreamId, EntryFields)>> {
     let entry = match ctx.hget(IDS, id)? {
-        Some(entry) => std::str::from_utf8(&entry).ok().and_then(|e| e.parse().ok()),
+        Some(entry) => std::str::from_utf8(&entry)
+            .ok()
+            .and_then(|e| e.parse().ok()),
         None => id.strip_prefix('#').and_then(|e| e.parse().ok()),
     };
     let Some(entry) = entry else {

@@ -239,11 +239,13 @@ where
                 }
             }
         }
+        // Nothing to read: sleep until a local enqueue, the next
+        // maintenance or shutdown (a job finishing frees a slot, but there
+        // is nothing to fill it with).
         tokio::select! {
             () = &mut wakeup => {}
             () = tokio::time::sleep_until(next_maintenance.max(Instant::now() + Duration::from_millis(1))) => {}
             _ = stop.changed() => {}
-            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
         }
     }
     let deadline = (*stop.borrow()).unwrap_or_else(Instant::now);

@@ -336,7 +336,13 @@ async fn hostile_bytes_in_redis_are_dead_lettered() {
             .unwrap();
     }
     let _: String = connection
-        .query(&raw(&[b"XADD", b"rq:{hostile}:stream", b"*", b"j", b"ghost"]))
+        .query(&raw(&[
+            b"XADD",
+            b"rq:{hostile}:stream",
+            b"*",
+            b"j",
+            b"ghost",
+        ]))
         .await
         .unwrap();
     let queue = kit

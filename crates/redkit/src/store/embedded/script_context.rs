@@ -196,7 +196,9 @@ impl ScriptContext for NativeContext<'_> {
     fn xget(&mut self, key: usize, id: StreamId) -> Result<Option<StreamFields>> {
         let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
-        Ok(shard.with_stream(name, now, false, |stream| stream.get(id))?.flatten())
+        Ok(shard
+            .with_stream(name, now, false, |stream| stream.get(id))?
+            .flatten())
     }
 
     fn xdel(&mut self, key: usize, id: StreamId) -> Result<bool> {
@@ -222,7 +224,9 @@ impl ScriptContext for NativeContext<'_> {
         let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         Ok(shard
-            .with_stream(name, now, true, |stream| stream.read_group(group, count, now))?
+            .with_stream(name, now, true, |stream| {
+                stream.read_group(group, count, now)
+            })?
             .unwrap_or_default())
     }
 
@@ -235,8 +239,10 @@ impl ScriptContext for NativeContext<'_> {
     fn xclaim_touch(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool> {
         let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
-        Ok(shard.with_stream(name, now, false, |stream| stream.touch(group, id, now))?
-            == Some(true))
+        Ok(
+            shard.with_stream(name, now, false, |stream| stream.touch(group, id, now))?
+                == Some(true),
+        )
     }
 
     fn xautoclaim(
@@ -258,8 +264,10 @@ impl ScriptContext for NativeContext<'_> {
     fn xis_pending(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool> {
         let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
-        Ok(shard.with_stream(name, now, false, |stream| stream.is_pending(group, id))?
-            == Some(true))
+        Ok(
+            shard.with_stream(name, now, false, |stream| stream.is_pending(group, id))?
+                == Some(true),
+        )
     }
 
     fn xbacklog(&mut self, key: usize, group: &str) -> Result<(u64, Option<StreamId>)> {
