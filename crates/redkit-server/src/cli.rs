@@ -16,9 +16,16 @@ use crate::config::ServiceConfig;
 
 const REDIS_HELP: &str = "\
 Redis is configured by environment variables (none set: embedded store, no Redis needed):
-  REDIS_URL                 redis://[[user]:password@]host[:port][/db], rediss:// for TLS
+  REDIS_URL                 redis://[[user]:password@]host[:port][/db], rediss:// for TLS;
+                            redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db]
+                            redis+cluster://[user:password@]host:port[,host:port...]
+                            (rediss+sentinel:// and rediss+cluster:// for TLS)
   REDIS_HOST, REDIS_PORT    address, instead of REDIS_URL
-  REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB, REDIS_TLS, REDIS_TLS_CA_FILE
+  REDIS_SENTINELS           Sentinel: host:port,host:port of the sentinels, instead of REDIS_URL
+  REDIS_SENTINEL_MASTER     Sentinel: the name the sentinels monitor (required with REDIS_SENTINELS)
+  REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD   the sentinels' own credentials, if any
+  REDIS_CLUSTER_NODES       Cluster: host:port,host:port seed nodes, instead of REDIS_URL (REDIS_DB must be 0)
+  REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB, REDIS_TLS, REDIS_TLS_CA_FILE   (the data nodes')
   REDIS_ENABLED             false: use the embedded store even if an address is set
   REDIS_FALLBACK            false: fail instead of serving from the embedded store while Redis is down
   REDIS_KEY_PREFIX          prefix for every key and channel

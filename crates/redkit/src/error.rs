@@ -86,6 +86,28 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The node answered but cannot take writes: it is a replica (a
+    /// demoted master, or a replica configured by mistake). Never `Ready`:
+    /// the supervisor keeps looking for the master.
+    #[error("redis at {address} is a {role}, not a master: writes would fail")]
+    NotWritable {
+        /// `host:port` — never credentials.
+        address: String,
+        /// What `ROLE` answered (`slave`, `sentinel`).
+        role: String,
+    },
+
+    /// The operation has no meaning on the configured topology (such as a
+    /// connection to one node on Redis Cluster, where one node holds only
+    /// some keys).
+    #[error("{what} is not supported here; use {instead}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+        /// What to use instead.
+        instead: String,
+    },
+
     /// A command failed (server error reply, broken connection, bad reply).
     #[error("redis command {command} failed")]
     Command {
@@ -218,7 +240,9 @@ pub enum Error {
 impl Error {
     /// Whether the error means "Redis could not be reached" (as opposed to
     /// "Redis answered no"): the fallback store switches to the embedded store
-    /// on these.
+    /// on these. A node that cannot take writes (`READONLY`, `MASTERDOWN`,
+    /// `LOADING`: the master moved or is not ready) counts as unreachable:
+    /// the connection looks for the master again meanwhile.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
@@ -226,10 +250,11 @@ impl Error {
                 | Error::Closed
                 | Error::Timeout { .. }
                 | Error::Connect { .. }
+                | Error::NotWritable { .. }
         ) || matches!(self, Error::Command { source, .. }
             if source
                 .downcast_ref::<redis::RedisError>()
-                .is_some_and(is_connection_error))
+                .is_some_and(|error| is_connection_error(error) || is_not_writable(error)))
     }
 
     /// Whether Redis answered and refused this client for good (wrong
@@ -293,6 +318,28 @@ impl Error {
 }
 
 /// Whether a redis-rs error means the connection itself is gone.
+/// Whether a reply says this node cannot take writes (any more): a replica
+/// (`READONLY`), a replica cut off from its master (`MASTERDOWN`), or a
+/// node still loading its data (`LOADING`). On one node that is a broken
+/// connection — the master moved or is not ready — not a command error;
+/// scripts report it inside their error text.
+pub(crate) fn is_not_writable(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    if matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
+        )
+    ) || matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+    {
+        return true;
+    }
+    let text = error.to_string();
+    ["READONLY", "MASTERDOWN", "LOADING Redis is loading"]
+        .iter()
+        .any(|marker| text.contains(marker))
+}
+
 pub(crate) fn is_connection_error(err: &redis::RedisError) -> bool {
     err.is_unrecoverable_error()
         || err.is_connection_dropped()

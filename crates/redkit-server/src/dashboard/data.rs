@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::IntoResponse;
+use redkit::config::TopologyKind;
 use redkit::connection::ConnectionState;
-use redkit::health::{HealthStatus, QueueHealth};
+use redkit::health::{HealthStatus, NodeHealth, QueueHealth, RedisHealth};
 use redkit::store::Backend;
 use serde::Serialize;
 
@@ -40,6 +41,8 @@ pub(crate) struct Data {
     serving: Option<Backend>,
     /// The last sample's PING round trip; `null` without an answer.
     ping_ms: Option<f64>,
+    /// How Redis is deployed, at the last sample; `null` without Redis.
+    topology: Option<TopologyView>,
     /// The `tasks` cache since start.
     cache: CacheView,
     /// The rate limiter since start.
@@ -52,6 +55,35 @@ pub(crate) struct Data {
     queues: Vec<QueueHealth>,
     /// Samples after `since`, oldest first.
     history: Vec<Sample>,
+}
+
+/// Standalone, Sentinel (master in use, sentinels answering) or Cluster
+/// (state and every master).
+#[derive(Debug, Serialize)]
+struct TopologyView {
+    kind: TopologyKind,
+    master: Option<String>,
+    sentinels_up: usize,
+    sentinels: usize,
+    cluster_state: Option<String>,
+    nodes: Vec<NodeHealth>,
+}
+
+impl TopologyView {
+    fn of(redis: &RedisHealth) -> Self {
+        TopologyView {
+            kind: redis.topology,
+            master: redis.master.clone(),
+            sentinels_up: redis
+                .sentinels
+                .iter()
+                .filter(|sentinel| sentinel.ping_ms.is_some())
+                .count(),
+            sentinels: redis.sentinels.len(),
+            cluster_state: redis.cluster_state.clone(),
+            nodes: redis.nodes.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -113,15 +145,28 @@ pub(crate) async fn data(
         used_bytes: u64::try_from(embedded.used_bytes).unwrap_or(u64::MAX),
         max_bytes: u64::try_from(embedded.max_bytes).ok(),
     };
-    let (history, sampled_at, status, reasons, serving, ping_ms, memory) = {
+    let (history, sampled_at, status, reasons, serving, ping_ms, memory, topology) = {
         let shared = sampler::lock(&dashboard.shared);
         let history = shared.since(since);
         match shared.latest() {
-            None => (history, None, None, Vec::new(), None, None, embedded_memory),
+            None => (
+                history,
+                None,
+                None,
+                Vec::new(),
+                None,
+                None,
+                embedded_memory,
+                None,
+            ),
             Some((t, report)) => {
                 let redis = report.redis.as_ref();
                 let info = redis.and_then(|redis| redis.info.as_ref());
-                let memory = match info.and_then(|info| info.used_memory) {
+                // On Cluster there is no one INFO: the masters' sum.
+                let cluster_memory = redis
+                    .filter(|redis| !redis.nodes.is_empty())
+                    .map(|redis| redis.nodes.iter().filter_map(|node| node.used_memory).sum());
+                let memory = match info.and_then(|info| info.used_memory).or(cluster_memory) {
                     Some(used) if report.serving == Backend::Redis => MemoryView {
                         source: Backend::Redis,
                         used_bytes: used,
@@ -137,6 +182,7 @@ pub(crate) async fn data(
                     Some(report.serving),
                     redis.and_then(|redis| redis.ping_ms),
                     memory,
+                    redis.map(TopologyView::of),
                 )
             }
         }
@@ -161,6 +207,7 @@ pub(crate) async fn data(
         reasons,
         serving,
         ping_ms,
+        topology,
         cache: CacheView {
             name: "tasks",
             l1_hits: cache.l1_hits,

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redkit::config::RedisConfig;
+use redkit::config::TopologyKind;
 use redkit::connection::RedisConnection;
 use redkit::connection::redis::{self, Value};
 use redkit::store::{KeyTtl, RedisStore, SetEntry, Store, scan_all};
@@ -173,7 +174,7 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
     findings.push(clients(&info));
     findings.push(persistence(&connection, &info).await);
     findings.push(replication(&info));
-    findings.push(topology(&info));
+    findings.push(topology(&connection, &info).await);
     findings.push(latency(&connection, options.pings).await);
     findings.push(slowlog(&connection).await);
     connection.shutdown().await;
@@ -908,21 +909,61 @@ fn replication(info: &Info) -> Finding {
     }
 }
 
-fn topology(info: &Info) -> Finding {
-    if info
+/// How redkit reaches its data, and whether that matches the server.
+async fn topology(connection: &RedisConnection, info: &Info) -> Finding {
+    let cluster_node = info
         .get("cluster_enabled")
-        .is_some_and(|enabled| enabled == "1")
-    {
-        return Finding::fail(
+        .is_some_and(|enabled| enabled == "1");
+    match connection.topology_kind() {
+        TopologyKind::Cluster => {
+            let state: Result<String, _> =
+                connection.query(redis::cmd("CLUSTER").arg("INFO")).await;
+            let masters = connection.masters().await.map(|masters| masters.len());
+            match (state, masters) {
+                (Ok(text), Ok(masters)) if text.contains("cluster_state:ok") => Finding::pass(
+                    "topology",
+                    format!(
+                        "Redis Cluster, cluster_state:ok, {masters} masters serving slots (the \
+                         checks above ran on one node; /health/redis shows every master)"
+                    ),
+                ),
+                (Err(error), _) | (_, Err(error)) => Finding::fail(
+                    "topology",
+                    format!("CLUSTER INFO / CLUSTER NODES failed: {}", chain(&error)),
+                    "allow CLUSTER INFO and CLUSTER NODES for redkit's user",
+                ),
+                (Ok(_), Ok(_)) => Finding::fail(
+                    "topology",
+                    "Redis Cluster whose cluster_state is not ok: writes to some slots fail",
+                    "check CLUSTER INFO / CLUSTER NODES: a master down without a replica, or uncovered slots",
+                ),
+            }
+        }
+        TopologyKind::Sentinel => {
+            let sentinels = connection.ping_sentinels().await;
+            let answering = sentinels.iter().filter(|(_, ping)| ping.is_ok()).count();
+            let master = connection.master().unwrap_or_else(|| "unknown".to_owned());
+            let summary = format!(
+                "Sentinel: master {master}; {answering} of {} sentinels answer",
+                sentinels.len()
+            );
+            if answering * 2 > sentinels.len() {
+                Finding::pass("topology", summary)
+            } else {
+                Finding::warn(
+                    "topology",
+                    format!("{summary}: a failover needs a majority of them"),
+                    "check the sentinels in REDIS_SENTINELS (addresses, REDIS_SENTINEL_PASSWORD)",
+                )
+            }
+        }
+        _ if cluster_node => Finding::fail(
             "topology",
-            "this node runs in Cluster mode; redkit connects to standalone Redis only for now (Cluster and Sentinel support is planned), so keys on other slots answer MOVED",
-            "use a standalone Redis until redkit supports Cluster",
-        );
+            "this node runs in Cluster mode but redkit is configured for one node, so keys on other slots answer MOVED",
+            "configure the cluster: REDIS_URL=redis+cluster://host:port,… or REDIS_CLUSTER_NODES",
+        ),
+        _ => Finding::pass("topology", "standalone Redis (a master), checked fully"),
     }
-    Finding::pass(
-        "topology",
-        "standalone Redis, checked fully (redkit does not support Sentinel or Cluster yet, so their checks — quorum, cluster state — do not exist yet)",
-    )
 }
 
 async fn latency(connection: &RedisConnection, pings: u32) -> Finding {

@@ -14,11 +14,11 @@
 
 mod stream;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use redkit::events::{EventLog, EventLogConfig, Replay};
-use redkit::store::{AnyStore, PubSubEvent, Store, StreamId};
+use redkit::store::{AnyStore, FollowEvent, Store, StreamId, follow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -112,8 +112,16 @@ impl TaskEvents {
             EventLogConfig::default().max_len(events_kept),
         )?;
         let events = TaskEvents { store, log, local };
-        let first = events.store.subscribe(&[CHANNEL]).await;
-        tokio::spawn(events.clone().pump(first, shutdown));
+        let listener = events.clone();
+        let following = follow(events.store.clone(), &[CHANNEL], move |event| {
+            listener.hear(event);
+            ControlFlow::Continue(())
+        })
+        .await;
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            drop(following);
+        });
         Ok(events)
     }
 
@@ -225,44 +233,18 @@ impl TaskEvents {
         self.local.receiver_count()
     }
 
-    async fn pump(
-        self,
-        mut subscription: redkit::Result<redkit::store::Subscription>,
-        shutdown: Shutdown,
-    ) {
-        loop {
-            match subscription {
-                Ok(mut active) => loop {
-                    let event = tokio::select! {
-                        () = shutdown.wait() => return,
-                        event = active.next() => event,
-                    };
-                    match event {
-                        Some(PubSubEvent::Message(message)) => self.deliver(&message.payload),
-                        Some(PubSubEvent::Resubscribed) => self.broadcast(Delivery {
-                            user_id: None,
-                            id: None,
-                            event: TaskEvent::Resync,
-                        }),
-                        None => break,
-                    }
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "cannot subscribe to task events; retrying");
-                }
-            }
-            tokio::select! {
-                () = shutdown.wait() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            subscription = self.store.subscribe(&[CHANNEL]).await;
-            if subscription.is_ok() {
-                self.broadcast(Delivery {
-                    user_id: None,
-                    id: None,
-                    event: TaskEvent::Resync,
-                });
-            }
+    /// What the subscription brings: a message is delivered to its user's
+    /// streams; once the subscription is back after an interruption
+    /// (messages were missed), every stream is told to resync.
+    fn hear(&self, event: FollowEvent) {
+        match event {
+            FollowEvent::Message(message) => self.deliver(&message.payload),
+            FollowEvent::Missed => self.broadcast(Delivery {
+                user_id: None,
+                id: None,
+                event: TaskEvent::Resync,
+            }),
+            FollowEvent::Subscribed | FollowEvent::Lost => {}
         }
     }
 

@@ -58,6 +58,29 @@ fn each_bad_configuration_value_is_named_and_exits_non_zero() {
             ],
             &["REDIS_TLS", "boolean"],
         ),
+        (
+            &[("REDIS_SENTINELS", "127.0.0.1:26379")],
+            &["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            &[("REDIS_CLUSTER_NODES", "127.0.0.1:7000"), ("REDIS_DB", "1")],
+            &["REDIS_DB", "database 0"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://h"),
+                ("REDIS_CLUSTER_NODES", "127.0.0.1:7000"),
+            ],
+            &["REDIS_CLUSTER_NODES", "REDIS_URL"],
+        ),
+        (
+            &[("REDIS_URL", "redis+sentinel://:hunter2@h:26379")],
+            &["REDIS_URL", "master_name"],
+        ),
+        (
+            &[("REDIS_CLUSTER_NODES", "127.0.0.1:7000,nowhere")],
+            &["REDIS_CLUSTER_NODES", "host:port"],
+        ),
     ];
     for (vars, fragments) in cases {
         let output = redkit()
@@ -179,6 +202,12 @@ fn help_documents_the_options_and_redis_variables() {
         "REDIS_URL",
         "REDIS_PASSWORD",
         "REDIS_FALLBACK",
+        "redis+sentinel://",
+        "redis+cluster://",
+        "REDIS_SENTINELS",
+        "REDIS_SENTINEL_MASTER",
+        "REDIS_SENTINEL_PASSWORD",
+        "REDIS_CLUSTER_NODES",
     ] {
         assert!(help.contains(fragment), "help lacks {fragment}:\n{help}");
     }

@@ -20,6 +20,7 @@ const IDS: &[&str] = &[
     "backend",
     "connection-state",
     "serving",
+    "topology",
     "ping-ms",
     "l1-hit-rate",
     "l2-hit-rate",
@@ -203,6 +204,11 @@ async fn dashboard_follows_redis_in_a_real_browser() {
         })
         .await;
     assert_eq!(text(&first, "backend"), "fallback");
+    assert_eq!(
+        text(&first, "topology"),
+        format!("standalone · master 127.0.0.1:{}", redis.port()),
+        "{first:#?}"
+    );
     assert!(text(&first, "ping-ms").ends_with(" ms"), "{first:#?}");
     assert!(number(&first, "ping-ms").unwrap() >= 0.0);
     assert!(number(&first, "memory").unwrap() > 0.0, "{first:#?}");
@@ -276,6 +282,7 @@ async fn dashboard_shows_the_embedded_store_in_a_real_browser() {
         .await;
     assert_eq!(text(&first, "backend"), "embedded");
     assert_eq!(text(&first, "serving"), "embedded");
+    assert_eq!(text(&first, "topology"), "no Redis configured");
     assert_eq!(text(&first, "ping-ms"), "n/a", "no Redis, no ping");
     assert_eq!(text(&first, "sse-clients"), "0");
     let before = number(&first, "cache-l1-hits").unwrap();

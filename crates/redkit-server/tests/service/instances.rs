@@ -1,9 +1,13 @@
-//! Two instances of the service on one redis-server and one SQLite file:
-//! what one does, the other sees.
+//! Two instances of the service on one Redis and one SQLite file: what
+//! one does, the other sees — on a single redis-server and on a
+//! Sentinel-managed master (the scenarios take the Redis configuration;
+//! each test gets its own key prefix on the shared topology).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use redkit_testkit::{Fault, FaultProxy, RedisServer};
+use redkit::config::RedisConfig;
+use redkit_testkit::{Fault, FaultProxy, RedisSentinel, RedisServer};
 use serde_json::json;
 
 use crate::support::{
@@ -12,7 +16,7 @@ use crate::support::{
 
 /// Servers A and B on `redis` and one database, with `auth_limit` logins
 /// and registrations per client IP across both.
-async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) {
+async fn pair(redis: &RedisConfig, auth_limit: u64) -> (TestServer, TestServer) {
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.auth_policy = Some(crate::support::exact_policy(
@@ -20,20 +24,62 @@ async fn pair(redis: &RedisServer, auth_limit: u64) -> (TestServer, TestServer) 
         auth_limit,
         Duration::from_secs(300),
     ));
-    let a = start_with(
-        Some(fast_redis_config(&redis.url())),
-        db.clone(),
-        config.clone(),
-    )
-    .await;
-    let b = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
+    let a = start_with(Some(redis.clone()), db.clone(), config.clone()).await;
+    let b = start_with(Some(redis.clone()), db, config).await;
     (a, b)
+}
+
+/// The Sentinel topology shared by this binary's tests (master, replica,
+/// three sentinels); nothing here kills its nodes.
+fn sentinel() -> &'static RedisSentinel {
+    static TOPOLOGY: OnceLock<RedisSentinel> = OnceLock::new();
+    TOPOLOGY.get_or_init(RedisSentinel::start)
+}
+
+/// A configuration for the shared Sentinel topology with its own key prefix.
+fn on_sentinel(prefix: &str) -> RedisConfig {
+    let mut config = fast_redis_config(&sentinel().url());
+    config.key_prefix = format!("{prefix}:");
+    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_on_b() {
     let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
+    shares_tasks_and_sessions(&fast_redis_config(&redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_tasks_and_sessions_are_shared() {
+    shares_tasks_and_sessions(&on_sentinel("sentinel-share")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_on_a_ends_sessions_on_b() {
+    let redis = RedisServer::new();
+    logout_all_reaches_both(&fast_redis_config(&redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_logout_all_ends_sessions_on_both() {
+    logout_all_reaches_both(&on_sentinel("sentinel-logout")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_counts_are_shared() {
+    let redis = RedisServer::new();
+    auth_limit_is_shared(&fast_redis_config(&redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_the_auth_limit_is_shared() {
+    auth_limit_is_shared(&on_sentinel("sentinel-limit")).await;
+}
+
+/// A task written through A is listed by B (caches invalidated across
+/// instances), and a session started on A is valid on B.
+pub(crate) async fn shares_tasks_and_sessions(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 1000).await;
     let mut on_a = Client::registered(&a, "alice").await;
     let mut on_b = on_a.on(&b);
     assert_eq!(on_b.get("/auth/me").await.body["username"], "alice");
@@ -66,10 +112,9 @@ async fn a_task_created_through_a_is_listed_by_b_and_a_session_from_a_is_valid_o
     b.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_all_on_a_ends_sessions_on_b() {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
+/// Logout-all on A ends the user's sessions on B at once.
+pub(crate) async fn logout_all_reaches_both(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 1000).await;
     let mut on_a = Client::registered(&a, "bob").await;
     let mut on_b = Client::new(&b);
     assert_eq!(on_b.login("bob", "bob-password").await.status, 200);
@@ -89,10 +134,9 @@ async fn logout_all_on_a_ends_sessions_on_b() {
     b.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_counts_are_shared() {
-    let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 4).await;
+/// The AUTH limit (4 per client IP) counts requests on both instances.
+pub(crate) async fn auth_limit_is_shared(redis: &RedisConfig) {
+    let (a, b) = pair(redis, 4).await;
     let mut on_a = Client::registered(&a, "carol").await; // 1
     let mut on_b = Client::new(&b);
     assert_eq!(on_b.login("carol", "wrong-password").await.status, 401); // 2
@@ -107,7 +151,7 @@ async fn rate_limit_counts_are_shared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_on_b_receives_changes_made_on_a() {
     let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
+    let (a, b) = pair(&fast_redis_config(&redis.url()), 1000).await;
     let mut on_a = Client::registered(&a, "dora").await;
     let mut events_on_b = Events::open(&on_a.on(&b)).await;
     let created = on_a
@@ -127,7 +171,7 @@ async fn an_event_stream_on_b_receives_changes_made_on_a() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_flushall_a_task_created_through_a_is_listed_by_both_at_once() {
     let redis = RedisServer::new();
-    let (a, b) = pair(&redis, 1000).await;
+    let (a, b) = pair(&fast_redis_config(&redis.url()), 1000).await;
     let mut on_a = Client::registered(&a, "alice").await;
     for i in 0..3 {
         on_a.post("/tasks", json!({"title": format!("before {i}")}))
@@ -230,4 +274,39 @@ async fn a_partitioned_instance_stops_accepting_a_session_ended_elsewhere() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sentinel_health_and_the_dashboard_show_the_topology() {
+    let db = TestDb::new();
+    let server = start_with(
+        Some(on_sentinel("sentinel-health")),
+        db.clone(),
+        test_config(&db.path()),
+    )
+    .await;
+    let master = format!(
+        "127.0.0.1:{}",
+        sentinel().servers()[sentinel().master()].port()
+    );
+    let mut client = Client::new(&server);
+    let health = client.get("/health/redis").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let redis = &health.body["redis"];
+    assert_eq!(redis["topology"], "sentinel", "{health:?}");
+    assert_eq!(redis["master"], master.as_str());
+    assert_eq!(redis["sentinels"].as_array().map(Vec::len), Some(3));
+    let shown = eventually(Duration::from_secs(5), || {
+        let mut client = client.clone();
+        let master = master.clone();
+        async move {
+            let data = client.get("/dashboard/data").await.body;
+            data["topology"]["kind"] == "sentinel"
+                && data["topology"]["master"] == master.as_str()
+                && data["topology"]["sentinels_up"] == 3
+        }
+    })
+    .await;
+    assert!(shown, "the dashboard does not show the Sentinel topology");
+    server.stop().await;
 }

@@ -11,15 +11,15 @@
 //! instance drops its whole L1 and its cached tag versions, so nothing it
 //! holds can be older than what Redis has.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
-use tokio::task::AbortHandle;
 
 use super::key::Layout;
 use super::local_tier::LocalTier;
 use crate::error::Result;
-use crate::store::{PubSubEvent, Store};
+use crate::store::{FollowEvent, Following, Store, follow};
 
 /// One backplane message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,15 +67,8 @@ impl Notice {
 pub(crate) struct Backplane {
     enabled: bool,
     instance: String,
-    listener: parking_lot::Mutex<Option<AbortHandle>>,
-}
-
-impl Drop for Backplane {
-    fn drop(&mut self) {
-        if let Some(listener) = self.listener.get_mut().take() {
-            listener.abort();
-        }
-    }
+    /// Stops following the channel when the cache (and so this) is dropped.
+    listener: parking_lot::Mutex<Option<Following>>,
 }
 
 impl Backplane {
@@ -120,34 +113,34 @@ impl Backplane {
         if !self.enabled {
             return Ok(());
         }
-        let mut subscription = store.subscribe(&[&layout.channel()]).await?;
         let local: Weak<LocalTier> = Arc::downgrade(local);
         let instance = self.instance.clone();
         let namespace = layout.namespace().to_owned();
-        let task = tokio::spawn(async move {
-            while let Some(event) = subscription.next().await {
-                let Some(local) = local.upgrade() else {
-                    return;
-                };
-                match event {
-                    PubSubEvent::Message(message) => {
-                        if let Some(notice) = Notice::from_bytes(&message.payload)
-                            && notice.instance != instance
-                        {
-                            apply(&local, notice.change);
-                        }
-                    }
-                    PubSubEvent::Resubscribed => {
-                        tracing::info!(
-                            cache = namespace,
-                            "cache backplane reconnected; dropping L1 and tag versions"
-                        );
-                        local.forget_all();
+        let following = follow(store.clone(), &[&layout.channel()], move |event| {
+            let Some(local) = local.upgrade() else {
+                return ControlFlow::Break(());
+            };
+            match event {
+                FollowEvent::Message(message) => {
+                    if let Some(notice) = Notice::from_bytes(&message.payload)
+                        && notice.instance != instance
+                    {
+                        apply(&local, notice.change);
                     }
                 }
+                FollowEvent::Missed | FollowEvent::Lost => {
+                    tracing::info!(
+                        cache = namespace,
+                        "cache backplane interrupted; dropping L1 and tag versions"
+                    );
+                    local.forget_all();
+                }
+                FollowEvent::Subscribed => {}
             }
-        });
-        *self.listener.lock() = Some(task.abort_handle());
+            ControlFlow::Continue(())
+        })
+        .await;
+        *self.listener.lock() = Some(following);
         Ok(())
     }
 }

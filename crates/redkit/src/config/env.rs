@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{RedisConfig, Secret};
+use super::{ClusterConfig, NodeAddress, RedisConfig, Secret, SentinelConfig, Topology};
 use crate::error::{Error, Result};
 
 struct Env<'a> {
@@ -109,8 +109,11 @@ impl RedisConfig {
     /// | variable | meaning |
     /// |---|---|
     /// | `REDIS_ENABLED` | `false` selects the embedded store |
-    /// | `REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS |
+    /// | `REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS; also `redis+sentinel://…/master_name[/db]` and `redis+cluster://…` (see [`RedisConfig::from_url`]) |
     /// | `REDIS_HOST`, `REDIS_PORT` | address, when no URL is given |
+    /// | `REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER` | Sentinel: `host:port,host:port` of the sentinels and the master's name (instead of a URL or host) |
+    /// | `REDIS_SENTINEL_USERNAME`, `REDIS_SENTINEL_PASSWORD` | the sentinels' own credentials, when they need them |
+    /// | `REDIS_CLUSTER_NODES` | Cluster: `host:port,host:port` seed nodes (instead of a URL or host) |
     /// | `REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_TLS` | credentials, database, TLS (also fill in what a URL leaves out) |
     /// | `REDIS_TLS_CA_FILE` | PEM CA certificate for TLS |
     /// | `REDIS_KEY_PREFIX` | prefix for keys and channels |
@@ -163,6 +166,7 @@ fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig>
     let db = env.parse::<u32>("REDIS_DB", "a database index of 0 or more")?;
     let tls = env.bool("REDIS_TLS")?;
     let enabled = env.bool("REDIS_ENABLED")?;
+    let topology = topology_from_env(&env, url.is_some(), host.is_some())?;
 
     match (&url, &host) {
         (Some(url), None) => {
@@ -193,16 +197,39 @@ fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig>
                 "either REDIS_URL, or REDIS_HOST (+ REDIS_PORT), not both",
             ));
         }
-        (None, None) => config.enabled = false,
+        (None, None) => match topology {
+            Some(topology) => {
+                config.topology = topology;
+                config.username = username;
+                config.password = password;
+                config.db = db.unwrap_or(0);
+                config.tls = tls.unwrap_or(false);
+            }
+            None => config.enabled = false,
+        },
+    }
+    if let Topology::Sentinel(sentinel) = &mut config.topology {
+        sentinel.username = env.get("REDIS_SENTINEL_USERNAME")?;
+        sentinel.password = env.secret("REDIS_SENTINEL_PASSWORD")?;
+    } else {
+        for name in ["REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"] {
+            if (env.lookup)(name).is_some_and(|value| !value.is_empty()) {
+                return Err(Error::invalid_config(
+                    name,
+                    "it is set but no Sentinel is configured",
+                    "REDIS_SENTINELS + REDIS_SENTINEL_MASTER (or a redis+sentinel:// REDIS_URL) as well",
+                ));
+            }
+        }
     }
     if enabled == Some(false) {
         config.enabled = false;
     }
-    if enabled == Some(true) && url.is_none() && host.is_none() {
+    if enabled == Some(true) && !config.enabled {
         return Err(Error::invalid_config(
             "REDIS_ENABLED",
             "it is true but no Redis address is given",
-            "REDIS_URL or REDIS_HOST to be set as well",
+            "REDIS_URL, REDIS_HOST, REDIS_SENTINELS or REDIS_CLUSTER_NODES to be set as well",
         ));
     }
 
@@ -268,6 +295,71 @@ fn from_lookup(lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<RedisConfig>
     Ok(config)
 }
 
+/// The Sentinel or Cluster topology the `REDIS_SENTINELS` /
+/// `REDIS_CLUSTER_NODES` variables ask for, checking they are the only way
+/// an address is given.
+fn topology_from_env(env: &Env<'_>, has_url: bool, has_host: bool) -> Result<Option<Topology>> {
+    let sentinels = env.get("REDIS_SENTINELS")?;
+    let master = env.get("REDIS_SENTINEL_MASTER")?;
+    let cluster = env.get("REDIS_CLUSTER_NODES")?;
+    let other_address = if has_url {
+        Some("REDIS_URL")
+    } else if has_host {
+        Some("REDIS_HOST")
+    } else {
+        None
+    };
+    if let (Some(_), Some(_)) = (&sentinels, &cluster) {
+        return Err(Error::invalid_config(
+            "REDIS_CLUSTER_NODES",
+            "it is set together with REDIS_SENTINELS",
+            "one topology: REDIS_SENTINELS + REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES",
+        ));
+    }
+    for (name, value) in [
+        ("REDIS_SENTINELS", &sentinels),
+        ("REDIS_CLUSTER_NODES", &cluster),
+    ] {
+        if let (Some(_), Some(other)) = (value, other_address) {
+            return Err(Error::invalid_config(
+                name,
+                format!("it is set together with {other}"),
+                format!("one way to give the address: {name}, or {other}, not both"),
+            ));
+        }
+    }
+    if master.is_some() && sentinels.is_none() {
+        return Err(Error::invalid_config(
+            "REDIS_SENTINEL_MASTER",
+            if has_url {
+                "it is set together with REDIS_URL"
+            } else {
+                "it is set but REDIS_SENTINELS is not"
+            },
+            "REDIS_SENTINELS=host:port,host:port with REDIS_SENTINEL_MASTER=name, or the master \
+             name in the path of a redis+sentinel:// REDIS_URL",
+        ));
+    }
+    if let Some(sentinels) = sentinels {
+        let master = master.ok_or_else(|| {
+            Error::invalid_config(
+                "REDIS_SENTINELS",
+                "it is set but REDIS_SENTINEL_MASTER (the master's name) is not",
+                "REDIS_SENTINEL_MASTER=<name the sentinels monitor> as well",
+            )
+        })?;
+        let sentinels = NodeAddress::parse_list(&sentinels, "REDIS_SENTINELS")?;
+        return Ok(Some(Topology::Sentinel(SentinelConfig::new(
+            sentinels, master,
+        ))));
+    }
+    if let Some(cluster) = cluster {
+        let nodes = NodeAddress::parse_list(&cluster, "REDIS_CLUSTER_NODES")?;
+        return Ok(Some(Topology::Cluster(ClusterConfig::new(nodes))));
+    }
+    Ok(None)
+}
+
 /// Validation names fields (`retry.max_delay`); read from the environment,
 /// the error names the variables a user sets instead.
 fn name_variables(error: Error) -> Error {
@@ -294,6 +386,15 @@ fn name_variables(error: Error) -> Error {
             })
     };
     match error {
+        Error::InvalidConfig {
+            setting,
+            problem,
+            expected,
+        } if setting == "db" => Error::InvalidConfig {
+            setting: "REDIS_DB (or the database of REDIS_URL)".to_owned(),
+            problem,
+            expected,
+        },
         Error::InvalidConfig {
             setting,
             problem,

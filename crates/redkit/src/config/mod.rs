@@ -5,7 +5,8 @@
 //! rules and the same messages:
 //!
 //! - [`RedisConfig::builder`], a consuming builder for code;
-//! - [`RedisConfig::from_url`] for `redis://` / `rediss://` URLs;
+//! - [`RedisConfig::from_url`] for `redis://` / `rediss://` URLs, and
+//!   `redis+sentinel://` / `redis+cluster://` for the other [`Topology`]s;
 //! - [`RedisConfig::from_env`] for twelve-factor services — meant to be called
 //!   once at the edge (in `main`), never deep inside a module.
 //!
@@ -15,8 +16,10 @@ mod embedded;
 mod env;
 mod redis;
 mod secret;
+mod topology;
 mod url;
 
 pub use embedded::EmbeddedConfig;
 pub use redis::{RedisConfig, RedisConfigBuilder, RetryConfig};
 pub use secret::Secret;
+pub use topology::{ClusterConfig, NodeAddress, SentinelConfig, Topology, TopologyKind};

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Secret;
+use super::topology::{self, Topology};
 use crate::error::{Error, Result};
 
 /// How to reach Redis and how hard to try.
@@ -18,9 +19,12 @@ pub struct RedisConfig {
     /// Whether Redis is used at all. `false` selects the embedded store.
     /// Default: `true`.
     pub enabled: bool,
-    /// Host name or IP address. Default: `127.0.0.1`.
+    /// Standalone (the node at `host`/`port`), Sentinel or Cluster.
+    /// Default: [`Topology::Standalone`].
+    pub topology: Topology,
+    /// Host name or IP address (Standalone). Default: `127.0.0.1`.
     pub host: String,
-    /// TCP port. Default: `6379`.
+    /// TCP port (Standalone). Default: `6379`.
     pub port: u16,
     /// ACL user name; `None` authenticates as `default`. Default: `None`.
     pub username: Option<String>,
@@ -99,6 +103,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             enabled: true,
+            topology: Topology::Standalone,
             host: "127.0.0.1".to_owned(),
             port: 6379,
             username: None,
@@ -122,6 +127,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("enabled", &self.enabled)
+            .field("topology", &self.topology)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("username", &self.username)
@@ -149,13 +155,27 @@ impl RedisConfig {
         }
     }
 
-    /// `host:port/db`, for logs and health output (never credentials).
+    /// Where the data lives, for logs and health output (never
+    /// credentials): `host:port/db` on Standalone,
+    /// `sentinel:<master name>/db` on Sentinel (the master's address
+    /// changes with failovers; the health report shows the current one),
+    /// `cluster:<first seed node>` on Cluster.
     pub fn address(&self) -> String {
-        format!("{}:{}/{}", self.host, self.port, self.db)
+        match &self.topology {
+            Topology::Standalone => format!("{}:{}/{}", self.host, self.port, self.db),
+            Topology::Sentinel(sentinel) => {
+                format!("sentinel:{}/{}", sentinel.master_name, self.db)
+            }
+            Topology::Cluster(cluster) => match cluster.nodes.first() {
+                Some(node) => format!("cluster:{node}"),
+                None => "cluster".to_owned(),
+            },
+        }
     }
 
     /// Checks every value; the same rules apply to every way of building.
     pub fn validate(&self) -> Result<()> {
+        topology::validate(&self.topology, self.db)?;
         if self.host.is_empty()
             || self
                 .host
@@ -246,6 +266,23 @@ impl RedisConfigBuilder {
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.config.enabled = enabled;
         self
+    }
+
+    /// Standalone, Sentinel or Cluster.
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.config.topology = topology;
+        self
+    }
+
+    /// A Sentinel-managed master (shorthand for
+    /// `topology(Topology::Sentinel(..))`).
+    pub fn sentinel(self, sentinel: super::SentinelConfig) -> Self {
+        self.topology(Topology::Sentinel(sentinel))
+    }
+
+    /// A Redis Cluster (shorthand for `topology(Topology::Cluster(..))`).
+    pub fn cluster(self, cluster: super::ClusterConfig) -> Self {
+        self.topology(Topology::Cluster(cluster))
     }
 
     /// Host name or IP address.

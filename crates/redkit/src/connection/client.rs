@@ -1,174 +1,278 @@
-//! Turning a [`RedisConfig`] into `redis` crate clients and connections.
-//!
-//! This is the only place that knows how redkit's settings map onto the
-//! `redis` crate's, so a major upgrade of that crate touches one file.
+//! Opening links per topology: one node's multiplexed connection (to the
+//! configured host, or to the master the sentinels name — see
+//! `sentinel.rs`) or a cluster connection, each checked that it can take
+//! writes before it is used. How each client is configured lives in
+//! `settings.rs`; together these are the only files that build `redis`
+//! crate clients, so a major upgrade of that crate stays here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use redis::Client;
 use redis::aio::{MultiplexedConnection, PubSub};
-use redis::io::tcp::TcpSettings;
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
-};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 
-use crate::config::RedisConfig;
+use super::link::Link;
+use super::sentinel;
+use super::settings::Settings;
+use crate::config::{NodeAddress, RedisConfig, SentinelConfig, Topology};
 use crate::error::{Error, Result};
 
 /// Everything needed to open connections with the configured settings.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    client: Client,
-    config: Arc<RedisConfig>,
+    settings: Settings,
+    target: Target,
+}
+
+/// How the data nodes are reached, per topology.
+#[derive(Clone)]
+enum Target {
+    Standalone(Client),
+    /// Resolved through the sentinels on every connection.
+    Sentinel(SentinelConfig),
+    Cluster(Box<ClusterClient>),
+}
+
+/// One opened link and, on one node, which node it is.
+pub(crate) struct Opened {
+    pub(crate) link: Link,
+    pub(crate) master: Option<NodeAddress>,
 }
 
 impl Connector {
     pub(crate) fn new(config: Arc<RedisConfig>) -> Result<Self> {
-        let addr = if config.tls {
-            ConnectionAddr::TcpTls {
-                host: config.host.clone(),
-                port: config.port,
-                insecure: false,
-                tls_params: None,
+        let settings = Settings::new(config)?;
+        let target = match &settings.config.topology {
+            Topology::Cluster(cluster) => {
+                Target::Cluster(Box::new(settings.cluster_client(&cluster.nodes)?))
             }
-        } else {
-            ConnectionAddr::Tcp(config.host.clone(), config.port)
+            Topology::Sentinel(sentinel) => Target::Sentinel(sentinel.clone()),
+            _ => Target::Standalone(settings.node_client(&NodeAddress::new(
+                settings.config.host.clone(),
+                settings.config.port,
+            ))?),
         };
-        let mut redis_settings = RedisConnectionInfo::default()
-            .set_db(i64::from(config.db))
-            .set_lib_name("redkit", env!("CARGO_PKG_VERSION"));
-        if let Some(username) = &config.username {
-            redis_settings = redis_settings.set_username(username);
-        }
-        if let Some(password) = &config.password {
-            redis_settings = redis_settings.set_password(password.expose());
-        }
-        let mut tcp = TcpSettings::default().set_nodelay(true);
-        if let Some(idle) = config.keep_alive {
-            tcp = tcp.set_keepalive(
-                socket2::TcpKeepalive::new()
-                    .with_time(idle)
-                    .with_interval(idle.min(std::time::Duration::from_secs(10))),
-            );
-        }
-        let info = addr
-            .into_connection_info()
-            .map_err(|err| config_error(&config, err))?
-            .set_redis_settings(redis_settings)
-            .set_tcp_settings(tcp);
-        let client = match &config.tls_ca_file {
-            Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|err| {
-                    Error::invalid_config(
-                        "tls_ca_file",
-                        format!("cannot read {}: {err}", path.display()),
-                        "a readable PEM file with the CA certificate",
-                    )
-                })?;
-                Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                )
-            }
-            None => Client::open(info),
-        }
-        .map_err(|err| config_error(&config, err))?;
-        Ok(Connector { client, config })
+        Ok(Connector { settings, target })
     }
 
     pub(crate) fn config(&self) -> &RedisConfig {
-        &self.config
+        &self.settings.config
     }
 
-    fn async_config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(Some(self.config.command_timeout))
+    /// On Sentinel, every sentinel with its `PING` round trip; empty
+    /// elsewhere.
+    pub(crate) async fn ping_sentinels(&self) -> Vec<(String, Result<Duration>)> {
+        match &self.target {
+            Target::Sentinel(config) => sentinel::ping_sentinels(&self.settings, config).await,
+            _ => Vec::new(),
+        }
     }
 
-    /// Opens one multiplexed connection and checks it with a `PING`: a
-    /// server that wants a password none was given for accepts the socket
-    /// and answers `NOAUTH` to the first command, which must count as a
-    /// rejection, not as a working connection.
-    ///
-    /// A dropped connection is noticed by the next command's error or by the
-    /// supervisor's PING (the client's disconnect notification needs RESP3,
-    /// which older servers lack).
-    pub(crate) async fn multiplexed(&self) -> Result<MultiplexedConnection> {
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.async_config())
-            .await
-            .map_err(|err| self.connect_error(err))?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(|err| self.connect_error(err))?;
-        Ok(connection)
-    }
-
-    /// Opens a dedicated pub/sub connection.
-    pub(crate) async fn pubsub(&self) -> Result<PubSub> {
-        match tokio::time::timeout(self.config.connect_timeout, self.client.get_async_pubsub())
-            .await
-        {
-            Ok(result) => result.map_err(|err| self.connect_error(err)),
-            Err(_) => Err(Error::Connect {
-                address: self.config.address(),
-                source: format!("no connection within {:?}", self.config.connect_timeout).into(),
+    /// A subscription-ready connection to a sentinel (Sentinel only).
+    pub(crate) async fn sentinel_pubsub(&self) -> Result<PubSub> {
+        match &self.target {
+            Target::Sentinel(config) => sentinel::sentinel_pubsub(&self.settings, config).await,
+            _ => Err(Error::Unsupported {
+                what: "a sentinel connection".to_owned(),
+                instead: "a redis+sentinel:// configuration".to_owned(),
             }),
         }
     }
 
-    pub(crate) fn connect_error(&self, err: redis::RedisError) -> Error {
-        if is_database_refusal(&err) {
-            Error::DatabaseRejected {
-                address: format!("{}:{}", self.config.host, self.config.port),
-                db: self.config.db,
-                source: Box::new(err),
+    /// Opens one link and checks that it can take writes.
+    ///
+    /// On one node: a `PING` (a server that wants a password none was given
+    /// for accepts the socket and answers `NOAUTH` to the first command,
+    /// which must count as a rejection, not as a working connection), then
+    /// `ROLE`: a replica is refused, so a demoted master or a replica given
+    /// by mistake is never `Ready` (every write would fail). On Sentinel the
+    /// master is resolved through the sentinels first. On Cluster: the slot
+    /// map is read and `CLUSTER INFO` must say `cluster_state:ok`.
+    ///
+    /// A dropped connection is noticed by the next command's error or by the
+    /// supervisor's check (the client's disconnect notification needs RESP3,
+    /// which older servers lack).
+    pub(crate) async fn open(&self) -> Result<Opened> {
+        match &self.target {
+            Target::Standalone(client) => {
+                let node =
+                    NodeAddress::new(self.settings.config.host.clone(), self.settings.config.port);
+                let connection = self.checked_node(client, &node).await?;
+                Ok(Opened {
+                    link: Link::Node(connection),
+                    master: Some(node),
+                })
             }
-        } else if is_auth_error(&err) {
-            Error::Authentication {
-                user: self
-                    .config
-                    .username
-                    .clone()
-                    .unwrap_or_else(|| "default".to_owned()),
-                source: Box::new(err),
+            Target::Sentinel(sentinel) => {
+                let (client, node) = sentinel::resolve_master(&self.settings, sentinel).await?;
+                let connection = self.checked_node(&client, &node).await?;
+                Ok(Opened {
+                    link: Link::Node(connection),
+                    master: Some(node),
+                })
             }
-        } else {
-            Error::Connect {
-                address: self.config.address(),
-                source: Box::new(err),
+            Target::Cluster(client) => Ok(Opened {
+                link: Link::Cluster(self.checked_cluster(client).await?),
+                master: None,
+            }),
+        }
+    }
+
+    async fn checked_node(
+        &self,
+        client: &Client,
+        node: &NodeAddress,
+    ) -> Result<MultiplexedConnection> {
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&self.settings.async_config())
+            .await
+            .map_err(|err| self.settings.connect_error_at(node, err))?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|err| self.settings.connect_error_at(node, err))?;
+        let role = role_of(&mut connection)
+            .await
+            .map_err(|err| self.settings.connect_error_at(node, err))?;
+        if role != "master" {
+            return Err(Error::NotWritable {
+                address: node.to_string(),
+                role,
+            });
+        }
+        Ok(connection)
+    }
+
+    async fn checked_cluster(&self, client: &ClusterClient) -> Result<ClusterConnection> {
+        let cluster_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
+            address: self.settings.config.address(),
+            source,
+        };
+        let connect = client.get_async_connection();
+        let mut connection =
+            match tokio::time::timeout(self.settings.connect_budget(), connect).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(err)) => return Err(self.settings.connect_error(err)),
+                Err(_) => {
+                    return Err(cluster_error(
+                        format!(
+                            "no cluster connection within {:?}",
+                            self.settings.connect_budget()
+                        )
+                        .into(),
+                    ));
+                }
+            };
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.settings.connect_error(err))?;
+        if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+            return Err(cluster_error(
+                "CLUSTER INFO does not say cluster_state:ok (slots uncovered or a master down)"
+                    .into(),
+            ));
+        }
+        Ok(connection)
+    }
+
+    /// A fresh cluster connection outside the shared one (for blocking
+    /// commands on Cluster).
+    pub(crate) async fn cluster(&self) -> Result<ClusterConnection> {
+        match &self.target {
+            Target::Cluster(client) => self.checked_cluster(client).await,
+            _ => Err(Error::Unsupported {
+                what: "a cluster connection".to_owned(),
+                instead: format!(
+                    "dedicated() on this {} topology",
+                    self.settings.config.topology.kind()
+                ),
+            }),
+        }
+    }
+
+    /// Opens one multiplexed connection to the master (Standalone,
+    /// Sentinel); refused on Cluster, where one node holds only some keys.
+    pub(crate) async fn multiplexed(&self) -> Result<MultiplexedConnection> {
+        match self.open().await?.link {
+            Link::Node(connection) => Ok(connection),
+            Link::Cluster(_) => Err(Error::Unsupported {
+                what: "a connection to one node (dedicated())".to_owned(),
+                instead: "dedicated_cluster(), whose commands are routed by key slot".to_owned(),
+            }),
+        }
+    }
+
+    /// Opens a dedicated pub/sub connection: to the master on Standalone
+    /// and Sentinel; on Cluster to the first reachable of `nodes` (classic
+    /// `PUBLISH` reaches every node of a cluster, so one node's
+    /// subscription receives every message).
+    pub(crate) async fn pubsub(&self, nodes: &[NodeAddress]) -> Result<PubSub> {
+        let connect = async {
+            match &self.target {
+                Target::Standalone(client) => client
+                    .get_async_pubsub()
+                    .await
+                    .map_err(|err| self.settings.connect_error(err)),
+                Target::Sentinel(sentinel) => {
+                    let (client, _) = sentinel::resolve_master(&self.settings, sentinel).await?;
+                    client
+                        .get_async_pubsub()
+                        .await
+                        .map_err(|err| self.settings.connect_error(err))
+                }
+                Target::Cluster(_) => {
+                    let mut last = None;
+                    for node in nodes {
+                        match self.settings.node_client(node)?.get_async_pubsub().await {
+                            Ok(pubsub) => return Ok(pubsub),
+                            Err(err) => last = Some(self.settings.connect_error_at(node, err)),
+                        }
+                    }
+                    Err(last.unwrap_or_else(|| Error::Connect {
+                        address: self.settings.config.address(),
+                        source: "no cluster node is known".into(),
+                    }))
+                }
             }
+        };
+        match tokio::time::timeout(self.settings.connect_budget(), connect).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                address: self.settings.config.address(),
+                source: format!("no connection within {:?}", self.settings.connect_budget()).into(),
+            }),
         }
     }
 }
 
-fn is_auth_error(err: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    matches!(
-        err.kind(),
-        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-}
-
-/// The `SELECT` of the configured database failed (redis-rs reports it as
-/// "refused to switch database", with the server's "DB index is out of
-/// range").
-fn is_database_refusal(err: &redis::RedisError) -> bool {
-    err.to_string().contains("refused to switch database")
-        || err
-            .detail()
-            .is_some_and(|detail| detail.contains("DB index"))
-}
-
-fn config_error(config: &RedisConfig, err: redis::RedisError) -> Error {
-    Error::invalid_config(
-        "redis connection settings",
-        format!("the redis client rejected {}: {err}", config.address()),
-        "a reachable host, port and database, with TLS support when rediss:// is used",
-    )
+/// The node's `ROLE`: `master`, `slave` or `sentinel`.
+///
+/// `ROLE` is in the `@admin` ACL category, which application users often
+/// lack: a `NOPERM` answer counts as `master` (such a user is protected by
+/// the `READONLY` replies of writes instead, which also count as a broken
+/// connection). Grant `+role` to have a replica refused up front.
+pub(crate) async fn role_of(
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<String> {
+    let reply: redis::Value = match redis::cmd("ROLE").query_async(connection).await {
+        Ok(reply) => reply,
+        Err(error) if error.code() == Some("NOPERM") => return Ok("master".to_owned()),
+        Err(error) => return Err(error),
+    };
+    let role = match reply {
+        redis::Value::Array(items) => items.into_iter().next(),
+        _ => None,
+    };
+    match role {
+        Some(redis::Value::BulkString(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Some(redis::Value::SimpleString(text)) => Ok(text),
+        _ => Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "ROLE did not answer with a role",
+        ))),
+    }
 }

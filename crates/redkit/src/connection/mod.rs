@@ -40,7 +40,11 @@
 mod backoff;
 mod client;
 mod handle;
+mod link;
 mod metrics;
+mod sentinel;
+mod sentinel_watch;
+mod settings;
 mod shared;
 mod supervisor;
 

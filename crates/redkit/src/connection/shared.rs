@@ -10,19 +10,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwapOption;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, watch};
 
 use super::ConnectionState;
 use super::client::Connector;
+use super::link::Link;
 use super::metrics::ConnectionMetrics;
-use crate::config::RedisConfig;
+use crate::config::{NodeAddress, RedisConfig};
 use crate::error::{Error, Result};
 
 /// The live connections of one successful (re)connection.
 pub(super) struct Live {
     generation: u64,
-    connections: Vec<MultiplexedConnection>,
+    connections: Vec<Link>,
+    /// The node the links go to (Standalone, Sentinel); `None` on Cluster.
+    master: Option<NodeAddress>,
 }
 
 pub(super) struct Shared {
@@ -105,18 +107,19 @@ impl Shared {
         let config = self.config();
         match next {
             ConnectionState::Ready => tracing::info!(
-                host = %config.host, port = config.port, db = config.db,
+                address = %config.address(),
+                master = %self.master().map(|node| node.to_string()).unwrap_or_default(),
                 from = %previous, "redis connection ready"
             ),
             // Logged by `reject`, once per reason.
             ConnectionState::Rejected => {}
             ConnectionState::Degraded => tracing::error!(
-                host = %config.host, port = config.port, db = config.db,
+                address = %config.address(),
                 probe_interval = ?config.retry.degraded_probe_interval,
                 "redis unreachable after {} attempts; degraded, probing slowly", config.retry.max_attempts
             ),
             _ => tracing::warn!(
-                host = %config.host, port = config.port, db = config.db,
+                address = %config.address(),
                 from = %previous, to = %next, "redis connection state changed"
             ),
         }
@@ -134,7 +137,7 @@ impl Shared {
         if changed {
             let config = self.config();
             tracing::error!(
-                host = %config.host, port = config.port, db = config.db,
+                address = %config.address(),
                 reason = %reason,
                 probe_interval = ?config.retry.degraded_probe_interval,
                 "redis rejected this client; not a transient outage: fix the settings or the server (still probing)"
@@ -157,17 +160,35 @@ impl Shared {
     }
 
     /// Opens the configured number of connections, all or nothing, under a
-    /// new generation number.
+    /// new generation number. On Cluster one cluster connection (it holds a
+    /// multiplexed connection per node already). On Sentinel every
+    /// connection of the set goes to the same master: a failover between
+    /// two opens makes the set fail and start again.
     pub(super) async fn open(&self) -> Result<Live> {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let size = self.config().pool_size;
+        let first = self.connector.open().await?;
+        let master = first.master;
+        let size = if master.is_some() {
+            self.config().pool_size
+        } else {
+            1
+        };
         let mut connections = Vec::with_capacity(size);
-        for _ in 0..size {
-            connections.push(self.connector.multiplexed().await?);
+        connections.push(first.link);
+        while connections.len() < size {
+            let next = self.connector.open().await?;
+            if next.master != master {
+                return Err(Error::Connect {
+                    address: self.config().address(),
+                    source: "the master changed while connecting".into(),
+                });
+            }
+            connections.push(next.link);
         }
         Ok(Live {
             generation,
             connections,
+            master,
         })
     }
 
@@ -181,8 +202,16 @@ impl Shared {
         self.live.store(None);
     }
 
-    /// The live set, if any (the supervisor pings it).
-    pub(super) fn live_connections(&self) -> Option<Vec<MultiplexedConnection>> {
+    /// The master the live set is connected to (Standalone, Sentinel).
+    pub(super) fn master(&self) -> Option<NodeAddress> {
+        self.live
+            .load()
+            .as_ref()
+            .and_then(|live| live.master.clone())
+    }
+
+    /// The live set, if any (the supervisor checks it).
+    pub(super) fn live_connections(&self) -> Option<Vec<Link>> {
         self.live
             .load()
             .as_ref()
@@ -216,7 +245,7 @@ impl Shared {
     /// Picks a live connection round-robin (with its generation, to report
     /// it broken later), or fails fast. The returned guard counts the
     /// command in flight until dropped.
-    pub(super) fn checkout(&self) -> Result<(MultiplexedConnection, u64, InFlight<'_>)> {
+    pub(super) fn checkout(&self) -> Result<(Link, u64, InFlight<'_>)> {
         // Count first, then check `closed`: shutdown sets `closed` before it
         // reads the count, so either it sees this command or we see `closed`.
         let guard = InFlight::enter(self);

@@ -9,14 +9,22 @@
 //!    a definitive rejection (wrong password, missing permission, unknown
 //!    database) is `Rejected` at once and probed at the slow interval: no
 //!    fast retries can fix it, but a fix on the server must be noticed;
-//! 2. **watch**: while `Ready`, PING every `health_check_interval` and wake up
-//!    at once when a command reports the connection dropped.
+//! 2. **watch**: while `Ready`, check every `health_check_interval` (`ROLE`
+//!    on one node, so a demoted master is left; `PING` on Cluster), wake up
+//!    at once when a command reports the connection dropped or the node no
+//!    longer writable, and — on Sentinel — when a sentinel announces
+//!    `+switch-master` for our master: the next connect phase asks the
+//!    sentinels again, so the new master is used within about a second of
+//!    the announcement and the old one never again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::ConnectionState;
 use super::backoff::Backoff;
+use super::client::role_of;
+use super::link::Link;
+use super::sentinel_watch;
 use super::shared::Shared;
 use crate::error::{Error, Result};
 
@@ -76,11 +84,22 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
 
         // Watch phase. Commands report a dead connection themselves
-        // (`mark_broken` wakes us); the PING catches one nobody used.
+        // (`mark_broken` wakes us); the idle check catches one nobody used;
+        // on Sentinel, an announced failover ends the phase at once.
         let interval = shared.config().health_check_interval;
+        let switch = sentinel_watch::switch_announced(&shared);
+        tokio::pin!(switch);
         loop {
             tokio::select! {
                 _ = shared.broken() => break,
+                new_master = &mut switch => {
+                    tracing::warn!(
+                        address = %shared.config().address(),
+                        new_master = %new_master,
+                        "sentinel announced a failover; reconnecting to the new master"
+                    );
+                    break;
+                }
                 _ = tokio::time::sleep(interval) => {
                     let Some(connections) = shared.live_connections() else {
                         break;
@@ -116,24 +135,49 @@ fn is_closing(closing: &tokio::sync::watch::Receiver<bool>) -> bool {
     *closing.borrow()
 }
 
-async fn health_ping(
-    shared: &Shared,
-    connections: Vec<redis::aio::MultiplexedConnection>,
-) -> Result<()> {
+/// The idle check of every live connection: on one node `ROLE`, which
+/// answers like PING and also catches a master demoted to replica (a
+/// replica answers PING, so PING alone would keep writing to it); on
+/// Cluster a `PING` through the cluster connection.
+async fn health_ping(shared: &Shared, connections: Vec<Link>) -> Result<()> {
     for mut connection in connections {
-        let ping = redis::cmd("PING");
-        let pong = ping.query_async::<String>(&mut connection);
-        match tokio::time::timeout(shared.config().command_timeout, pong).await {
-            Ok(Ok(_)) => {}
+        let command = match connection {
+            Link::Node(_) => "ROLE",
+            Link::Cluster(_) => "PING",
+        };
+        let check = async {
+            let outcome: redis::RedisResult<Option<String>> = match &mut connection {
+                Link::Node(node) => {
+                    let role = role_of(node).await?;
+                    Ok(Some(role).filter(|role| role != "master"))
+                }
+                Link::Cluster(cluster) => {
+                    redis::cmd("PING").query_async::<()>(cluster).await?;
+                    Ok(None)
+                }
+            };
+            outcome
+        };
+        match tokio::time::timeout(shared.config().command_timeout, check).await {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(role))) => {
+                return Err(Error::NotWritable {
+                    address: shared
+                        .master()
+                        .map(|node| node.to_string())
+                        .unwrap_or_else(|| shared.config().address()),
+                    role,
+                });
+            }
             Ok(Err(error)) => {
                 return Err(Error::Command {
-                    command: "PING".to_owned(),
+                    command: command.to_owned(),
                     source: Box::new(error),
                 });
             }
             Err(_) => {
                 return Err(Error::Timeout {
-                    command: "PING".to_owned(),
+                    command: command.to_owned(),
                     after: shared.config().command_timeout,
                 });
             }
@@ -157,7 +201,7 @@ fn log_failure(shared: &Shared, error: &Error, failures: u32, delay: Duration) {
         .map(ToString::to_string)
         .unwrap_or_default();
     tracing::warn!(
-        host = %config.host, port = config.port, db = config.db,
+        address = %config.address(),
         attempt = failures, retry_in = ?delay, error = %error, cause = %cause,
         "redis connection attempt failed"
     );

@@ -11,6 +11,6 @@ mod report;
 
 pub use info::RedisInfo;
 pub use report::{
-    CacheHealth, HealthReport, HealthStatus, HealthThresholds, QueueHealth, RedisHealth,
+    CacheHealth, HealthReport, HealthStatus, HealthThresholds, NodeHealth, QueueHealth, RedisHealth,
 };
 pub(crate) use report::{check, grade_queue};

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::RedisInfo;
 use crate::cache::CacheStats;
+use crate::config::TopologyKind;
 use crate::connection::{ConnectionState, RedisConnection};
 use crate::queue::QueueCounts;
 use crate::store::{Backend, EmbeddedStats, EmbeddedStore};
@@ -95,8 +96,20 @@ impl Default for HealthThresholds {
 /// What was learned from Redis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RedisHealth {
-    /// `host:port/db` (never credentials).
+    /// `host:port/db`, `sentinel:<master>/db` or `cluster:<seed>` (never
+    /// credentials).
     pub address: String,
+    /// `standalone`, `sentinel` or `cluster`.
+    pub topology: TopologyKind,
+    /// The master in use now (`host:port`; Standalone, Sentinel).
+    pub master: Option<String>,
+    /// On Sentinel: the sentinels and whether each answered `PING`.
+    pub sentinels: Vec<NodeHealth>,
+    /// On Cluster: `cluster_state` from `CLUSTER INFO` (`ok` or `fail`).
+    pub cluster_state: Option<String>,
+    /// On Cluster: every master, with its ping, memory and keys (`dbsize`
+    /// is their sum).
+    pub nodes: Vec<NodeHealth>,
     /// Connection state.
     pub state: ConnectionState,
     /// PING round trip in milliseconds, when it answered.
@@ -106,6 +119,21 @@ pub struct RedisHealth {
     /// `DBSIZE`, when it answered.
     pub dbsize: Option<u64>,
     /// Why Redis could not be checked, when it could not.
+    pub error: Option<String>,
+}
+
+/// One node of a Sentinel or Cluster deployment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeHealth {
+    /// `host:port`.
+    pub address: String,
+    /// PING round trip in milliseconds, when it answered.
+    pub ping_ms: Option<f64>,
+    /// `used_memory` in bytes (Cluster masters).
+    pub used_memory: Option<u64>,
+    /// `DBSIZE` (Cluster masters).
+    pub keys: Option<u64>,
+    /// Why it could not be checked.
     pub error: Option<String>,
 }
 
@@ -388,14 +416,28 @@ fn grade_info(
 }
 
 async fn check_redis(connection: &RedisConnection) -> RedisHealth {
+    let topology = connection.topology_kind();
     let mut health = RedisHealth {
         address: connection.config().address(),
+        topology,
+        master: connection.master(),
+        sentinels: Vec::new(),
+        cluster_state: None,
+        nodes: Vec::new(),
         state: connection.state(),
         ping_ms: None,
         info: None,
         dbsize: None,
         error: None,
     };
+    if topology == TopologyKind::Sentinel {
+        health.sentinels = connection
+            .ping_sentinels()
+            .await
+            .into_iter()
+            .map(|(address, result)| node_health(address, result))
+            .collect();
+    }
     if let Some(reason) = connection.rejection() {
         health.error = Some(reason);
         return health;
@@ -407,6 +449,23 @@ async fn check_redis(connection: &RedisConnection) -> RedisHealth {
             return health;
         }
     }
+    if topology == TopologyKind::Cluster {
+        check_cluster(connection, &mut health).await;
+        return health;
+    }
+    // A replica answers PING: only a master can take the writes.
+    match connection.role().await {
+        Ok(role) if role == "master" => {}
+        Ok(role) => {
+            health.ping_ms = None;
+            health.error = Some(format!(
+                "{} is a {role}, not a master: writes fail",
+                health.master.as_deref().unwrap_or("the node")
+            ));
+            return health;
+        }
+        Err(error) => health.error = Some(error.to_string()),
+    }
     match connection.query::<String>(&redis::cmd("INFO")).await {
         Ok(text) => health.info = Some(RedisInfo::parse(&text)),
         Err(error) => health.error = Some(error.to_string()),
@@ -416,4 +475,92 @@ async fn check_redis(connection: &RedisConnection) -> RedisHealth {
         Err(error) => health.error = Some(error.to_string()),
     }
     health
+}
+
+/// `CLUSTER INFO`, then every master: PING, `INFO memory`, `DBSIZE`.
+/// A cluster that is not `ok` (a master down and not replaced yet, slots
+/// uncovered) fails writes to some keys: it counts as unreachable.
+async fn check_cluster(connection: &RedisConnection, health: &mut RedisHealth) {
+    match connection
+        .query::<String>(redis::cmd("CLUSTER").arg("INFO"))
+        .await
+    {
+        Ok(text) => {
+            let state = text
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("cluster_state:"))
+                .map(str::to_owned);
+            if state.as_deref() != Some("ok") {
+                health.ping_ms = None;
+                health.error = Some(format!(
+                    "cluster_state is {}: writes to some keys fail",
+                    state.as_deref().unwrap_or("unknown")
+                ));
+            }
+            health.cluster_state = state;
+        }
+        Err(error) => {
+            health.ping_ms = None;
+            health.error = Some(error.to_string());
+            return;
+        }
+    }
+    let masters = match connection.masters().await {
+        Ok(masters) => masters,
+        Err(error) => {
+            health.error = Some(error.to_string());
+            return;
+        }
+    };
+    let mut total = 0;
+    for address in masters {
+        let started = std::time::Instant::now();
+        let ping = connection
+            .query_on::<String>(&address, &redis::cmd("PING"))
+            .await
+            .map(|_| started.elapsed());
+        let mut node = node_health(address.clone(), ping);
+        if node.error.is_none() {
+            if let Ok(text) = connection
+                .query_on::<String>(&address, redis::cmd("INFO").arg("memory"))
+                .await
+            {
+                node.used_memory = RedisInfo::parse(&text).used_memory;
+            }
+            match connection
+                .query_on::<u64>(&address, &redis::cmd("DBSIZE"))
+                .await
+            {
+                Ok(keys) => {
+                    total += keys;
+                    node.keys = Some(keys);
+                }
+                Err(error) => node.error = Some(error.to_string()),
+            }
+        }
+        health.nodes.push(node);
+    }
+    if let Some(failing) = health.nodes.iter().find(|node| node.error.is_some()) {
+        health.ping_ms = None;
+        health.error = Some(format!(
+            "cluster master {} does not answer: {}",
+            failing.address,
+            failing.error.as_deref().unwrap_or("")
+        ));
+    }
+    health.dbsize = Some(total);
+}
+
+fn node_health(address: String, result: crate::Result<Duration>) -> NodeHealth {
+    let (ping_ms, error) = match result {
+        Ok(rtt) => (Some(rtt.as_secs_f64() * 1000.0), None),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    NodeHealth {
+        address,
+        ping_ms,
+        used_memory: None,
+        keys: None,
+        error,
+    }
 }

@@ -20,18 +20,18 @@
 //! [`SessionConfig::local_cache`]: super::SessionConfig::local_cache
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::task::AbortHandle;
 
 use super::SessionId;
 use super::model::Session;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
-use crate::store::{PubSubEvent, Store};
+use crate::store::{FollowEvent, Following, Store, follow_in_background};
 
 /// The channel of session changes (under the store's key prefix).
 pub(super) const CHANNEL: &str = "redkit:sessions";
@@ -67,7 +67,8 @@ pub(super) struct LocalSessions {
     coherent: AtomicBool,
     /// Bumped by every eviction, to refuse caching a load that raced one.
     epoch: AtomicU64,
-    pump: parking_lot::Mutex<Option<AbortHandle>>,
+    /// Follows the announcements; stopped when this is dropped.
+    pump: parking_lot::Mutex<Option<Following>>,
 }
 
 impl std::fmt::Debug for LocalSessions {
@@ -96,8 +97,9 @@ impl LocalSessions {
             epoch: AtomicU64::new(0),
             pump: parking_lot::Mutex::new(None),
         });
-        let task = tokio::spawn(pump(store, Arc::downgrade(&local)));
-        *local.pump.lock() = Some(task.abort_handle());
+        let weak = Arc::downgrade(&local);
+        let following = follow_in_background(store, &[CHANNEL], move |event| listen(&weak, event));
+        *local.pump.lock() = Some(following);
         local
     }
 
@@ -242,14 +244,6 @@ impl SessionCache for LocalSessions {
     }
 }
 
-impl Drop for LocalSessions {
-    fn drop(&mut self) {
-        if let Some(pump) = self.pump.lock().take() {
-            pump.abort();
-        }
-    }
-}
-
 /// Announces `change` to every instance. A failed announcement is
 /// logged: the other instances' entries then expire on their own, within
 /// the local cache duration.
@@ -273,39 +267,32 @@ pub(super) fn digest(id: &SessionId) -> u64 {
         })
 }
 
-/// Subscribes and applies changes until the cache is dropped; while not
-/// subscribed, nothing is served locally.
-async fn pump<S: Store>(store: S, local: Weak<LocalSessions>) {
-    loop {
-        match store.subscribe(&[CHANNEL]).await {
-            Ok(mut subscription) => {
-                let Some(cache) = local.upgrade() else { return };
-                cache.coherent.store(true, Ordering::Release);
-                drop(cache);
-                while let Some(event) = subscription.next().await {
-                    let Some(cache) = local.upgrade() else { return };
-                    match event {
-                        PubSubEvent::Message(message) => {
-                            match serde_json::from_slice::<SessionChange>(&message.payload) {
-                                Ok(change) => {
-                                    cache.forget(&change);
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%error, "ignoring a malformed session change");
-                                }
-                            }
-                        }
-                        // Changes may have been missed meanwhile.
-                        PubSubEvent::Resubscribed => cache.forget_everything(),
-                    }
+/// What a session-cache announcement does: a change evicts what it names;
+/// while not subscribed (and after an interruption) nothing is served
+/// locally and everything cached is dropped.
+fn listen(local: &Weak<LocalSessions>, event: FollowEvent) -> ControlFlow<()> {
+    let Some(cache) = local.upgrade() else {
+        return ControlFlow::Break(());
+    };
+    match event {
+        FollowEvent::Subscribed => cache.coherent.store(true, Ordering::Release),
+        FollowEvent::Message(message) => {
+            match serde_json::from_slice::<SessionChange>(&message.payload) {
+                Ok(change) => {
+                    cache.forget(&change);
                 }
+                Err(error) => tracing::warn!(%error, "ignoring a malformed session change"),
             }
-            Err(error) => tracing::warn!(%error, "cannot subscribe to session changes; retrying"),
         }
-        let Some(cache) = local.upgrade() else { return };
-        cache.coherent.store(false, Ordering::Release);
-        cache.forget_everything();
-        drop(cache);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Changes may have been missed meanwhile.
+        FollowEvent::Missed => {
+            cache.forget_everything();
+            cache.coherent.store(true, Ordering::Release);
+        }
+        FollowEvent::Lost => {
+            cache.coherent.store(false, Ordering::Release);
+            cache.forget_everything();
+        }
     }
+    ControlFlow::Continue(())
 }

@@ -23,6 +23,7 @@ mod any;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod embedded;
+mod follow;
 mod glob;
 pub mod journal;
 mod primitives;
@@ -34,6 +35,7 @@ mod ttl;
 
 pub use any::AnyStore;
 pub use embedded::{EmbeddedStats, EmbeddedStore};
+pub use follow::{FollowEvent, Following, follow, follow_in_background};
 pub use glob::escape_glob;
 pub(crate) use glob::glob_matches;
 pub use journal::Replay;

@@ -240,3 +240,191 @@ fn builder_validates() {
         .unwrap();
     assert_eq!(config.address(), "h:1/3");
 }
+
+#[test]
+fn sentinel_and_cluster_urls() {
+    use redkit::config::{NodeAddress, Topology, TopologyKind};
+
+    let config = RedisConfig::from_url(
+        "redis+sentinel://app:p%40ss@10.0.0.1:26379,10.0.0.2:26380/mymaster/2",
+    )
+    .unwrap();
+    let Topology::Sentinel(sentinel) = &config.topology else {
+        panic!("not a sentinel topology: {:?}", config.topology);
+    };
+    assert_eq!(
+        sentinel.sentinels,
+        [
+            NodeAddress::new("10.0.0.1", 26379),
+            NodeAddress::new("10.0.0.2", 26380)
+        ]
+    );
+    assert_eq!(sentinel.master_name, "mymaster");
+    assert_eq!(config.db, 2);
+    assert_eq!(config.username.as_deref(), Some("app"));
+    assert_eq!(config.password.as_ref().unwrap().expose(), "p@ss");
+    assert!(!config.tls);
+    assert_eq!(config.address(), "sentinel:mymaster/2");
+
+    let tls = RedisConfig::from_url("rediss+sentinel://h:26379/m").unwrap();
+    assert!(tls.tls);
+    assert_eq!(tls.topology.kind(), TopologyKind::Sentinel);
+
+    let cluster = RedisConfig::from_url("redis+cluster://:pw@[::1]:7000,b:7001").unwrap();
+    let Topology::Cluster(nodes) = &cluster.topology else {
+        panic!("not a cluster topology");
+    };
+    assert_eq!(nodes.nodes[0], NodeAddress::new("::1", 7000));
+    assert_eq!(nodes.nodes.len(), 2);
+    assert_eq!(cluster.password.as_ref().unwrap().expose(), "pw");
+    assert!(RedisConfig::from_url("rediss+cluster://a:1").unwrap().tls);
+    // A plain URL after a topology goes back to Standalone.
+    let builder = RedisConfig::builder()
+        .url("redis+cluster://a:1")
+        .unwrap()
+        .url("redis://b:2")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(builder.topology.kind(), TopologyKind::Standalone);
+}
+
+#[test]
+fn bad_topology_urls_are_named_without_echoing_secrets() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "redis+sentinel://h:26379",
+            &["names no master", "master_name"],
+        ),
+        ("redis+sentinel://h/m", &["host:port"]),
+        ("redis+sentinel://h:26379/m/x", &["not a database number"]),
+        ("redis+sentinel://h:26379/m/1/extra", &["more parts"]),
+        ("redis+cluster://h:7000/3", &["only database 0"]),
+        ("redis+cluster://h:0", &["host:port"]),
+        ("redis+cluster://", &["host:port"]),
+        ("redis+cluster://h:1?x=secret", &["parameters"]),
+    ];
+    for (url, fragments) in cases {
+        let error = RedisConfig::from_url(url).unwrap_err().to_string();
+        for fragment in *fragments {
+            assert!(error.contains(fragment), "{url}: {error}");
+        }
+        assert!(
+            !error.contains("secret") && !error.contains("cret@"),
+            "{url}: {error}"
+        );
+    }
+}
+
+#[test]
+fn sentinel_and_cluster_variables() {
+    use redkit::config::Topology;
+
+    let sentinel = from_env(&[
+        ("REDIS_SENTINELS", "10.0.0.1:26379, 10.0.0.2:26379"),
+        ("REDIS_SENTINEL_MASTER", "mymaster"),
+        ("REDIS_SENTINEL_PASSWORD", "sentinel-secret"),
+        ("REDIS_PASSWORD", "data-secret"),
+        ("REDIS_DB", "1"),
+    ])
+    .unwrap();
+    assert!(sentinel.enabled);
+    let Topology::Sentinel(topology) = &sentinel.topology else {
+        panic!("not sentinel");
+    };
+    assert_eq!(topology.sentinels.len(), 2);
+    assert_eq!(
+        topology.password.as_ref().unwrap().expose(),
+        "sentinel-secret"
+    );
+    assert_eq!(sentinel.password.as_ref().unwrap().expose(), "data-secret");
+    assert_eq!(sentinel.db, 1);
+    let debug = format!("{sentinel:?}");
+    assert!(!debug.contains("secret"), "{debug}");
+
+    let cluster = from_env(&[("REDIS_CLUSTER_NODES", "a:7000,b:7001,c:7002")]).unwrap();
+    let Topology::Cluster(nodes) = &cluster.topology else {
+        panic!("not cluster");
+    };
+    assert_eq!(nodes.nodes.len(), 3);
+
+    let url_sentinel = from_env(&[
+        ("REDIS_URL", "redis+sentinel://h:26379/m"),
+        ("REDIS_SENTINEL_USERNAME", "watcher"),
+    ])
+    .unwrap();
+    let Topology::Sentinel(topology) = &url_sentinel.topology else {
+        panic!("not sentinel");
+    };
+    assert_eq!(topology.username.as_deref(), Some("watcher"));
+}
+
+#[test]
+fn bad_topology_combinations_name_the_variables() {
+    let cases: &[Case] = &[
+        (
+            &[("REDIS_SENTINELS", "h:26379")],
+            &["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            &[("REDIS_SENTINEL_MASTER", "m")],
+            &["REDIS_SENTINEL_MASTER", "REDIS_SENTINELS"],
+        ),
+        (
+            &[("REDIS_SENTINELS", "h"), ("REDIS_SENTINEL_MASTER", "m")],
+            &["REDIS_SENTINELS", "has no port", "host:port"],
+        ),
+        (
+            &[("REDIS_CLUSTER_NODES", "a:1"), ("REDIS_DB", "3")],
+            &["REDIS_DB", "database 0"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h"), ("REDIS_CLUSTER_NODES", "a:1")],
+            &["REDIS_CLUSTER_NODES", "REDIS_URL", "not both"],
+        ),
+        (
+            &[
+                ("REDIS_HOST", "h"),
+                ("REDIS_SENTINELS", "a:1"),
+                ("REDIS_SENTINEL_MASTER", "m"),
+            ],
+            &["REDIS_SENTINELS", "REDIS_HOST"],
+        ),
+        (
+            &[
+                ("REDIS_SENTINELS", "a:1"),
+                ("REDIS_SENTINEL_MASTER", "m"),
+                ("REDIS_CLUSTER_NODES", "b:2"),
+            ],
+            &["REDIS_CLUSTER_NODES", "REDIS_SENTINELS", "one topology"],
+        ),
+        (
+            &[("REDIS_URL", "redis://h"), ("REDIS_SENTINEL_PASSWORD", "x")],
+            &["REDIS_SENTINEL_PASSWORD", "no Sentinel"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis+sentinel://h:1/m"),
+                ("REDIS_SENTINEL_MASTER", "m"),
+            ],
+            &["REDIS_SENTINEL_MASTER", "REDIS_URL"],
+        ),
+        (
+            &[("REDIS_URL", "redis+cluster://a:1"), ("REDIS_DB", "2")],
+            &["REDIS_DB", "database 0"],
+        ),
+        (
+            &[
+                ("REDIS_SENTINELS", "a:1"),
+                ("REDIS_SENTINEL_MASTER", "bad name"),
+            ],
+            &["master name", "without spaces"],
+        ),
+    ];
+    for (vars, fragments) in cases {
+        let error = error_of(vars);
+        for fragment in *fragments {
+            assert!(error.contains(fragment), "{vars:?}: {error}");
+        }
+    }
+}

@@ -164,11 +164,33 @@ async fn a_wrong_password_is_a_clear_error_not_a_hang() {
         "{error:?}"
     );
     assert!(!format!("{:?}", connection.config()).contains("wrong-password"));
-    // The shared handle does not hang either: it reports unavailability.
+    // The shared handle does not hang either: it reports unavailability,
+    // and waiting for it to be ready ends as soon as it is rejected.
     let started = Instant::now();
     assert!(connection.ping().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_ne!(connection.state(), ConnectionState::Ready);
+    let started = Instant::now();
+    let waited = connection.wait_ready(Duration::from_secs(30)).await;
+    assert!(
+        matches!(
+            waited,
+            Err(Error::Unavailable {
+                state: ConnectionState::Rejected
+            })
+        ),
+        "{waited:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        connection
+            .rejection()
+            .is_some_and(|reason| !reason.contains("wrong-password"))
+    );
 }
 
 #[tokio::test]
