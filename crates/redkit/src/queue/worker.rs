@@ -198,11 +198,11 @@ where
         wakeup.as_mut().enable();
         if Instant::now() >= next_maintenance {
             next_maintenance = Instant::now() + config.poll_interval;
-            if let Err(error) = maintain(&queue).await {
-                if !fetch_failing {
-                    tracing::warn!(queue = queue.name(), %error, "cannot maintain the queue; retrying every poll interval");
-                    fetch_failing = true;
-                }
+            if let Err(error) = maintain(&queue).await
+                && !fetch_failing
+            {
+                tracing::warn!(queue = queue.name(), %error, "cannot maintain the queue; retrying every poll interval");
+                fetch_failing = true;
             }
         }
         match fetch(&queue, free).await {
