@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redkit::config::RedisConfig;
-use redkit::config::TopologyKind;
+use redkit::config::{NodeAddress, RedisConfig, TopologyKind};
 use redkit::connection::RedisConnection;
 use redkit::connection::redis::{self, Value};
 use redkit::store::{KeyTtl, RedisStore, SetEntry, Store, scan_all};
@@ -95,8 +94,12 @@ const DANGEROUS: &[(&str, &[&str])] = &[
 
 pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let address = format!("{}:{}", config.host, config.port);
-    if let Err(problem) = reach(&config).await {
+    let address = config.address();
+    // One node: a plain TCP connect first tells "nothing listens" from a
+    // failed handshake. Sentinel and Cluster find their nodes themselves.
+    if config.topology.kind() == TopologyKind::Standalone
+        && let Err(problem) = reach(&config).await
+    {
         findings.push(Finding::fail(
             "connection",
             format!("cannot reach {address}: {problem}"),
@@ -104,7 +107,9 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
         ));
         return findings;
     }
-    let scratch = format!("redkit-doctor:{}:", scratch_id());
+    // A hash tag keeps every scratch key in one Cluster slot (multi-key
+    // checks run as they would for one node); harmless elsewhere.
+    let scratch = format!("{{redkit-doctor:{}}}:", scratch_id());
     let mut scratch_config = config.clone();
     scratch_config.key_prefix = format!("{}{scratch}", config.key_prefix);
     scratch_config.retry = scratch_config.retry.max_attempts(1);
@@ -124,14 +129,24 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
         .await
         .is_err()
     {
-        findings.push(Finding::fail(
-            "connection",
-            format!(
-                "{address} accepts TCP connections but the Redis handshake failed (TLS, AUTH or SELECT {})",
-                config.db
-            ),
-            "check REDIS_USERNAME / REDIS_PASSWORD, REDIS_TLS (rediss://) and REDIS_DB against the server",
-        ));
+        let why = connection.last_failure().unwrap_or_default();
+        let finding = if why.contains("not a master") {
+            Finding::fail(
+                "connection",
+                format!("{why}: redkit only uses a master"),
+                "point REDIS_URL at the master, or let Sentinel find it (redis+sentinel://)",
+            )
+        } else {
+            Finding::fail(
+                "connection",
+                format!(
+                    "{address}: no usable connection (TLS, AUTH, SELECT {} or topology): {why}",
+                    config.db
+                ),
+                "check REDIS_USERNAME / REDIS_PASSWORD, REDIS_TLS (rediss://), REDIS_DB and the topology settings against the server",
+            )
+        };
+        findings.push(finding);
         connection.shutdown().await;
         return findings;
     }
@@ -155,7 +170,7 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
             }
         ),
     ));
-    let info = match connection.query::<String>(&redis::cmd("INFO")).await {
+    let info = match one_node_info(&connection).await {
         Ok(text) => parse_info(&text),
         Err(error) => {
             findings.push(Finding::fail(
@@ -183,6 +198,20 @@ pub(super) async fn run(config: RedisConfig, options: &DoctorOptions) -> Vec<Fin
 
 /// TCP reachability within the connect timeout, for a quick, precise
 /// failure before the connection's own retries.
+/// `INFO` of the node the checks read: the master on Standalone and
+/// Sentinel, the first master on Cluster (where a plain `INFO` is answered
+/// by every node at once).
+async fn one_node_info(connection: &RedisConnection) -> redkit::Result<String> {
+    if connection.topology_kind() != TopologyKind::Cluster {
+        return connection.query(&redis::cmd("INFO")).await;
+    }
+    let masters = connection.masters().await?;
+    let first = masters.first().ok_or(redkit::Error::Unavailable {
+        state: connection.state(),
+    })?;
+    connection.query_on(first, &redis::cmd("INFO")).await
+}
+
 async fn reach(config: &RedisConfig) -> Result<(), String> {
     let target = (config.host.as_str(), config.port);
     match tokio::time::timeout(
@@ -615,11 +644,11 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Whether the server answers a client that did not authenticate.
-async fn open_without_password(config: &RedisConfig) -> Option<bool> {
+async fn open_without_password(config: &RedisConfig, node: &NodeAddress) -> Option<bool> {
     if config.tls {
         return None;
     }
-    let target = (config.host.as_str(), config.port);
+    let target = (node.host.as_str(), node.port);
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(target).await.ok()?;
         stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
@@ -641,10 +670,27 @@ async fn config_get(connection: &RedisConnection, name: &str) -> Option<String> 
     pairs.get(1).cloned()
 }
 
+/// The data node the doctor probes directly: the configured host on
+/// Standalone, the master the sentinels named, the first Cluster master.
+async fn probed_node(connection: &RedisConnection, config: &RedisConfig) -> NodeAddress {
+    let current = match connection.topology_kind() {
+        TopologyKind::Cluster => connection
+            .masters()
+            .await
+            .ok()
+            .and_then(|masters| masters.into_iter().next()),
+        _ => connection.master(),
+    };
+    current
+        .and_then(|address| NodeAddress::parse(&address, "node").ok())
+        .unwrap_or_else(|| NodeAddress::new(config.host.clone(), config.port))
+}
+
 async fn security(connection: &RedisConnection, config: &RedisConfig, user: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let loopback = is_loopback(&config.host);
-    match open_without_password(config).await {
+    let node = probed_node(connection, config).await;
+    let loopback = is_loopback(&node.host);
+    match open_without_password(config, &node).await {
         Some(true) if loopback => findings.push(Finding::warn(
             "security",
             "Redis answers clients without a password (no requirepass, or a `nopass` default user); only this host can reach it now",
@@ -652,16 +698,21 @@ async fn security(connection: &RedisConnection, config: &RedisConfig, user: &str
         )),
         Some(true) => findings.push(Finding::fail(
             "security",
-            format!("Redis at {} answers clients without a password (no requirepass, or a `nopass` default user)", config.host),
+            format!("Redis at {node} answers clients without a password (no requirepass, or a `nopass` default user)"),
             "set `requirepass` (or disable the default user and create an ACL user with a password) and REDIS_PASSWORD",
         )),
         Some(false) => findings.push(Finding::pass(
             "security",
             "clients must authenticate (an unauthenticated PING is refused)",
         )),
-        None => findings.push(Finding::pass(
+        None if config.tls => findings.push(Finding::pass(
             "security",
             "TLS connection; authentication is checked through it",
+        )),
+        None => findings.push(Finding::warn(
+            "security",
+            format!("{node} could not be probed without a password (no answer to a plain PING)"),
+            "check that the node is reachable from here",
         )),
     }
     if let Some(mode) = config_get(connection, "protected-mode").await

@@ -147,22 +147,23 @@ fn a_replica_fails_and_says_to_use_the_master() {
         .start();
     let (code, out) = doctor(&replica.url(), &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("FAIL replication"), "{out}");
-    assert!(
-        out.contains("read-only replica") || out.contains("link to its master is down"),
-        "{out}"
-    );
-    assert!(
-        out.contains("FAIL round_trip"),
-        "writes fail on a replica:\n{out}"
-    );
+    // redkit never uses a replica (writes would fail): the doctor says so
+    // and names the way to the master.
+    assert!(out.contains("FAIL connection"), "{out}");
+    assert!(out.contains("is a slave, not a master"), "{out}");
+    assert!(out.contains("redis+sentinel://"), "{out}");
 }
 
 #[test]
-fn a_cluster_node_is_reported_as_unsupported_not_checked_as_standalone() {
+fn a_cluster_node_under_a_standalone_config_fails_naming_the_cluster_settings() {
     let cluster = redkit_testkit::RedisCluster::start_with(3, 0);
     let (code, out) = doctor(&cluster.nodes()[0].url(), &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("FAIL topology"), "{out}");
     assert!(out.contains("Cluster mode"), "{out}");
+    assert!(out.contains("redis+cluster://"), "{out}");
+    // Configured as a cluster, the topology check passes.
+    let (_, out) = doctor(&cluster.url(), &[]);
+    assert!(out.contains("PASS topology"), "{out}");
+    assert!(out.contains("cluster_state:ok, 3 masters"), "{out}");
 }

@@ -83,6 +83,14 @@ impl RedisConnection {
         self.shared().rejection()
     }
 
+    /// Why the last connection attempt failed (unreachable, refused, a
+    /// replica instead of a master, a cluster not `ok`), while the state is
+    /// not `Ready`; never holds the password. A rejection is also in
+    /// [`RedisConnection::rejection`].
+    pub fn last_failure(&self) -> Option<String> {
+        self.shared().last_failure()
+    }
+
     /// A stream of state changes, starting with the current state.
     pub fn state_changes(&self) -> StateChanges {
         let mut receiver = self.shared().subscribe_state();
@@ -317,9 +325,24 @@ impl RedisConnection {
         let metrics = self.shared().metrics();
         metrics.commands.increment(1);
         metrics.duration.record(started.elapsed().as_secs_f64());
-        let decoded = result.and_then(|value| T::from_redis_value(value).map_err(Into::into));
-        let error = match decoded {
-            Ok(value) => return Ok(value),
+        let error = match result {
+            Ok(value) => match T::from_redis_value(value) {
+                Ok(decoded) => return Ok(decoded),
+                // A reply of another shape than asked for is the caller's
+                // mismatch, not a broken connection (the `redis` crate
+                // classes parse errors as "reconnect").
+                Err(mismatch) => {
+                    metrics.errors.increment(1);
+                    return Err(Error::Command {
+                        command: name(),
+                        source: Box::new(redis::RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "the reply does not have the expected type",
+                            mismatch.to_string(),
+                        ))),
+                    });
+                }
+            },
             Err(error) => error,
         };
         metrics.errors.increment(1);

@@ -32,6 +32,8 @@ pub(super) struct Shared {
     live: ArcSwapOption<Live>,
     /// Why Redis refused this client, while the state is `Rejected`.
     rejection: ArcSwapOption<String>,
+    /// Why the last connection attempt failed, until one succeeds.
+    last_failure: ArcSwapOption<String>,
     generation: AtomicU64,
     state: watch::Sender<ConnectionState>,
     /// The current state as a number, for lock-free reads on the hot path.
@@ -55,6 +57,7 @@ impl Shared {
             connector,
             live: ArcSwapOption::empty(),
             rejection: ArcSwapOption::empty(),
+            last_failure: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             state: watch::Sender::new(ConnectionState::Connecting),
             state_now: AtomicU8::new(ConnectionState::Connecting.index()),
@@ -147,6 +150,20 @@ impl Shared {
         self.set_state(ConnectionState::Rejected);
     }
 
+    /// Records why a connection attempt failed (never holds a secret).
+    pub(super) fn record_failure(&self, reason: String) {
+        self.last_failure.store(Some(Arc::new(reason)));
+    }
+
+    /// Why the last connection attempt failed, while no attempt since
+    /// succeeded.
+    pub(super) fn last_failure(&self) -> Option<String> {
+        if self.state() == ConnectionState::Ready {
+            return None;
+        }
+        self.last_failure.load().as_deref().cloned()
+    }
+
     /// Forgets a rejection (Redis accepted us again, or stopped answering).
     pub(super) fn clear_rejection(&self) {
         self.rejection.store(None);
@@ -194,6 +211,7 @@ impl Shared {
 
     /// Makes `live` the set commands use.
     pub(super) fn install(&self, live: Live) {
+        self.last_failure.store(None);
         self.live.store(Some(Arc::new(live)));
     }
 

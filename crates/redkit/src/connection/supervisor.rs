@@ -59,6 +59,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     break;
                 }
                 Err(error) if error.is_rejection() => {
+                    shared.record_failure(rejection_reason(&error));
                     shared.reject(rejection_reason(&error));
                     tokio::select! {
                         _ = tokio::time::sleep(shared.config().retry.degraded_probe_interval) => {}
@@ -70,6 +71,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     failures = failures.saturating_add(1);
                     let delay = backoff.delay(failures);
                     log_failure(&shared, &error, failures, delay);
+                    shared.record_failure(rejection_reason(&error));
                     if backoff.exhausted(failures) {
                         shared.set_state(ConnectionState::Degraded);
                     } else if has_connected {
@@ -186,8 +188,8 @@ async fn health_ping(shared: &Shared, connections: Vec<Link>) -> Result<()> {
     Ok(())
 }
 
-/// The error and the server's answer, in words (neither holds a secret:
-/// the password is never part of an error).
+/// The error and its cause, in words (neither holds a secret: the password
+/// is never part of an error).
 fn rejection_reason(error: &Error) -> String {
     match std::error::Error::source(error) {
         Some(cause) => format!("{error} ({cause})"),

@@ -282,10 +282,15 @@ pub(crate) async fn check(
             } else {
                 ""
             };
+            let why = redis
+                .error
+                .as_deref()
+                .map(|error| format!(": {error}"))
+                .unwrap_or_default();
             flag(
                 level,
                 format!(
-                    "redis is unreachable (connection {}){serving_note}",
+                    "redis is unreachable (connection {}{why}){serving_note}",
                     redis.state
                 ),
             );
@@ -445,7 +450,12 @@ async fn check_redis(connection: &RedisConnection) -> RedisHealth {
     match connection.ping().await {
         Ok(rtt) => health.ping_ms = Some(rtt.as_secs_f64() * 1000.0),
         Err(error) => {
-            health.error = Some(error.to_string());
+            // Why the connection is down says more than "unavailable".
+            health.error = Some(
+                connection
+                    .last_failure()
+                    .unwrap_or_else(|| error.to_string()),
+            );
             return health;
         }
     }

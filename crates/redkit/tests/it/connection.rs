@@ -342,3 +342,24 @@ async fn default_retry_settings_recover_within_a_second_of_redis_returning() {
     );
     connection.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reply_of_an_unexpected_type_is_an_error_not_a_broken_connection() {
+    let server = RedisServer::new();
+    let connection = connected(&server).await;
+    let _: () = connection
+        .query(redis::cmd("SET").arg("typed").arg("not a number"))
+        .await
+        .unwrap();
+    let error = connection
+        .query::<u64>(redis::cmd("GET").arg("typed"))
+        .await
+        .unwrap_err();
+    assert!(!error.is_unavailable(), "{error:?}");
+    assert_eq!(connection.state(), ConnectionState::Ready);
+    let value: String = connection
+        .query(redis::cmd("GET").arg("typed"))
+        .await
+        .unwrap();
+    assert_eq!(value, "not a number");
+}
