@@ -45,13 +45,14 @@ async fn delete(env: &Env, keys: &[&str]) {
         .unwrap_or_else(|err| panic!("DEL: {err}"));
 }
 
-const QUEUE_KEYS: [&str; 7] = [
-    "rq:{bench}:waiting",
-    "rq:{bench}:running",
+const QUEUE_KEYS: [&str; 8] = [
+    "rq:{bench}:stream",
+    "rq:{bench}:delayed",
     "rq:{bench}:dead",
     "rq:{bench}:jobs",
     "rq:{bench}:attempts",
     "rq:{bench}:errors",
+    "rq:{bench}:ids",
     "rq:{bench}:seq",
 ];
 

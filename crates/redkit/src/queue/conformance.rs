@@ -44,7 +44,10 @@ macro_rules! queue_conformance_tests {
             heartbeats_keep_long_jobs_from_running_twice,
             malformed_payloads_are_dead_lettered,
             panicking_handlers_fail_the_attempt,
-            bad_names_and_ids_are_rejected
+            bad_names_and_ids_are_rejected,
+            a_lease_taken_back_is_fenced,
+            a_lease_lost_on_the_last_attempt_dead_letters_the_job,
+            counts_and_generated_ids_follow_jobs_everywhere
         );
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
@@ -587,4 +590,148 @@ pub async fn bad_names_and_ids_are_rejected(kit: &Redkit) {
             .is_err()
     );
     assert_eq!(q.counts().await.unwrap().waiting, 0);
+}
+
+/// Leases one job the way a worker does, without running it or renewing
+/// its lease: a worker that hangs or died.
+async fn lease_one(q: &Queue<Work>) -> super::worker::Fetched {
+    super::worker::maintain(q).await.unwrap();
+    let mut fetched = super::worker::fetch(q, 1).await.unwrap();
+    assert_eq!(fetched.len(), 1, "one job to lease");
+    fetched.remove(0)
+}
+
+/// Runs the maintenance (as idle workers do every poll) until the lease of
+/// job `id` has been taken back.
+async fn until_taken_back(q: &Queue<Work>, id: &str) -> JobState {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        super::worker::maintain(q).await.unwrap();
+        let state = q.state(id).await.unwrap().unwrap().state;
+        if state != JobState::Running {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the lease to expire"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A worker whose lease expired and was taken back can no longer renew,
+/// complete, retry or dead-letter the job: the lease is fenced. The job
+/// runs again with the lost attempt counted, and completes once.
+pub async fn a_lease_taken_back_is_fenced(kit: &Redkit) {
+    use super::worker::{Outcome, finish};
+
+    let q = queue(kit, "fenced", fast_config());
+    q.enqueue_with(&Work { n: 5 }, EnqueueOptions::new().id("fenced"))
+        .await
+        .unwrap();
+    let plain = q.enqueue(&Work { n: 6 }).await.unwrap();
+    let stale = lease_one(&q).await;
+    let stale_plain = lease_one(&q).await;
+    assert_eq!(stale.job.id, "fenced");
+    assert_eq!(stale_plain.job.id, plain.id);
+    assert_eq!(until_taken_back(&q, "fenced").await, JobState::Waiting);
+    assert_eq!(until_taken_back(&q, &plain.id).await, JobState::Waiting);
+    let info = q.state("fenced").await.unwrap().unwrap();
+    assert_eq!(info.attempts, 1, "the lost attempt counts");
+    assert!(info.last_error.unwrap().contains("visibility timeout"));
+
+    assert!(!q.shared.touch(&stale.entry).await.unwrap(), "heartbeat");
+    assert!(!finish(&q, &stale, Outcome::Done).await, "complete");
+    assert!(!finish(&q, &stale_plain, Outcome::Done).await, "complete");
+    let retry = Outcome::Retry(Duration::ZERO, "late".into());
+    assert!(!finish(&q, &stale, retry).await, "retry");
+    assert!(
+        !finish(&q, &stale, Outcome::Dead("late".into())).await,
+        "dead-letter"
+    );
+    assert_eq!(q.counts().await.unwrap().dead, 0);
+    assert_eq!(q.counts().await.unwrap().waiting, 2);
+
+    let seen: Seen = Arc::default();
+    let worker = q.start_worker(recorder(&seen));
+    wait_until("both jobs", Duration::from_secs(5), || async {
+        q.state("fenced").await.unwrap().is_none() && q.state(&plain.id).await.unwrap().is_none()
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(1)).await;
+    let mut seen = seen.lock().clone();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        vec![(5, 2), (6, 2)],
+        "each ran once more, as attempt 2"
+    );
+}
+
+/// Attempts lost to crashes count toward `max_attempts`: a lease that
+/// expires on the last attempt sends the job to the dead-letter list.
+pub async fn a_lease_lost_on_the_last_attempt_dead_letters_the_job(kit: &Redkit) {
+    let config = fast_config().retry(RetryConfig::default().max_attempts(1));
+    let q = queue(kit, "lost", config);
+    let job = q.enqueue(&Work { n: 1 }).await.unwrap();
+    let stale = lease_one(&q).await;
+    assert_eq!(until_taken_back(&q, &job.id).await, JobState::Dead);
+    assert!(!super::worker::finish(&q, &stale, super::worker::Outcome::Done).await);
+    let dead = q.dead_jobs(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, job.id);
+    assert_eq!(dead[0].attempts, 1);
+    assert_eq!(dead[0].payload, r#"{"n":1}"#);
+    assert!(
+        dead[0].error.contains("visibility timeout"),
+        "{}",
+        dead[0].error
+    );
+}
+
+/// Due counts cover both places a due job waits (the Stream, and the
+/// delayed set before a worker moves it); a generated id names its job
+/// for `state` and `cancel`, like a given one.
+pub async fn counts_and_generated_ids_follow_jobs_everywhere(kit: &Redkit) {
+    let q = queue(kit, "counts", fast_config());
+    let now = q.enqueue(&Work { n: 1 }).await.unwrap();
+    let soon = q
+        .enqueue_after(&Work { n: 2 }, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let later = q
+        .enqueue_after(&Work { n: 3 }, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(now.id.starts_with('#') && soon.id.starts_with('#'));
+    wait_until("the short delay", Duration::from_secs(5), || async {
+        q.counts().await.unwrap().waiting == 2
+    })
+    .await;
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.delayed, counts.running, counts.dead), (1, 0, 0));
+    assert!(counts.oldest_waiting_ms.is_some());
+    assert_eq!(
+        q.state(&now.id).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
+    assert_eq!(
+        q.state(&later.id).await.unwrap().unwrap().state,
+        JobState::Delayed
+    );
+    assert!(q.cancel(&now.id).await.unwrap());
+    assert!(q.cancel(&later.id).await.unwrap());
+    assert_eq!(q.state(&now.id).await.unwrap(), None);
+    assert!(!q.cancel("#1-0").await.unwrap(), "an id naming no job");
+    let seen: Seen = Arc::default();
+    let worker = q.start_worker(recorder(&seen));
+    wait_until("the due job", Duration::from_secs(5), || async {
+        !seen.lock().is_empty()
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(*seen.lock(), vec![(2, 1)]);
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.waiting, counts.delayed, counts.running), (0, 0, 0));
+    assert_eq!(counts.oldest_waiting_ms, None);
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 /// A job handed to a worker's handler.
 #[derive(Debug, Clone)]
 pub struct Job<T> {
-    /// The job id (given at enqueue, or generated: `#` and a sequence number).
+    /// The job id: given at enqueue, or generated — `#` and the job's first
+    /// Stream entry id, or for a delayed job `#` and a sequence number.
     pub id: String,
     /// Which attempt this is, from 1.
     pub attempt: u32,

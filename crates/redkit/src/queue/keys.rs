@@ -13,7 +13,7 @@ const MAX_NAME_LEN: usize = 200;
 #[derive(Debug, Clone)]
 pub(crate) struct QueueKeys {
     name: String,
-    keys: [String; 7],
+    keys: [String; 8],
 }
 
 impl QueueKeys {
@@ -31,12 +31,13 @@ impl QueueKeys {
         Ok(QueueKeys {
             name: name.to_owned(),
             keys: [
-                key("waiting"),
-                key("running"),
+                key("stream"),
+                key("delayed"),
                 key("dead"),
                 key("jobs"),
                 key("attempts"),
                 key("errors"),
+                key("ids"),
                 key("seq"),
             ],
         })
@@ -47,7 +48,7 @@ impl QueueKeys {
     }
 
     /// Every key, in the order the scripts declare them.
-    pub(crate) fn all(&self) -> [&str; 7] {
+    pub(crate) fn all(&self) -> [&str; 8] {
         self.keys.each_ref().map(String::as_str)
     }
 }

@@ -31,23 +31,25 @@
 //!   back when its lease expires (`visibility_timeout`, renewed by a
 //!   heartbeat while the handler runs) and runs again — so a handler may
 //!   see a job twice and should be idempotent. The attempt number is the
-//!   lease token: a worker whose lease was taken over cannot complete,
-//!   retry or dead-letter the job any more.
+//!   lease is the job's Stream entry: a lease taken over moves the job to a
+//!   new entry, so the worker that lost it cannot complete, retry or
+//!   dead-letter the job any more.
 //! - **Retries.** A failed attempt (error, panic) is retried after a capped
 //!   exponential backoff with jitter; after `max_attempts` (counting attempts
 //!   lost to crashes) the job goes to the dead-letter list with its last
 //!   error, where it can be listed, retried or purged. A payload that does
 //!   not decode is dead-lettered at once.
-//! - **Ordering.** Jobs start in order of due time (enqueue time for jobs
-//!   without a delay); jobs due in the same millisecond start in id order
-//!   (generated ids follow enqueue order). With concurrency above one, or
-//!   several workers, they may *finish* in any order, and a retried job
-//!   goes back in line at its retry time.
+//! - **Ordering.** Jobs due now start in enqueue order (Stream order). A
+//!   delayed or retried job joins the line when a worker moves it to the
+//!   Stream, within `poll_interval` of its due time; a job taken back from
+//!   a dead worker joins the line again. With concurrency above one, or
+//!   several workers, jobs may *finish* in any order.
 //! - **Deduplication.** A job enqueued with an id is added only if no job
 //!   of that id is waiting, delayed or running; it can be cancelled while it
 //!   waits.
 //! - **What a crash costs.** A worker crash: the running jobs run again after
-//!   the visibility timeout. A Redis crash: what Redis persisted (with
+//!   the visibility timeout (plus up to a `poll_interval` until a worker's
+//!   maintenance takes them back), counted as an attempt. A Redis crash: what Redis persisted (with
 //!   `appendonly yes` and `appendfsync always`, every acknowledged enqueue;
 //!   with `everysec`, up to a second). In fallback mode an enqueue while
 //!   Redis is unreachable is buffered in process memory (bounded by
@@ -57,13 +59,31 @@
 //!
 //! # Layout
 //!
-//! All keys of queue `q` share the hash tag `{q}` (one Cluster slot):
-//! sorted sets `rq:{q}:waiting` (by due time; delayed jobs too), `running`
-//! (by lease expiry) and `dead` (by death time), hashes `jobs` (payload,
-//! JSON), `attempts` and `errors`, and the counter `seq`. Every state change
-//! is one script ([`scripts`](self) has the Lua and its native twin), so the
-//! embedded store behaves the same; one suite (`conformance`, feature
-//! `test-util`) checks both.
+//! All keys of queue `q` share the hash tag `{q}` (one Cluster slot). A job
+//! due now is an entry of the Stream `rq:{q}:stream` (fields `p` payload,
+//! `j` job id, `a` attempts before), read through the consumer group
+//! `workers`: an entry read and not yet acknowledged is *pending*, which is
+//! the lease. Jobs not due yet (delayed or waiting for a retry) are in the
+//! sorted set `delayed` (by due time), dead ones in `dead` (by death time);
+//! those keep payload, attempts and last error in the hashes `jobs`,
+//! `attempts` and `errors`. `ids` maps a job id given by the caller (or a
+//! retried job's id) to its current entry, for dedupe, cancel and state;
+//! `seq` numbers delayed jobs enqueued without an id.
+//!
+//! The hot path is plain commands, no script: an enqueue due now without an
+//! id is one `XADD` (its id is `#` and the entry id); a worker reads with one
+//! non-blocking `XREADGROUP` for all its free slots, woken at once by a
+//! local enqueue and by its `poll_interval` for other processes' jobs; a
+//! heartbeat is `XCLAIM … JUSTID`; a success `XACK` + `XDEL` in one round
+//! trip. Every other change is one script ([`scripts`](self) has the Lua and
+//! its native twin), so the embedded store behaves the same; one suite
+//! (`conformance`, feature `test-util`) checks both. Every `poll_interval` a
+//! worker runs the maintenance script: due delayed jobs move to the Stream,
+//! and leases idle past the visibility timeout are claimed (`XAUTOCLAIM`)
+//! and moved to a new entry with the lost attempt counted — so the entry id
+//! is the lease token: a worker whose lease was taken over finds its entry
+//! gone, and can no longer renew, complete, retry or dead-letter the job.
+//! On Redis this needs version 6.2 or later (`XAUTOCLAIM`).
 
 mod buffer;
 mod config;

@@ -18,7 +18,7 @@ use super::metrics;
 use super::scripts;
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, Backend, Script, ScriptArg, ScriptValue, Store};
+use crate::store::{AnyStore, Backend, RedisStore, Script, ScriptArg, ScriptValue, Store};
 
 /// The queues a [`Redkit`](crate::Redkit) handle has opened, by name.
 #[derive(Debug, Clone, Default)]
@@ -77,22 +77,131 @@ impl QueueShared {
         self.keys.name()
     }
 
-    /// Runs a queue script where the queue lives: the embedded store in
-    /// embedded mode, Redis otherwise (never the fallback's embedded store:
-    /// jobs must not stay behind in one process when Redis comes back).
+    /// Where the queue lives: Redis (`Some`), or the embedded store in
+    /// embedded mode (never the fallback's embedded store: jobs must not
+    /// stay behind in one process when Redis comes back).
+    fn redis(&self) -> Option<&RedisStore> {
+        self.store
+            .redis_store()
+            .filter(|_| self.store.mode() != Backend::Embedded)
+    }
+
+    /// Runs a queue script where the queue lives.
     pub(super) async fn run(&self, script: &Script, args: &[ScriptArg]) -> Result<ScriptValue> {
         let keys = self.keys.all();
-        match self.store.redis_store() {
-            Some(redis) if self.store.mode() != Backend::Embedded => {
-                redis.run_script(script, &keys, args).await
-            }
-            _ => {
+        match self.redis() {
+            Some(redis) => redis.run_script(script, &keys, args).await,
+            None => {
                 self.store
                     .embedded_store()
                     .run_script(script, &keys, args)
                     .await
             }
         }
+    }
+
+    /// Runs one of the hot path's one-command scripts: on Redis as that
+    /// command (`command`), on the embedded store as its native twin.
+    async fn hot(
+        &self,
+        script: &Script,
+        args: &[ScriptArg],
+        command: impl FnOnce(&str) -> redis::Cmd,
+    ) -> Result<ScriptValue> {
+        match self.redis() {
+            Some(redis) => {
+                let stream = redis.key(self.keys.all()[0]);
+                let reply: redis::Value = redis.connection().query(&command(&stream)).await?;
+                Ok(ScriptValue::from_redis(flatten_map(reply)))
+            }
+            None => self.run(script, args).await,
+        }
+    }
+
+    /// `XADD stream * p payload`: a job due now without an id; its entry id.
+    pub(super) async fn add(&self, payload: Bytes) -> Result<String> {
+        let command = |stream: &str| {
+            let mut command = redis::cmd("XADD");
+            command.arg(stream).arg("*").arg("p").arg(&payload[..]);
+            command
+        };
+        let reply = self
+            .hot(&scripts::ADD, &[ScriptArg::Bytes(payload.clone())], command)
+            .await?;
+        match reply {
+            ScriptValue::Bytes(entry) => Ok(String::from_utf8_lossy(&entry).into_owned()),
+            other => Err(Error::Script {
+                script: "redkit_queue_add",
+                message: format!("unexpected reply {other:?}"),
+            }),
+        }
+    }
+
+    /// `XREADGROUP … COUNT count … >`: leases up to `count` new entries.
+    pub(super) async fn read(&self, count: usize) -> Result<ScriptValue> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let command = |stream: &str| {
+            let mut command = redis::cmd("XREADGROUP");
+            command
+                .arg("GROUP")
+                .arg(scripts::GROUP)
+                .arg(scripts::CONSUMER)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(stream)
+                .arg(">");
+            command
+        };
+        self.hot(&scripts::READ, &[ScriptArg::Int(count)], command)
+            .await
+    }
+
+    /// `XACK` + `XDEL` of a leased entry in one round trip; false when the
+    /// lease was taken over (nothing changed).
+    pub(super) async fn ack(&self, entry: &str) -> Result<bool> {
+        match self.redis() {
+            Some(redis) => {
+                let stream = redis.key(self.keys.all()[0]);
+                let stream = &*stream;
+                let mut pipeline = redis::pipe();
+                pipeline
+                    .cmd("XACK")
+                    .arg(stream)
+                    .arg(scripts::GROUP)
+                    .arg(entry)
+                    .cmd("XDEL")
+                    .arg(stream)
+                    .arg(entry);
+                let (acked, _deleted): (i64, i64) =
+                    redis.connection().query_pipeline(&pipeline).await?;
+                Ok(acked == 1)
+            }
+            None => Ok(self
+                .run(&scripts::ACK, &[ScriptArg::from(entry)])
+                .await?
+                .as_i64()
+                == Some(1)),
+        }
+    }
+
+    /// `XCLAIM … 0 entry JUSTID`: renews a lease; false when it is lost.
+    pub(super) async fn touch(&self, entry: &str) -> Result<bool> {
+        let command = |stream: &str| {
+            let mut command = redis::cmd("XCLAIM");
+            command
+                .arg(stream)
+                .arg(scripts::GROUP)
+                .arg(scripts::CONSUMER)
+                .arg(0)
+                .arg(entry)
+                .arg("JUSTID");
+            command
+        };
+        let reply = self
+            .hot(&scripts::TOUCH, &[ScriptArg::from(entry)], command)
+            .await?;
+        Ok(reply.as_array().is_some_and(|ids| !ids.is_empty()))
     }
 
     fn redis_ready(&self) -> bool {
@@ -127,14 +236,8 @@ impl QueueShared {
         {
             return buffered(id, payload);
         }
-        let args = [
-            ScriptArg::from(id.as_deref().unwrap_or("")),
-            ScriptArg::Bytes(payload.clone()),
-            ScriptArg::Int(millis(delay)),
-        ];
-        match self.run(&scripts::ENQUEUE, &args).await {
-            Ok(reply) => {
-                let enqueued = parse_enqueued(&reply)?;
+        match self.store_job(id.clone(), payload.clone(), delay).await {
+            Ok(enqueued) => {
                 if enqueued.added {
                     metrics::enqueued(self.keys.name());
                     self.wakeup.notify_waiters();
@@ -146,6 +249,30 @@ impl QueueShared {
         }
     }
 
+    /// Stores a job where the queue lives: a job due now without an id is
+    /// one `XADD`; one with an id or a delay goes through [`scripts::ENQUEUE`].
+    async fn store_job(
+        &self,
+        id: Option<String>,
+        payload: Bytes,
+        delay: Duration,
+    ) -> Result<Enqueued> {
+        if id.is_none() && delay.is_zero() {
+            let entry = self.add(payload).await?;
+            return Ok(Enqueued {
+                id: format!("#{entry}"),
+                added: true,
+                buffered: false,
+            });
+        }
+        let args = [
+            ScriptArg::from(id.as_deref().unwrap_or("")),
+            ScriptArg::Bytes(payload),
+            ScriptArg::Int(millis(delay)),
+        ];
+        parse_enqueued(&self.run(&scripts::ENQUEUE, &args).await?)
+    }
+
     /// Adds the name to the registry set once per process (best effort: the
     /// listing is for operators, the queue works without it).
     async fn register(&self) {
@@ -153,11 +280,9 @@ impl QueueShared {
             return;
         }
         let name = self.keys.name();
-        let done = match self.store.redis_store() {
-            Some(redis) if self.store.mode() != Backend::Embedded => {
-                redis.set_add(REGISTRY_KEY, &[name]).await.is_ok()
-            }
-            _ => self
+        let done = match self.redis() {
+            Some(redis) => redis.set_add(REGISTRY_KEY, &[name]).await.is_ok(),
+            None => self
                 .store
                 .embedded_store()
                 .set_add(REGISTRY_KEY, &[name])
@@ -190,6 +315,20 @@ fn parse_enqueued(reply: &ScriptValue) -> Result<Enqueued> {
         added,
         buffered: false,
     })
+}
+
+/// An `XREADGROUP` reply in RESP3 is a map (stream → entries); as
+/// `[[stream, entries]…]` it has the RESP2 shape the parser reads.
+fn flatten_map(reply: redis::Value) -> redis::Value {
+    match reply {
+        redis::Value::Map(pairs) => redis::Value::Array(
+            pairs
+                .into_iter()
+                .map(|(key, value)| redis::Value::Array(vec![key, value]))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Milliseconds of `duration`, for script arguments.
@@ -240,12 +379,10 @@ async fn flush(queue: &QueueShared, buffer: &Buffer) {
             .due_at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        let args = [
-            ScriptArg::from(job.id.as_deref().unwrap_or("")),
-            ScriptArg::Bytes(job.payload.clone()),
-            ScriptArg::Int(millis(delay)),
-        ];
-        match queue.run(&scripts::ENQUEUE, &args).await {
+        match queue
+            .store_job(job.id.clone(), job.payload.clone(), delay)
+            .await
+        {
             Ok(_) => {
                 buffer.pop_front(&job);
                 metrics::enqueued(queue.keys.name());

@@ -1,20 +1,25 @@
-//! [`Worker`]: fetches due jobs, runs them with a concurrency limit, keeps
+//! [`Worker`]: reads due jobs, runs them with a concurrency limit, keeps
 //! their leases alive and records each outcome.
 //!
-//! The fetch loop leases at most as many jobs as it has free slots (one
-//! script call also returns expired leases of dead workers to the queue).
-//! Each job runs in its own task next to a heartbeat that renews its lease
-//! every `heartbeat_interval`; the handler itself runs in a further task so a
-//! panic fails the attempt instead of the worker. When the outcome cannot be
-//! recorded (Redis away), it is retried until the lease would have expired;
-//! after that the job is someone else's and runs again (at-least-once).
+//! The loop reads at most as many jobs as it has free slots with one
+//! non-blocking `XREADGROUP`, woken by local enqueues at once and by a poll
+//! for other processes' jobs; every `poll_interval` it also runs the
+//! maintenance script (due delayed jobs to the Stream, expired leases taken
+//! back). Each job runs in its own task, next to a heartbeat that renews its
+//! lease every `heartbeat_interval`; a panic in the handler fails the
+//! attempt, not the worker. When the outcome cannot be recorded (Redis
+//! away), it is retried until the lease would have expired; after that the
+//! job is someone else's and runs again (at-least-once).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use bytes::Bytes;
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -24,12 +29,12 @@ use tokio::time::Instant;
 use super::handle::Queue;
 use super::job::Job;
 use super::metrics;
-use super::reply::{int_at, text_at};
-use super::scripts;
+use super::reply::int_at;
+use super::scripts::{self, EntryFields};
 use super::shared::millis;
 use crate::connection::Backoff;
 use crate::error::{BoxError, Result};
-use crate::store::{ScriptArg, ScriptValue};
+use crate::store::{ScriptArg, ScriptValue, StreamId};
 
 /// The error recorded for a job whose worker stopped renewing its lease.
 pub(super) const LOST_LEASE: &str =
@@ -148,12 +153,21 @@ impl Drop for Worker {
     }
 }
 
-struct Fetched {
-    id: String,
-    payload: Option<Bytes>,
-    attempt: u32,
-    waited: Duration,
+/// A job leased by a read: its entry (the lease) and what it says.
+pub(super) struct Fetched {
+    pub(super) entry: String,
+    pub(super) job: EntryFields,
+    pub(super) waited: Duration,
 }
+
+impl Fetched {
+    fn attempt(&self) -> u32 {
+        self.job.attempts.saturating_add(1)
+    }
+}
+
+/// Jobs moved or taken back by one maintenance run, at most.
+const MAINTENANCE_BATCH: i64 = 100;
 
 async fn fetch_loop<T, H>(
     queue: Queue<T>,
@@ -168,6 +182,7 @@ where
     let config = queue.config.clone();
     let mut jobs = JoinSet::new();
     let mut fetch_failing = false;
+    let mut next_maintenance = Instant::now();
     while stop.borrow().is_none() {
         while jobs.try_join_next().is_some() {}
         let free = config.concurrency.saturating_sub(jobs.len());
@@ -181,6 +196,15 @@ where
         let wakeup = queue.shared.wakeup.notified();
         tokio::pin!(wakeup);
         wakeup.as_mut().enable();
+        if Instant::now() >= next_maintenance {
+            next_maintenance = Instant::now() + config.poll_interval;
+            if let Err(error) = maintain(&queue).await
+                && !fetch_failing
+            {
+                tracing::warn!(queue = queue.name(), %error, "cannot maintain the queue; retrying every poll interval");
+                fetch_failing = true;
+            }
+        }
         match fetch(&queue, free).await {
             Ok(fetched) if !fetched.is_empty() => {
                 fetch_failing = false;
@@ -203,6 +227,11 @@ where
                 }
             }
             Err(error) => {
+                // A missing group (a flushed or restarted Redis) is created
+                // by the maintenance script: run it at the next turn.
+                if !error.is_unavailable() {
+                    next_maintenance = Instant::now();
+                }
                 // Once per outage, not once per poll.
                 if !fetch_failing {
                     tracing::warn!(queue = queue.name(), %error, "cannot fetch jobs; retrying every poll interval");
@@ -210,11 +239,13 @@ where
                 }
             }
         }
+        // Nothing to read: sleep until a local enqueue, the next
+        // maintenance or shutdown (a job finishing frees a slot, but there
+        // is nothing to fill it with).
         tokio::select! {
             () = &mut wakeup => {}
-            () = tokio::time::sleep(config.poll_interval) => {}
+            () = tokio::time::sleep_until(next_maintenance.max(Instant::now() + Duration::from_millis(1))) => {}
             _ = stop.changed() => {}
-            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
         }
     }
     let deadline = (*stop.borrow()).unwrap_or_else(Instant::now);
@@ -245,17 +276,18 @@ where
     }
 }
 
-async fn fetch<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
+/// Moves due delayed jobs to the Stream and takes back expired leases.
+pub(super) async fn maintain<T>(queue: &Queue<T>) -> Result<()> {
     let config = &queue.config;
     let args = [
-        ScriptArg::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
         ScriptArg::Int(millis(config.visibility_timeout)),
         ScriptArg::Int(i64::from(config.retry.max_attempts)),
         ScriptArg::from(LOST_LEASE),
+        ScriptArg::Int(MAINTENANCE_BATCH),
     ];
-    let reply = queue.shared.run(&scripts::FETCH, &args).await?;
+    let reply = queue.shared.run(&scripts::MAINTAIN, &args).await?;
     let items = reply.as_array().unwrap_or_default();
-    let (reclaimed, dead) = (int_at(items, 0), int_at(items, 1));
+    let (reclaimed, dead) = (int_at(items, 1), int_at(items, 2));
     if reclaimed > 0 || dead > 0 {
         tracing::warn!(
             queue = queue.name(),
@@ -266,24 +298,52 @@ async fn fetch<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
         metrics::reclaimed(queue.name(), u64::try_from(reclaimed + dead).unwrap_or(0));
         metrics::dead(queue.name(), u64::try_from(dead).unwrap_or(0));
     }
-    Ok(items
-        .get(2..)
-        .unwrap_or_default()
-        .chunks_exact(4)
-        .map(|job| Fetched {
-            id: text_at(job, 0).unwrap_or_default(),
-            payload: match &job[1] {
-                ScriptValue::Bytes(bytes) => Some(bytes.clone()),
-                _ => None,
-            },
-            attempt: u32::try_from(int_at(job, 2)).unwrap_or(u32::MAX),
-            waited: Duration::from_millis(u64::try_from(int_at(job, 3)).unwrap_or(0)),
-        })
-        .collect())
+    Ok(())
+}
+
+/// Leases up to `limit` due jobs (one `XREADGROUP`).
+pub(super) async fn fetch<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
+    let reply = queue.shared.read(limit).await?;
+    let now_ms = crate::clock::millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
+    let mut fetched = Vec::new();
+    for stream in reply.as_array().unwrap_or_default() {
+        let entries = stream.as_array().and_then(|s| s.get(1)?.as_array());
+        for item in entries.unwrap_or_default() {
+            let Some([ScriptValue::Bytes(entry), fields]) = item.as_array() else {
+                continue;
+            };
+            let Ok(entry_id) = std::str::from_utf8(entry).unwrap_or("").parse::<StreamId>() else {
+                continue;
+            };
+            let pairs: Vec<(Bytes, Bytes)> = fields
+                .as_array()
+                .unwrap_or_default()
+                .chunks_exact(2)
+                .filter_map(|pair| match pair {
+                    [ScriptValue::Bytes(name), ScriptValue::Bytes(value)] => {
+                        Some((name.clone(), value.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            fetched.push(Fetched {
+                entry: entry_id.to_string(),
+                job: EntryFields::parse(entry_id, &pairs),
+                // The entry id is when it was appended (the store's clock;
+                // this process' clock may differ a little).
+                waited: Duration::from_millis(now_ms.saturating_sub(entry_id.ms)),
+            });
+        }
+    }
+    Ok(fetched)
 }
 
 /// How an attempt ended.
-enum Outcome {
+pub(super) enum Outcome {
     Done,
     Retry(Duration, String),
     Dead(String),
@@ -297,71 +357,62 @@ where
     let name = queue.name();
     metrics::started(name);
     let started = Instant::now();
-    let payload = match decode::<T>(fetched.payload.as_deref()) {
+    let attempt = fetched.attempt();
+    let payload = match decode::<T>(fetched.job.payload.as_deref()) {
         Ok(payload) => payload,
         Err(problem) => {
-            tracing::error!(queue = name, job = %fetched.id, %problem, "dead-lettering a malformed job");
+            tracing::error!(queue = name, job = %fetched.job.id, %problem, "dead-lettering a malformed job");
             finish(queue, &fetched, Outcome::Dead(problem)).await;
             metrics::failed(name, started.elapsed(), false);
             return;
         }
     };
     let job = Job {
-        id: fetched.id.clone(),
-        attempt: fetched.attempt,
+        id: fetched.job.id.clone(),
+        attempt,
         waited: fetched.waited,
         payload,
     };
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
-        queue.clone(),
-        fetched.id.clone(),
-        fetched.attempt,
-    )));
-    let handler_task = AbortOnDrop(tokio::spawn(handler.call(job)));
-    let result = match wait(handler_task).await {
+    let handled = AssertUnwindSafe(handler.call(job)).catch_unwind();
+    tokio::pin!(handled);
+    let renewing = heartbeat(queue, &fetched);
+    tokio::pin!(renewing);
+    let handled = tokio::select! {
+        handled = &mut handled => handled,
+        () = &mut renewing => handled.await,
+    };
+    let result = match handled {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error_text(&*error)),
-        Err(panic) => Err(format!("the handler panicked: {panic}")),
+        Err(panic) => Err(format!("the handler panicked: {}", panic_text(&*panic))),
     };
-    drop(heartbeat);
     let took = started.elapsed();
     let backoff = Backoff::new(queue.config.retry.clone());
     let outcome = match result {
         Ok(()) => Outcome::Done,
-        Err(error) if backoff.exhausted(fetched.attempt) => Outcome::Dead(error),
-        Err(error) => Outcome::Retry(backoff.delay(fetched.attempt), error),
+        Err(error) if backoff.exhausted(attempt) => Outcome::Dead(error),
+        Err(error) => Outcome::Retry(backoff.delay(attempt), error),
     };
     match &outcome {
         Outcome::Done => metrics::completed(name, took),
         Outcome::Retry(delay, error) => {
-            tracing::warn!(queue = name, job = %fetched.id, attempt = fetched.attempt, ?delay, %error, "job failed; retrying");
+            tracing::warn!(queue = name, job = %fetched.job.id, attempt, ?delay, %error, "job failed; retrying");
             metrics::failed(name, took, true);
         }
         Outcome::Dead(error) => {
-            tracing::error!(queue = name, job = %fetched.id, attempt = fetched.attempt, %error, "job failed for the last time; dead-lettered");
+            tracing::error!(queue = name, job = %fetched.job.id, attempt, %error, "job failed for the last time; dead-lettered");
             metrics::failed(name, took, false);
         }
     }
     finish(queue, &fetched, outcome).await;
 }
 
-/// The task's value, or the text of its panic.
-async fn wait<F: Send + 'static>(mut task: AbortOnDrop<F>) -> std::result::Result<F, String> {
-    match (&mut task.0).await {
-        Ok(value) => Ok(value),
-        Err(error) => Err(panic_text(error)),
-    }
-}
-
-fn panic_text(error: tokio::task::JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(panic) => panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-text panic".to_owned()),
-        Err(error) => error.to_string(),
-    }
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".to_owned())
 }
 
 fn decode<T: DeserializeOwned>(payload: Option<&[u8]>) -> std::result::Result<T, String> {
@@ -394,75 +445,74 @@ fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Renews the lease every `heartbeat_interval` until aborted or lost.
-async fn heartbeat<T>(queue: Queue<T>, id: String, attempt: u32) {
-    let config = &queue.config;
-    let mut ticker = tokio::time::interval(config.heartbeat_interval);
+/// Renews the lease every `heartbeat_interval`; returns when it is lost.
+async fn heartbeat<T>(queue: &Queue<T>, fetched: &Fetched) {
+    let mut ticker = tokio::time::interval(queue.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let args = [
-            ScriptArg::from(id.as_str()),
-            ScriptArg::Int(i64::from(attempt)),
-            ScriptArg::Int(millis(config.visibility_timeout)),
-        ];
-        match queue.shared.run(&scripts::HEARTBEAT, &args).await {
-            Ok(reply) if reply.as_i64() == Some(1) => {}
-            Ok(_) => {
-                tracing::warn!(queue = queue.name(), job = %id, "lost the lease of a running job; another worker may run it too");
+        match queue.shared.touch(&fetched.entry).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(queue = queue.name(), job = %fetched.job.id, "lost the lease of a running job; another worker may run it too");
                 return;
             }
             Err(error) => {
-                tracing::warn!(queue = queue.name(), job = %id, %error, "cannot renew a job's lease");
+                tracing::warn!(queue = queue.name(), job = %fetched.job.id, %error, "cannot renew a job's lease");
             }
         }
     }
 }
 
 /// Records the outcome, retrying while the store is unavailable until the
-/// lease would have expired.
-async fn finish<T>(queue: &Queue<T>, fetched: &Fetched, outcome: Outcome) {
-    let (kind, delay, error) = match outcome {
-        Outcome::Done => ("done", Duration::ZERO, String::new()),
-        Outcome::Retry(delay, error) => ("retry", delay, error),
-        Outcome::Dead(error) => ("dead", Duration::ZERO, error),
-    };
-    let args = [
-        ScriptArg::from(fetched.id.as_str()),
-        ScriptArg::Int(i64::from(fetched.attempt)),
-        ScriptArg::from(kind),
-        ScriptArg::Int(millis(delay)),
-        ScriptArg::from(error.as_str()),
-    ];
+/// lease would have expired; false when the lease was taken over (or the
+/// outcome could not be recorded) and nothing changed.
+pub(super) async fn finish<T>(queue: &Queue<T>, fetched: &Fetched, outcome: Outcome) -> bool {
+    let retried = matches!(outcome, Outcome::Retry(..));
     let give_up = Instant::now() + queue.config.visibility_timeout;
     loop {
-        match queue.shared.run(&scripts::FINISH, &args).await {
-            Ok(reply) => {
-                if reply.as_i64() != Some(1) {
-                    tracing::warn!(queue = queue.name(), job = %fetched.id, "the job's lease was taken over before it finished; its outcome is not recorded here");
+        let recorded = match &outcome {
+            // A job never named nor retried has nothing to clean up but its entry.
+            Outcome::Done if !fetched.job.named => queue.shared.ack(&fetched.entry).await,
+            _ => finish_script(queue, fetched, &outcome).await,
+        };
+        match recorded {
+            Ok(ours) => {
+                if !ours {
+                    tracing::warn!(queue = queue.name(), job = %fetched.job.id, "the job's lease was taken over before it finished; its outcome is not recorded here");
                 }
-                if kind == "retry" {
+                if retried {
                     queue.shared.wakeup.notify_waiters();
                 }
-                return;
+                return ours;
             }
             Err(error) if error.is_unavailable() && Instant::now() < give_up => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(error) => {
-                tracing::error!(queue = queue.name(), job = %fetched.id, %error, "cannot record a job's outcome; it runs again after its visibility timeout");
-                return;
+                tracing::error!(queue = queue.name(), job = %fetched.job.id, %error, "cannot record a job's outcome; it runs again after its visibility timeout");
+                return false;
             }
         }
     }
 }
 
-/// A task aborted when dropped (so a stopped job stops its handler too).
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+async fn finish_script<T>(queue: &Queue<T>, fetched: &Fetched, outcome: &Outcome) -> Result<bool> {
+    let (kind, delay, error) = match outcome {
+        Outcome::Done => ("done", Duration::ZERO, ""),
+        Outcome::Retry(delay, error) => ("retry", *delay, error.as_str()),
+        Outcome::Dead(error) => ("dead", Duration::ZERO, error.as_str()),
+    };
+    let args = [
+        ScriptArg::from(fetched.entry.as_str()),
+        ScriptArg::from(fetched.job.id.as_str()),
+        ScriptArg::from(kind),
+        ScriptArg::Int(millis(delay)),
+        ScriptArg::from(error),
+        ScriptArg::Bytes(fetched.job.payload.clone().unwrap_or_default()),
+        ScriptArg::Int(i64::from(fetched.attempt())),
+    ];
+    let reply = queue.shared.run(&scripts::FINISH, &args).await?;
+    Ok(reply.as_i64() == Some(1))
 }

@@ -43,7 +43,7 @@ pub(crate) use primitives::CursorPosition;
 pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, scan_all};
 pub use pubsub::{Message, PubSubEvent, Subscription};
 pub use redis::RedisStore;
-pub use script::{NativeScript, Script, ScriptArg, ScriptContext, ScriptValue};
+pub use script::{NativeScript, Script, ScriptArg, ScriptContext, ScriptValue, StreamFields};
 pub use stream_id::StreamId;
 pub use ttl::KeyTtl;
 pub(crate) use ttl::ttl_millis;

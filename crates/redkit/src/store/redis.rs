@@ -52,7 +52,8 @@ impl RedisStore {
         &self.connection
     }
 
-    fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
+    /// `key` as Redis names it: with the configured `key_prefix`.
+    pub(crate) fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
         if self.prefix.is_empty() {
             Cow::Borrowed(key)
         } else {

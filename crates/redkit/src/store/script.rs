@@ -168,6 +168,9 @@ impl ScriptValue {
     }
 }
 
+/// The field-value pairs of one stream entry, in order.
+pub type StreamFields = Vec<(Bytes, Bytes)>;
+
 /// The keys a native script may touch, locked for the script's duration.
 /// Index `i` is Lua's `KEYS[i + 1]`.
 pub trait ScriptContext {
@@ -218,11 +221,47 @@ pub trait ScriptContext {
     /// `XADD KEYS[i+1] MAXLEN max_len * d value`: appends with an id from the
     /// store's clock and trims to the newest `max_len` entries.
     fn xadd(&mut self, key: usize, value: Bytes, max_len: usize) -> Result<StreamId>;
-    /// `XRANGE KEYS[i+1] start + COUNT count` (`start` included).
+    /// `XRANGE KEYS[i+1] start + COUNT count` (`start` included), each
+    /// entry as its first field's value.
     fn xrange(
         &mut self,
         key: usize,
         start: StreamId,
         count: usize,
     ) -> Result<Vec<(StreamId, Bytes)>>;
+    /// `XADD KEYS[i+1] * field value …` (no trimming).
+    fn xadd_fields(&mut self, key: usize, fields: StreamFields) -> Result<StreamId>;
+    /// `XRANGE KEYS[i+1] id id`: the entry's fields.
+    fn xget(&mut self, key: usize, id: StreamId) -> Result<Option<StreamFields>>;
+    /// `XDEL KEYS[i+1] id`; whether it was there.
+    fn xdel(&mut self, key: usize, id: StreamId) -> Result<bool>;
+    /// `XLEN KEYS[i+1]`.
+    fn xlen(&mut self, key: usize) -> Result<u64>;
+    /// `XREADGROUP GROUP group c COUNT count STREAMS KEYS[i+1] >` (the group
+    /// is created at id 0 when missing, as `XGROUP CREATE … 0 MKSTREAM`).
+    fn xread_group(
+        &mut self,
+        key: usize,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<(StreamId, StreamFields)>>;
+    /// `XACK KEYS[i+1] group id`; whether the entry was pending.
+    fn xack(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool>;
+    /// `XCLAIM KEYS[i+1] group c 0 id JUSTID`: resets a pending entry's idle
+    /// time without counting a delivery; whether it was pending.
+    fn xclaim_touch(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool>;
+    /// `XAUTOCLAIM KEYS[i+1] group c min_idle 0-0 COUNT count`: claims
+    /// entries pending for at least `min_idle`.
+    fn xautoclaim(
+        &mut self,
+        key: usize,
+        group: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<(StreamId, StreamFields)>>;
+    /// `XPENDING KEYS[i+1] group id id 1`: whether the entry is pending.
+    fn xis_pending(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool>;
+    /// The group's pending count (`XPENDING`) and the first entry it has not
+    /// delivered (`XINFO GROUPS`' last-delivered-id, then `XRANGE`).
+    fn xbacklog(&mut self, key: usize, group: &str) -> Result<(u64, Option<StreamId>)>;
 }

@@ -298,8 +298,8 @@ async fn health_reports_queue_counts_against_thresholds() {
     assert_eq!(json["queues"][0]["counts"]["waiting"], 3);
 }
 
-/// Bytes written into a queue by something else (not JSON, not UTF-8, a
-/// job with no payload) are dead-lettered with a clear error; the queue
+/// Entries written into a queue's Stream by something else (not JSON, not
+/// UTF-8, a job with no payload) are dead-lettered with a clear error; the queue
 /// keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_in_redis_are_dead_lettered() {
@@ -315,32 +315,34 @@ async fn hostile_bytes_in_redis_are_dead_lettered() {
         }
         command
     };
+    // Entries appended to the queue's Stream by something else: a payload
+    // that is not JSON (nor UTF-8), one nested too deep, and one with no
+    // payload at all.
     for (id, payload) in [
         ("garbage", &b"\xff\x00not json"[..]),
         ("deep", &b"[[[[[[[[[[[[[[[[[[[["[..]),
     ] {
-        let _: i64 = connection
+        let _: String = connection
             .query(&raw(&[
-                b"HSET",
-                b"rq:{hostile}:jobs",
-                id.as_bytes(),
+                b"XADD",
+                b"rq:{hostile}:stream",
+                b"*",
+                b"p",
                 payload,
-            ]))
-            .await
-            .unwrap();
-        let _: i64 = connection
-            .query(&raw(&[
-                b"ZADD",
-                b"rq:{hostile}:waiting",
-                b"0",
+                b"j",
                 id.as_bytes(),
             ]))
             .await
             .unwrap();
     }
-    // A job listed as waiting whose payload is missing.
-    let _: i64 = connection
-        .query(&raw(&[b"ZADD", b"rq:{hostile}:waiting", b"0", b"ghost"]))
+    let _: String = connection
+        .query(&raw(&[
+            b"XADD",
+            b"rq:{hostile}:stream",
+            b"*",
+            b"j",
+            b"ghost",
+        ]))
         .await
         .unwrap();
     let queue = kit

@@ -8,7 +8,7 @@ use parking_lot::MutexGuard;
 use super::shard::Shard;
 use crate::clock::millis;
 use crate::error::{Error, Result};
-use crate::store::{KeyTtl, ScriptContext, StreamId, ttl_millis};
+use crate::store::{KeyTtl, ScriptContext, StreamFields, StreamId, ttl_millis};
 
 /// Holds the locks of every shard a script's keys live in.
 pub(super) struct NativeContext<'a> {
@@ -183,5 +183,101 @@ impl ScriptContext for NativeContext<'_> {
         let now = self.now_ms;
         let (name, shard) = self.slot(key)?;
         shard.xrange(name, start, count, now)
+    }
+
+    fn xadd_fields(&mut self, key: usize, fields: StreamFields) -> Result<StreamId> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard
+            .with_stream(name, now, true, |stream| stream.add(fields, now))?
+            .unwrap_or_default())
+    }
+
+    fn xget(&mut self, key: usize, id: StreamId) -> Result<Option<StreamFields>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard
+            .with_stream(name, now, false, |stream| stream.get(id))?
+            .flatten())
+    }
+
+    fn xdel(&mut self, key: usize, id: StreamId) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard.with_stream(name, now, false, |stream| stream.delete(id))? == Some(true))
+    }
+
+    fn xlen(&mut self, key: usize) -> Result<u64> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard
+            .with_stream(name, now, false, |stream| stream.len() as u64)?
+            .unwrap_or(0))
+    }
+
+    fn xread_group(
+        &mut self,
+        key: usize,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<(StreamId, StreamFields)>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard
+            .with_stream(name, now, true, |stream| {
+                stream.read_group(group, count, now)
+            })?
+            .unwrap_or_default())
+    }
+
+    fn xack(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard.with_stream(name, now, false, |stream| stream.ack(group, id))? == Some(true))
+    }
+
+    fn xclaim_touch(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(
+            shard.with_stream(name, now, false, |stream| stream.touch(group, id, now))?
+                == Some(true),
+        )
+    }
+
+    fn xautoclaim(
+        &mut self,
+        key: usize,
+        group: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<(StreamId, StreamFields)>> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard
+            .with_stream(name, now, false, |stream| {
+                stream.auto_claim(group, millis(min_idle), count, now)
+            })?
+            .unwrap_or_default())
+    }
+
+    fn xis_pending(&mut self, key: usize, group: &str, id: StreamId) -> Result<bool> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(
+            shard.with_stream(name, now, false, |stream| stream.is_pending(group, id))?
+                == Some(true),
+        )
+    }
+
+    fn xbacklog(&mut self, key: usize, group: &str) -> Result<(u64, Option<StreamId>)> {
+        let now = self.now_ms;
+        let (name, shard) = self.slot(key)?;
+        Ok(shard
+            .with_stream(name, now, false, |stream| {
+                let (pending, first) = stream.group_backlog(group);
+                (pending as u64, first)
+            })?
+            .unwrap_or((0, None)))
     }
 }

@@ -516,6 +516,20 @@ impl Shard {
         Ok(id)
     }
 
+    /// Runs `op` on the stream at `key` (created when `create`), then
+    /// re-accounts its memory; `None` when there is no such stream.
+    pub(super) fn with_stream<R>(
+        &mut self,
+        key: &str,
+        now: u64,
+        create: bool,
+        op: impl FnOnce(&mut Stream) -> R,
+    ) -> Result<Option<R>> {
+        let result = self.stream(key, now, create)?.map(op);
+        self.resize(key);
+        Ok(result)
+    }
+
     pub(super) fn xrange(
         &mut self,
         key: &str,
