@@ -11,9 +11,10 @@ use super::handle::Cache;
 use super::recovery::Apply;
 use super::tags::new_version;
 use crate::error::Result;
-use crate::store::{ScanCursor, Store};
+use crate::store::{Store, delete_matching};
 
 /// Keys looked at per SCAN step (and deleted per UNLINK at most).
+/// Keys per SCAN page of a prefix invalidation or clear.
 const SCAN_PAGE: usize = 1000;
 
 impl<S: Store> Cache<S> {
@@ -82,7 +83,7 @@ impl<S: Store> Cache<S> {
         engine.check_prefix(prefix)?;
         engine.evict_prefix_locally(prefix);
         let pattern = engine.layout.entries_with_prefix(prefix);
-        let deleted = unlink_matching(&engine.store, &pattern).await?;
+        let deleted = delete_matching(&engine.store, &pattern, SCAN_PAGE).await?;
         engine.journal(
             format!("prefix:{prefix}"),
             CacheChange::Prefix {
@@ -105,7 +106,8 @@ impl<S: Store> Cache<S> {
     pub async fn clear(&self) -> Result<u64> {
         let engine = &self.engine;
         engine.forget_local();
-        let deleted = unlink_matching(&engine.store, &engine.layout.everything()).await?;
+        let deleted =
+            delete_matching(&engine.store, &engine.layout.everything(), SCAN_PAGE).await?;
         engine.forget_local();
         engine.journal(
             "clear".to_owned(),
@@ -115,23 +117,5 @@ impl<S: Store> Cache<S> {
         engine.counters.invalidations(1);
         engine.publish(CacheChange::Clear).await;
         Ok(deleted)
-    }
-}
-
-/// Deletes every key matching `pattern`, one SCAN page at a time; returns
-/// how many were deleted.
-pub(super) async fn unlink_matching<T: Store>(store: &T, pattern: &str) -> Result<u64> {
-    let mut cursor = ScanCursor::START;
-    let mut deleted = 0;
-    loop {
-        let page = store.scan(&cursor, pattern, SCAN_PAGE).await?;
-        if !page.keys.is_empty() {
-            let keys: Vec<&str> = page.keys.iter().map(String::as_str).collect();
-            deleted += store.delete(&keys).await?;
-        }
-        if page.cursor.is_done() {
-            return Ok(deleted);
-        }
-        cursor = page.cursor;
     }
 }

@@ -20,10 +20,12 @@ use std::sync::{Arc, Weak};
 
 use super::backplane::{CacheChange, Notice};
 use super::engine::Engine;
-use super::invalidate::unlink_matching;
 use super::key::Layout;
 use super::tags::PENDING_RETRY;
-use crate::store::{RedisStore, Replay, Store};
+use crate::store::{RedisStore, Replay, Store, delete_matching};
+
+/// Keys per SCAN page when a journalled prefix invalidation is replayed.
+const REPLAY_SCAN_PAGE: usize = 1000;
 
 impl<S: Store> Engine<S> {
     /// Records, when the store is serving from its outage fallback, how to
@@ -96,7 +98,7 @@ fn replay_of(layout: Layout, notice: Vec<u8>, apply: Apply) -> Replay {
                     redis.delete(&refs).await?;
                 }
                 Apply::UnlinkMatching(pattern) => {
-                    unlink_matching(&redis, pattern).await?;
+                    delete_matching(&redis, pattern, REPLAY_SCAN_PAGE).await?;
                 }
             }
             redis.publish(&layout.channel(), &notice).await?;

@@ -40,7 +40,7 @@ pub use glob::escape_glob;
 pub(crate) use glob::glob_matches;
 pub use journal::Replay;
 pub(crate) use primitives::CursorPosition;
-pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, scan_all};
+pub use primitives::{Backend, ScanCursor, ScanPage, SetEntry, Store, delete_matching, scan_all};
 pub use pubsub::{Message, PubSubEvent, Subscription};
 pub use redis::RedisStore;
 pub use script::{NativeScript, Script, ScriptArg, ScriptContext, ScriptValue, StreamFields};

@@ -214,6 +214,25 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<ScriptValue>> + Send;
 }
 
+/// Deletes every key matching `pattern`, one SCAN page (of `page` keys) at
+/// a time, so memory stays bounded whatever the keyspace; returns how many
+/// were deleted. On Cluster the scan visits every master.
+pub async fn delete_matching<S: Store>(store: &S, pattern: &str, page: usize) -> Result<u64> {
+    let mut cursor = ScanCursor::START;
+    let mut deleted = 0;
+    loop {
+        let scanned = store.scan(&cursor, pattern, page).await?;
+        if !scanned.keys.is_empty() {
+            let keys: Vec<&str> = scanned.keys.iter().map(String::as_str).collect();
+            deleted += store.delete(&keys).await?;
+        }
+        if scanned.cursor.is_done() {
+            return Ok(deleted);
+        }
+        cursor = scanned.cursor;
+    }
+}
+
 /// Every key matching `pattern`, by scanning to the end. For tests and small
 /// keyspaces; large ones should process [`Store::scan`] pages as they come.
 pub async fn scan_all<S: Store>(store: &S, pattern: &str, count: usize) -> Result<Vec<String>> {
