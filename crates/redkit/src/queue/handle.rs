@@ -12,8 +12,8 @@ use super::config::QueueConfig;
 use super::job::{DeadJob, EnqueueOptions, Enqueued, JobInfo, JobState, QueueCounts};
 use super::keys::validate_job_id;
 use super::reply::{int_at, text_at};
+use super::scripts;
 use super::shared::QueueShared;
-use super::{metrics, scripts};
 use crate::error::{Error, Result};
 use crate::store::{ScriptArg, ScriptValue};
 
@@ -129,7 +129,7 @@ impl<T> Queue<T> {
         let items = reply.as_array().unwrap_or_default();
         let count = |i| u64::try_from(int_at(items, i)).unwrap_or(0);
         let oldest = u64::try_from(int_at(items, 4)).ok();
-        metrics::oldest_waiting(self.name(), oldest);
+        self.shared.metrics.oldest_waiting(oldest);
         Ok(QueueCounts {
             waiting: count(0),
             delayed: count(1),

@@ -13,50 +13,91 @@
 //! | `redkit_queue_handler_duration_seconds` | histogram | handler run time |
 //! | `redkit_queue_oldest_waiting_seconds` | gauge | age of the oldest due job, set whenever counts are read |
 
+//!
+//! The handles are registered once per queue ([`QueueMetrics::new`]), so
+//! the hot path (one enqueue, one job) neither allocates the label nor
+//! looks the metric up again.
+
 use std::time::Duration;
 
-pub(super) fn enqueued(queue: &str) {
-    metrics::counter!("redkit_queue_enqueued_total", "queue" => queue.to_owned()).increment(1);
+use metrics::{Counter, Gauge, Histogram};
+
+/// One queue's metric handles.
+#[derive(Debug)]
+pub(super) struct QueueMetrics {
+    enqueued: Counter,
+    buffered: Counter,
+    started: Counter,
+    completed: Counter,
+    failed: Counter,
+    retried: Counter,
+    dead: Counter,
+    reclaimed: Counter,
+    handler_duration: Histogram,
+    oldest_waiting: Gauge,
 }
 
-pub(super) fn buffered(queue: &str) {
-    metrics::counter!("redkit_queue_buffered_total", "queue" => queue.to_owned()).increment(1);
-}
-
-pub(super) fn started(queue: &str) {
-    metrics::counter!("redkit_queue_started_total", "queue" => queue.to_owned()).increment(1);
-}
-
-pub(super) fn completed(queue: &str, took: Duration) {
-    metrics::counter!("redkit_queue_completed_total", "queue" => queue.to_owned()).increment(1);
-    handler_duration(queue, took);
-}
-
-pub(super) fn failed(queue: &str, took: Duration, retried: bool) {
-    metrics::counter!("redkit_queue_failed_total", "queue" => queue.to_owned()).increment(1);
-    if retried {
-        metrics::counter!("redkit_queue_retried_total", "queue" => queue.to_owned()).increment(1);
-    } else {
-        dead(queue, 1);
+impl QueueMetrics {
+    /// Registers the handles of queue `queue`.
+    pub(super) fn new(queue: &str) -> Self {
+        let label = || queue.to_owned();
+        QueueMetrics {
+            enqueued: metrics::counter!("redkit_queue_enqueued_total", "queue" => label()),
+            buffered: metrics::counter!("redkit_queue_buffered_total", "queue" => label()),
+            started: metrics::counter!("redkit_queue_started_total", "queue" => label()),
+            completed: metrics::counter!("redkit_queue_completed_total", "queue" => label()),
+            failed: metrics::counter!("redkit_queue_failed_total", "queue" => label()),
+            retried: metrics::counter!("redkit_queue_retried_total", "queue" => label()),
+            dead: metrics::counter!("redkit_queue_dead_total", "queue" => label()),
+            reclaimed: metrics::counter!("redkit_queue_reclaimed_total", "queue" => label()),
+            handler_duration: metrics::histogram!(
+                "redkit_queue_handler_duration_seconds",
+                "queue" => label()
+            ),
+            oldest_waiting: metrics::gauge!(
+                "redkit_queue_oldest_waiting_seconds",
+                "queue" => label()
+            ),
+        }
     }
-    handler_duration(queue, took);
-}
 
-pub(super) fn dead(queue: &str, jobs: u64) {
-    metrics::counter!("redkit_queue_dead_total", "queue" => queue.to_owned()).increment(jobs);
-}
+    pub(super) fn enqueued(&self) {
+        self.enqueued.increment(1);
+    }
 
-pub(super) fn reclaimed(queue: &str, jobs: u64) {
-    metrics::counter!("redkit_queue_reclaimed_total", "queue" => queue.to_owned()).increment(jobs);
-}
+    pub(super) fn buffered(&self) {
+        self.buffered.increment(1);
+    }
 
-pub(super) fn oldest_waiting(queue: &str, age: Option<u64>) {
-    let seconds = age.map_or(0.0, |ms| ms as f64 / 1000.0);
-    metrics::gauge!("redkit_queue_oldest_waiting_seconds", "queue" => queue.to_owned())
-        .set(seconds);
-}
+    pub(super) fn started(&self) {
+        self.started.increment(1);
+    }
 
-fn handler_duration(queue: &str, took: Duration) {
-    metrics::histogram!("redkit_queue_handler_duration_seconds", "queue" => queue.to_owned())
-        .record(took.as_secs_f64());
+    pub(super) fn completed(&self, took: Duration) {
+        self.completed.increment(1);
+        self.handler_duration.record(took.as_secs_f64());
+    }
+
+    pub(super) fn failed(&self, took: Duration, retried: bool) {
+        self.failed.increment(1);
+        if retried {
+            self.retried.increment(1);
+        } else {
+            self.dead(1);
+        }
+        self.handler_duration.record(took.as_secs_f64());
+    }
+
+    pub(super) fn dead(&self, jobs: u64) {
+        self.dead.increment(jobs);
+    }
+
+    pub(super) fn reclaimed(&self, jobs: u64) {
+        self.reclaimed.increment(jobs);
+    }
+
+    pub(super) fn oldest_waiting(&self, age: Option<u64>) {
+        let seconds = age.map_or(0.0, |ms| ms as f64 / 1000.0);
+        self.oldest_waiting.set(seconds);
+    }
 }

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::buffer::{Buffer, BufferedJob};
 use super::job::Enqueued;
 use super::keys::{QueueKeys, REGISTRY_KEY};
-use super::metrics;
+use super::metrics::QueueMetrics;
 use super::scripts;
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
@@ -55,12 +55,16 @@ pub(crate) struct QueueShared {
     /// Fallback mode only: jobs enqueued while Redis is unreachable.
     pub(super) buffer: Option<Buffer>,
     registered: AtomicBool,
+    /// This queue's metric handles.
+    pub(super) metrics: QueueMetrics,
 }
 
 impl QueueShared {
     fn new(store: AnyStore, keys: QueueKeys) -> Arc<Self> {
         let fallback = store.mode() == Backend::Fallback;
+        let metrics = QueueMetrics::new(keys.name());
         let shared = Arc::new(QueueShared {
+            metrics,
             keys,
             store,
             wakeup: Notify::new(),
@@ -228,7 +232,7 @@ impl QueueShared {
                 due_at: SystemTime::now() + delay,
             };
             let enqueued = buffer.push(self.keys.name(), job, buffer_capacity)?;
-            metrics::buffered(self.keys.name());
+            self.metrics.buffered();
             Ok(enqueued)
         };
         if let Some(buffer) = &self.buffer
@@ -239,7 +243,7 @@ impl QueueShared {
         match self.store_job(id.clone(), payload.clone(), delay).await {
             Ok(enqueued) => {
                 if enqueued.added {
-                    metrics::enqueued(self.keys.name());
+                    self.metrics.enqueued();
                     self.wakeup.notify_waiters();
                 }
                 Ok(enqueued)
@@ -385,7 +389,7 @@ async fn flush(queue: &QueueShared, buffer: &Buffer) {
         {
             Ok(_) => {
                 buffer.pop_front(&job);
-                metrics::enqueued(queue.keys.name());
+                queue.metrics.enqueued();
                 queue.wakeup.notify_waiters();
             }
             Err(error) if error.is_unavailable() => return,

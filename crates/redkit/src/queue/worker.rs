@@ -28,7 +28,6 @@ use tokio::time::Instant;
 
 use super::handle::Queue;
 use super::job::Job;
-use super::metrics;
 use super::reply::int_at;
 use super::scripts::{self, EntryFields};
 use super::shared::millis;
@@ -295,8 +294,11 @@ pub(super) async fn maintain<T>(queue: &Queue<T>) -> Result<()> {
             dead,
             "took back jobs of a worker whose lease expired"
         );
-        metrics::reclaimed(queue.name(), u64::try_from(reclaimed + dead).unwrap_or(0));
-        metrics::dead(queue.name(), u64::try_from(dead).unwrap_or(0));
+        queue
+            .shared
+            .metrics
+            .reclaimed(u64::try_from(reclaimed + dead).unwrap_or(0));
+        queue.shared.metrics.dead(u64::try_from(dead).unwrap_or(0));
     }
     Ok(())
 }
@@ -355,7 +357,8 @@ where
     H: Handler<T>,
 {
     let name = queue.name();
-    metrics::started(name);
+    let metrics = &queue.shared.metrics;
+    metrics.started();
     let started = Instant::now();
     let attempt = fetched.attempt();
     let payload = match decode::<T>(fetched.job.payload.as_deref()) {
@@ -363,7 +366,7 @@ where
         Err(problem) => {
             tracing::error!(queue = name, job = %fetched.job.id, %problem, "dead-lettering a malformed job");
             finish(queue, &fetched, Outcome::Dead(problem)).await;
-            metrics::failed(name, started.elapsed(), false);
+            metrics.failed(started.elapsed(), false);
             return;
         }
     };
@@ -394,14 +397,14 @@ where
         Err(error) => Outcome::Retry(backoff.delay(attempt), error),
     };
     match &outcome {
-        Outcome::Done => metrics::completed(name, took),
+        Outcome::Done => metrics.completed(took),
         Outcome::Retry(delay, error) => {
             tracing::warn!(queue = name, job = %fetched.job.id, attempt, ?delay, %error, "job failed; retrying");
-            metrics::failed(name, took, true);
+            metrics.failed(took, true);
         }
         Outcome::Dead(error) => {
             tracing::error!(queue = name, job = %fetched.job.id, attempt, %error, "job failed for the last time; dead-lettered");
-            metrics::failed(name, took, false);
+            metrics.failed(took, false);
         }
     }
     finish(queue, &fetched, outcome).await;
