@@ -324,12 +324,25 @@ async fn on_sentinel_health_and_the_dashboard_show_the_topology() {
         sentinel().servers()[sentinel().master()].port()
     );
     let mut client = Client::new(&server);
-    let health = client.get("/health/redis").await;
-    assert_eq!(health.status, 200, "{health:?}");
-    let redis = &health.body["redis"];
-    assert_eq!(redis["topology"], "sentinel", "{health:?}");
-    assert_eq!(redis["master"], master.as_str());
-    assert_eq!(redis["sentinels"].as_array().map(Vec::len), Some(3));
+    // /health/redis shows the background probe's last report, which may
+    // predate the connection: poll until a report names the master.
+    let reported = eventually(Duration::from_secs(5), || {
+        let mut client = client.clone();
+        let master = master.clone();
+        async move {
+            let health = client.get("/health/redis").await;
+            let redis = &health.body["redis"];
+            health.status == 200
+                && redis["topology"] == "sentinel"
+                && redis["master"] == master.as_str()
+                && redis["sentinels"].as_array().map(Vec::len) == Some(3)
+        }
+    })
+    .await;
+    assert!(
+        reported,
+        "/health/redis does not show the Sentinel topology"
+    );
     let shown = eventually(Duration::from_secs(5), || {
         let mut client = client.clone();
         let master = master.clone();
