@@ -323,7 +323,7 @@ async fn on_sentinel_health_and_the_dashboard_show_the_topology() {
         "127.0.0.1:{}",
         sentinel().servers()[sentinel().master()].port()
     );
-    let mut client = Client::new(&server);
+    let client = Client::new(&server);
     // /health/redis shows the background probe's last report, which may
     // predate the connection: poll until a report names the master.
     let reported = eventually(Duration::from_secs(5), || {
