@@ -596,7 +596,7 @@ pub async fn bad_names_and_ids_are_rejected(kit: &Redkit) {
 /// its lease: a worker that hangs or died.
 async fn lease_one(q: &Queue<Work>) -> super::worker::Fetched {
     super::worker::maintain(q).await.unwrap();
-    let mut fetched = super::worker::fetch(q, 1).await.unwrap();
+    let mut fetched = super::worker::fetch_now(q, 1).await.unwrap();
     assert_eq!(fetched.len(), 1, "one job to lease");
     fetched.remove(0)
 }
@@ -634,13 +634,23 @@ pub async fn a_lease_taken_back_is_fenced(kit: &Redkit) {
     let stale_plain = lease_one(&q).await;
     assert_eq!(stale.job.id, "fenced");
     assert_eq!(stale_plain.job.id, plain.id);
+    let both = vec![stale.entry.clone(), stale_plain.entry.clone()];
+    let mut renewed = q.shared.touch(&both).await.unwrap();
+    renewed.sort_unstable();
+    let mut expected = both.clone();
+    expected.sort_unstable();
+    assert_eq!(renewed, expected, "one heartbeat renews every held lease");
     assert_eq!(until_taken_back(&q, "fenced").await, JobState::Waiting);
     assert_eq!(until_taken_back(&q, &plain.id).await, JobState::Waiting);
     let info = q.state("fenced").await.unwrap().unwrap();
     assert_eq!(info.attempts, 1, "the lost attempt counts");
     assert!(info.last_error.unwrap().contains("visibility timeout"));
 
-    assert!(!q.shared.touch(&stale.entry).await.unwrap(), "heartbeat");
+    assert_eq!(
+        q.shared.touch(&both).await.unwrap(),
+        Vec::<String>::new(),
+        "heartbeat"
+    );
     assert!(!finish(&q, &stale, Outcome::Done).await, "complete");
     assert!(!finish(&q, &stale_plain, Outcome::Done).await, "complete");
     let retry = Outcome::Retry(Duration::ZERO, "late".into());

@@ -148,26 +148,29 @@ fn ack_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptV
     Ok(ScriptValue::Int(i64::from(acked)))
 }
 
-/// ARGV: entry. The heartbeat: `XCLAIM stream workers worker 0 entry
-/// JUSTID` resets the lease's idle time; returns the claimed ids (none: the
-/// lease is lost).
+/// ARGV: entries. The heartbeat of every lease a worker holds: `XCLAIM
+/// stream workers worker 0 entry… JUSTID` resets their idle time; returns
+/// the ids still held (a missing one: that lease is lost).
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "redkit_queue_touch",
-        "return redis.call('XCLAIM', KEYS[1], 'workers', 'worker', 0, ARGV[1], 'JUSTID')",
+        "local args = {'XCLAIM', KEYS[1], 'workers', 'worker', 0}
+for _, entry in ipairs(ARGV) do args[#args + 1] = entry end
+args[#args + 1] = 'JUSTID'
+return redis.call(unpack(args))",
         touch_native,
     )
 });
 
 fn touch_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-    let entry = entry_arg(args, 0)?;
-    Ok(ScriptValue::Array(
+    let mut held = Vec::new();
+    for index in 0..args.len() {
+        let entry = entry_arg(args, index)?;
         if ctx.xclaim_touch(STREAM, GROUP, entry)? {
-            vec![bytes(&entry.to_string())]
-        } else {
-            Vec::new()
-        },
-    ))
+            held.push(bytes(&entry.to_string()));
+        }
+    }
+    Ok(ScriptValue::Array(held))
 }
 
 /// ARGV: id ('' = generated), payload, delay ms. A job with an id or a

@@ -84,7 +84,7 @@ impl QueueShared {
     /// Where the queue lives: Redis (`Some`), or the embedded store in
     /// embedded mode (never the fallback's embedded store: jobs must not
     /// stay behind in one process when Redis comes back).
-    fn redis(&self) -> Option<&RedisStore> {
+    pub(super) fn redis(&self) -> Option<&RedisStore> {
         self.store
             .redis_store()
             .filter(|_| self.store.mode() != Backend::Embedded)
@@ -116,7 +116,7 @@ impl QueueShared {
             Some(redis) => {
                 let stream = redis.key(self.keys.all()[0]);
                 let reply: redis::Value = redis.connection().query(&command(&stream)).await?;
-                Ok(ScriptValue::from_redis(flatten_map(reply)))
+                Ok(stream_reply(reply))
             }
             None => self.run(script, args).await,
         }
@@ -189,8 +189,9 @@ impl QueueShared {
         }
     }
 
-    /// `XCLAIM … 0 entry JUSTID`: renews a lease; false when it is lost.
-    pub(super) async fn touch(&self, entry: &str) -> Result<bool> {
+    /// `XCLAIM … 0 entry… JUSTID`: renews the leases of `entries` in one
+    /// round trip; returns the ones still held (a missing one is lost).
+    pub(super) async fn touch(&self, entries: &[String]) -> Result<Vec<String>> {
         let command = |stream: &str| {
             let mut command = redis::cmd("XCLAIM");
             command
@@ -198,14 +199,24 @@ impl QueueShared {
                 .arg(scripts::GROUP)
                 .arg(scripts::CONSUMER)
                 .arg(0)
-                .arg(entry)
+                .arg(entries)
                 .arg("JUSTID");
             command
         };
-        let reply = self
-            .hot(&scripts::TOUCH, &[ScriptArg::from(entry)], command)
-            .await?;
-        Ok(reply.as_array().is_some_and(|ids| !ids.is_empty()))
+        let args: Vec<ScriptArg> = entries
+            .iter()
+            .map(|entry| ScriptArg::from(entry.as_str()))
+            .collect();
+        let reply = self.hot(&scripts::TOUCH, &args, command).await?;
+        Ok(reply
+            .as_array()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| match id {
+                ScriptValue::Bytes(id) => Some(String::from_utf8_lossy(id).into_owned()),
+                _ => None,
+            })
+            .collect())
     }
 
     fn redis_ready(&self) -> bool {
@@ -319,6 +330,11 @@ fn parse_enqueued(reply: &ScriptValue) -> Result<Enqueued> {
         added,
         buffered: false,
     })
+}
+
+/// A reply of the hot path's commands, in the shape their scripts return.
+pub(super) fn stream_reply(reply: redis::Value) -> ScriptValue {
+    ScriptValue::from_redis(flatten_map(reply))
 }
 
 /// An `XREADGROUP` reply in RESP3 is a map (stream → entries); as

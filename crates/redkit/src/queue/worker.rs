@@ -2,11 +2,11 @@
 //! their leases alive and records each outcome.
 //!
 //! The loop reads at most as many jobs as it has free slots with one
-//! non-blocking `XREADGROUP`, woken by local enqueues at once and by a poll
-//! for other processes' jobs; every `poll_interval` it also runs the
+//! `XREADGROUP` ([`super::reader`]: blocking on Redis, woken by local
+//! enqueues on the embedded store); every `poll_interval` it also runs the
 //! maintenance script (due delayed jobs to the Stream, expired leases taken
-//! back). Each job runs in its own task, next to a heartbeat that renews its
-//! lease every `heartbeat_interval`; a panic in the handler fails the
+//! back). Each job runs in its own task; one heartbeat task renews all the
+//! worker's leases every `heartbeat_interval` ([`super::leases`]); a panic in the handler fails the
 //! attempt, not the worker. When the outcome cannot be recorded (Redis
 //! away), it is retried until the lease would have expired; after that the
 //! job is someone else's and runs again (at-least-once).
@@ -28,6 +28,8 @@ use tokio::time::Instant;
 
 use super::handle::Queue;
 use super::job::Job;
+use super::leases::{self, Leases};
+use super::reader::Reader;
 use super::reply::int_at;
 use super::scripts::{self, EntryFields};
 use super::shared::millis;
@@ -179,9 +181,13 @@ where
     H: Handler<T>,
 {
     let config = queue.config.clone();
+    let leases = Arc::new(Leases::default());
+    let renewing = tokio::spawn(leases::renew(queue.clone(), leases.clone()));
     let mut jobs = JoinSet::new();
     let mut fetch_failing = false;
     let mut next_maintenance = Instant::now();
+    let mut reader = Reader::default();
+    let blocks = Reader::blocks(&queue.shared);
     while stop.borrow().is_none() {
         while jobs.try_join_next().is_some() {}
         let free = config.concurrency.saturating_sub(jobs.len());
@@ -204,7 +210,8 @@ where
                 fetch_failing = true;
             }
         }
-        match fetch(&queue, free).await {
+        let block = next_maintenance.saturating_duration_since(Instant::now());
+        match fetch(&queue, &mut reader, free, block).await {
             Ok(fetched) if !fetched.is_empty() => {
                 fetch_failing = false;
                 for job in fetched {
@@ -212,8 +219,9 @@ where
                     let running = running.clone();
                     let queue = queue.clone();
                     let handler = handler.clone();
+                    let leases = leases.clone();
                     jobs.spawn(async move {
-                        run_job(&queue, handler.as_ref(), job).await;
+                        run_job(&queue, handler.as_ref(), &leases, job).await;
                         running.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -238,9 +246,13 @@ where
                 }
             }
         }
-        // Nothing to read: sleep until a local enqueue, the next
+        // A blocking read that found nothing waited already (unless it
+        // failed). Otherwise sleep until a local enqueue, the next
         // maintenance or shutdown (a job finishing frees a slot, but there
         // is nothing to fill it with).
+        if blocks && !fetch_failing {
+            continue;
+        }
         tokio::select! {
             () = &mut wakeup => {}
             () = tokio::time::sleep_until(next_maintenance.max(Instant::now() + Duration::from_millis(1))) => {}
@@ -258,6 +270,7 @@ where
     let abandoned = jobs.len();
     jobs.abort_all();
     while jobs.join_next().await.is_some() {}
+    renewing.abort();
     running.fetch_sub(
         abandoned.min(running.load(Ordering::Relaxed)),
         Ordering::Relaxed,
@@ -303,9 +316,23 @@ pub(super) async fn maintain<T>(queue: &Queue<T>) -> Result<()> {
     Ok(())
 }
 
-/// Leases up to `limit` due jobs (one `XREADGROUP`).
-pub(super) async fn fetch<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
-    let reply = queue.shared.read(limit).await?;
+/// Leases up to `limit` due jobs (one `XREADGROUP`, which on Redis waits up
+/// to `block` for the first).
+async fn fetch<T>(
+    queue: &Queue<T>,
+    reader: &mut Reader,
+    limit: usize,
+    block: Duration,
+) -> Result<Vec<Fetched>> {
+    parse_fetched(reader.read(&queue.shared, limit, block).await?)
+}
+
+/// Leases up to `limit` due jobs now (one non-blocking `XREADGROUP`).
+pub(super) async fn fetch_now<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
+    parse_fetched(queue.shared.read(limit).await?)
+}
+
+fn parse_fetched(reply: ScriptValue) -> Result<Vec<Fetched>> {
     let now_ms = crate::clock::millis(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -351,7 +378,7 @@ pub(super) enum Outcome {
     Dead(String),
 }
 
-async fn run_job<T, H>(queue: &Queue<T>, handler: &H, fetched: Fetched)
+async fn run_job<T, H>(queue: &Queue<T>, handler: &H, leases: &Leases, fetched: Fetched)
 where
     T: DeserializeOwned + Send + 'static,
     H: Handler<T>,
@@ -376,14 +403,9 @@ where
         waited: fetched.waited,
         payload,
     };
-    let handled = AssertUnwindSafe(handler.call(job)).catch_unwind();
-    tokio::pin!(handled);
-    let renewing = heartbeat(queue, &fetched);
-    tokio::pin!(renewing);
-    let handled = tokio::select! {
-        handled = &mut handled => handled,
-        () = &mut renewing => handled.await,
-    };
+    leases.hold(&fetched.entry, &fetched.job.id);
+    let handled = AssertUnwindSafe(handler.call(job)).catch_unwind().await;
+    leases.release(&fetched.entry);
     let result = match handled {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error_text(&*error)),
@@ -446,26 +468,6 @@ fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
         text.push('…');
     }
     text
-}
-
-/// Renews the lease every `heartbeat_interval`; returns when it is lost.
-async fn heartbeat<T>(queue: &Queue<T>, fetched: &Fetched) {
-    let mut ticker = tokio::time::interval(queue.config.heartbeat_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        match queue.shared.touch(&fetched.entry).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(queue = queue.name(), job = %fetched.job.id, "lost the lease of a running job; another worker may run it too");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(queue = queue.name(), job = %fetched.job.id, %error, "cannot renew a job's lease");
-            }
-        }
-    }
 }
 
 /// Records the outcome, retrying while the store is unavailable until the

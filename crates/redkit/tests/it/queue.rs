@@ -377,3 +377,45 @@ async fn hostile_bytes_in_redis_are_dead_lettered() {
     assert!(ghost.last_error.unwrap().contains("payload is missing"));
     assert_eq!(*seen.lock(), vec![7]);
 }
+
+/// On Redis a worker waits in a blocking read, so a job enqueued by another
+/// process starts at once, not at the worker's next poll (here 30 s away);
+/// its own connection is not the shared one, whose commands keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_from_another_process_starts_without_waiting_for_a_poll() {
+    use redkit::queue::QueueConfig;
+
+    let server = RedisServer::new();
+    let config = || {
+        let mut config = fast_redis_config(&server.url());
+        config.fallback = false;
+        config
+    };
+    let (worker_kit, producer_kit) = (on_redis(config()).await, on_redis(config()).await);
+    let slow_poll = QueueConfig::default().poll_interval(Duration::from_secs(30));
+    let consumer = worker_kit
+        .queue::<u32>("blocking")
+        .unwrap()
+        .with_config(slow_poll)
+        .unwrap();
+    let (started, mut starts) = tokio::sync::mpsc::unbounded_channel();
+    let worker = consumer.start_worker(move |job: redkit::queue::Job<u32>| {
+        let _ = started.send(job.payload);
+        std::future::ready(Ok(()))
+    });
+    let producer = producer_kit.queue::<u32>("blocking").unwrap();
+    for n in 1..=3 {
+        let enqueued_at = std::time::Instant::now();
+        producer.enqueue(&n).await.unwrap();
+        let started = tokio::time::timeout(Duration::from_secs(5), starts.recv())
+            .await
+            .unwrap_or_else(|_| panic!("job {n} did not start within 5 s (the poll is 30 s)"));
+        assert_eq!(started, Some(n));
+        // The worker's shared connection is free meanwhile.
+        redkit::store::Store::set(worker_kit.store(), "free", b"yes", None)
+            .await
+            .unwrap();
+        assert!(enqueued_at.elapsed() < Duration::from_secs(5));
+    }
+    worker.shutdown(Duration::from_secs(2)).await;
+}
