@@ -188,9 +188,7 @@ impl<S: Store> CacheBuilder<S> {
                 "values greater than zero",
             ));
         }
-        let l1 = self
-            .l1_enabled
-            .then(|| l1::build(self.l1_max_bytes, self.clock.clone()));
+        let l1 = self.l1_enabled.then(|| l1::build(self.l1_max_bytes));
         let engine = Engine::start(
             self.store,
             layout,

@@ -225,6 +225,7 @@ impl<S: Store> Engine<S> {
         let l1 = self.local.l1()?;
         let entry = l1.get(key)?;
         if now >= entry.meta.keep_until {
+            l1.invalidate(key);
             return None;
         }
         let value = entry.value.downcast_ref::<T>()?;
