@@ -3,7 +3,6 @@
 //! fail-soft writes). The public API in `handle.rs`, `load.rs` and
 //! `invalidate.rs` is built on it; coherence lives in `backplane.rs`.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use super::codec::Codec;
 use super::envelope::{self, Meta};
 use super::flight::Flights;
 use super::key::{Layout, validate};
-use super::l1::{L1, L1Entry};
+use super::l1::{self, L1};
 use super::local_tier::LocalTier;
 use super::options::EntryOptions;
 use super::stats::{CacheStats, Counters, StatsSource};
@@ -315,14 +314,7 @@ impl<S: Store> Engine<S> {
         }
         let (fresh_until, fresh) = (meta.fresh_until, now < meta.fresh_until);
         if fill_l1 && let Some(l1) = self.local.l1() {
-            l1.insert(
-                key.to_owned(),
-                Arc::new(L1Entry {
-                    value: Arc::new(value.clone()),
-                    meta,
-                    weight,
-                }),
-            );
+            l1.insert(key.to_owned(), l1::entry(value.clone(), meta, weight));
         }
         Some(Found {
             value,
@@ -494,14 +486,8 @@ impl<S: Store> Engine<S> {
             && let Some(l1) = self.local.l1()
         {
             for ((key, value), (meta, bytes)) in entries.iter().zip(encoded) {
-                l1.insert(
-                    (*key).to_owned(),
-                    Arc::new(L1Entry {
-                        value: Arc::new((*value).clone()) as Arc<dyn Any + Send + Sync>,
-                        meta,
-                        weight: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                    }),
-                );
+                let weight = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                l1.insert((*key).to_owned(), l1::entry((*value).clone(), meta, weight));
             }
         } else {
             self.evict_locally(entries.iter().map(|(key, _)| *key));

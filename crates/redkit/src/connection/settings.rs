@@ -108,8 +108,10 @@ impl Settings {
         let seeds: Vec<_> = nodes.iter().map(|node| self.addr(node)).collect();
         let mut builder = ClusterClientBuilder::new(seeds)
             .connection_timeout(self.config.connect_timeout)
-            .response_timeout(self.config.command_timeout)
-            // No command waits past the command timeout, retries included.
+            // No command waits past the command timeout, retries and
+            // redirections included. One timer per command: a per-node
+            // response timeout as well would add a second one to every
+            // command and bound nothing more.
             .overall_response_timeout(Some(self.config.command_timeout))
             .retries(3)
             .tcp_settings(self.tcp.clone());
