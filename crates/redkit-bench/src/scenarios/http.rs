@@ -149,7 +149,7 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
             details.insert(side.to_owned(), error.into());
         }
     }
-    details.insert("rounds".to_owned(), super::rounds_detail(&paired));
+    details.insert("rounds".to_owned(), super::rounds_json(&paired));
     if errors + baseline_errors > 0 {
         eprintln!(
             "  {name}: WARNING: {errors} failed requests to the service, \
@@ -260,13 +260,10 @@ pub(super) async fn tcp_nodelay_off(env: &Env) -> Report {
     let mut report = super::ratio_report(
         NAME,
         "the same service with TCP_NODELAY (GET /tasks, cached)",
-        paired.clone(),
+        paired,
         None,
     );
     report.details.insert("errors".to_owned(), errors.into());
-    report
-        .details
-        .insert("rounds".to_owned(), super::rounds_detail(&paired));
     report
 }
 

@@ -181,7 +181,7 @@ pub(super) async fn tasks_mixed(env: &Env, exact: bool) -> Report {
             details.insert(side.to_owned(), error.into());
         }
     }
-    details.insert("rounds".to_owned(), super::rounds_detail(&paired));
+    details.insert("rounds".to_owned(), super::rounds_json(&paired));
     if errors + baseline_errors > 0 {
         eprintln!(
             "  {name}: WARNING: {errors} failed requests to the service, \

@@ -93,6 +93,8 @@ pub(crate) fn ratio_report(
     target: Option<f64>,
 ) -> Report {
     let (measured, base, ratio) = (paired.scenario, paired.baseline, paired.ratio);
+    let mut details = serde_json::Map::new();
+    details.insert("rounds".to_owned(), rounds_json(&paired));
     Report {
         scenario: scenario.to_owned(),
         ops_per_sec: measured.ops_per_sec,
@@ -103,12 +105,12 @@ pub(crate) fn ratio_report(
         ratio: Some(ratio),
         target: target.map(|t| format!("ratio >= {t:.2}")),
         met: target.map(|t| ratio >= t),
-        details: serde_json::Map::new(),
+        details,
     }
 }
 
 /// Every round of `paired`, for a report's `details` (shown by `--json`).
-pub(crate) fn rounds_detail(paired: &crate::measure::Paired) -> serde_json::Value {
+pub(crate) fn rounds_json(paired: &crate::measure::Paired) -> serde_json::Value {
     paired
         .rounds
         .iter()

@@ -116,10 +116,7 @@ pub(super) async fn enqueue(env: &Env) -> Report {
     .await;
     delete(env, &QUEUE_KEYS).await;
     delete(env, &["bench:raw-stream"]).await;
-    let rounds = super::rounds_detail(&paired);
-    let mut report = ratio_report(NAME, "raw redis-rs XADD (same payload)", paired, Some(0.85));
-    report.details.insert("rounds".to_owned(), rounds);
-    report
+    ratio_report(NAME, "raw redis-rs XADD (same payload)", paired, Some(0.85))
 }
 
 pub(super) async fn roundtrip(env: &Env) -> Report {
@@ -176,15 +173,12 @@ pub(super) async fn roundtrip(env: &Env) -> Report {
     )
     .await;
     delete(env, &QUEUE_KEYS).await;
-    let rounds = super::rounds_detail(&paired);
-    let mut report = ratio_report(
+    ratio_report(
         NAME,
         "raw redis-rs XADD / XREADGROUP / XACK loop",
         paired,
         Some(0.6),
-    );
-    report.details.insert("rounds".to_owned(), rounds);
-    report
+    )
 }
 
 /// The raw baseline: producers XADD and wait; one consumer with its own

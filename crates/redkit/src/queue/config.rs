@@ -24,8 +24,10 @@ pub struct QueueConfig {
     /// of attempts before a job goes to the dead-letter list
     /// (`max_attempts`). Default: 1 s, 5 min, 5 attempts.
     pub retry: RetryConfig,
-    /// How often an idle worker looks for due jobs enqueued by other
-    /// processes (jobs enqueued in this process wake it at once). Default:
+    /// How often a worker runs the maintenance (delayed jobs that came due,
+    /// expired leases). On Redis a worker waits for new jobs in a blocking
+    /// read, at most this long at a time; on the embedded store it also
+    /// looks for jobs this often (local enqueues wake it at once). Default:
     /// 200 ms.
     pub poll_interval: Duration,
     /// In fallback mode, jobs buffered in memory while Redis is unreachable

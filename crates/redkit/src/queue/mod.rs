@@ -72,10 +72,11 @@
 //!
 //! The hot path is plain commands, no script: an enqueue due now without an
 //! id is one `XADD` (its id is `#` and the entry id); a worker reads with one
-//! non-blocking `XREADGROUP` for all its free slots, woken at once by a
-//! local enqueue and by its `poll_interval` for other processes' jobs; a
-//! heartbeat is `XCLAIM … JUSTID`; a success `XACK` + `XDEL` in one round
-//! trip. Every other change is one script ([`scripts`](self) has the Lua and
+//! `XREADGROUP` for all its free slots — on Redis blocking, on a connection
+//! of its own, so a job enqueued by any process starts at once; on the
+//! embedded store woken by local enqueues; one heartbeat per worker renews
+//! all its leases with one `XCLAIM … JUSTID`; a success is `XACK` + `XDEL`
+//! in one round trip. Every other change is one script ([`scripts`](self) has the Lua and
 //! its native twin), so the embedded store behaves the same; one suite
 //! (`conformance`, feature `test-util`) checks both. Every `poll_interval` a
 //! worker runs the maintenance script: due delayed jobs move to the Stream,
