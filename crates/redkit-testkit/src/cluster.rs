@@ -163,7 +163,8 @@ impl RedisCluster {
             })
         });
         wait_until(FORM_TIMEOUT, "replicas linked and in sync", || {
-            self.running().all(replica_in_sync)
+            self.running()
+                .all(|node| crate::replica_in_sync(node, self.running()))
         });
     }
 
@@ -179,17 +180,6 @@ fn role(node: &RedisServer) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
-}
-
-/// True for a master, and for a replica whose link is up with no sync in progress
-/// and an offset equal to its master's.
-fn replica_in_sync(node: &RedisServer) -> bool {
-    let info = node.cli(&["INFO", "replication"]);
-    if info_field(&info, "role") != Some("slave") {
-        return true;
-    }
-    info_field(&info, "master_link_status") == Some("up")
-        && info_field(&info, "master_sync_in_progress") == Some("0")
 }
 
 fn serves_slot(node: &RedisServer, slot: u16) -> bool {

@@ -403,6 +403,29 @@ pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     })
 }
 
+/// True for a master, and for a replica whose link is up with no sync in
+/// progress and whose replication offset equals its master's (found among
+/// `servers` by port): every write the master acknowledged is on the
+/// replica too, so killing the master now loses nothing.
+pub fn replica_in_sync<'a>(
+    node: &RedisServer,
+    mut servers: impl Iterator<Item = &'a RedisServer>,
+) -> bool {
+    let info = node.cli(&["INFO", "replication"]);
+    if info_field(&info, "role") != Some("slave") {
+        return true;
+    }
+    let linked = info_field(&info, "master_link_status") == Some("up")
+        && info_field(&info, "master_sync_in_progress") == Some("0");
+    let master_port = info_field(&info, "master_port").and_then(|port| port.parse::<u16>().ok());
+    let Some(master) = servers.find(|server| Some(server.port()) == master_port) else {
+        return false;
+    };
+    let master_info = master.cli(&["INFO", "replication"]);
+    let master_offset = info_field(&master_info, "master_repl_offset");
+    linked && master_offset.is_some() && info_field(&info, "slave_repl_offset") == master_offset
+}
+
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
 ///
 /// # Panics

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{RedisServer, free_port, info_field, redis_cli, wait_until};
+use crate::{RedisServer, free_port, redis_cli, wait_until};
 
 /// The name the sentinels monitor the master under.
 const MASTER_NAME: &str = "redkit";
@@ -146,15 +146,8 @@ impl RedisSentinel {
                 })
         });
         wait_until(SETTLE_TIMEOUT, "the replica in sync", || {
-            self.servers
-                .iter()
-                .filter(|server| server.is_running())
-                .all(|server| {
-                    let info = server.cli(&["INFO", "replication"]);
-                    info_field(&info, "role") == Some("master")
-                        || (info_field(&info, "master_link_status") == Some("up")
-                            && info_field(&info, "master_sync_in_progress") == Some("0"))
-                })
+            let running = || self.servers.iter().filter(|server| server.is_running());
+            running().all(|server| crate::replica_in_sync(server, running()))
         });
     }
 
@@ -280,7 +273,7 @@ mod tests {
         assert_eq!(topology.servers()[1].cli(&["GET", "testkit:s"]).trim(), "v");
         // The old master comes back empty, as a master, until the sentinels demote it.
         topology.server_mut(master).start();
-        wait_until(Duration::from_secs(20), "the old master demoted", || {
+        wait_until(Duration::from_secs(30), "the old master demoted", || {
             role(&topology.servers()[master]) == "slave"
         });
     }

@@ -49,17 +49,9 @@ async fn the_service_serves_again_after_a_replica_takes_over_a_killed_master() {
     let took = started.elapsed();
     cluster.wait_ready();
     assert_ne!(cluster.master_of(&session_key_of(&alice)), victim);
-    let mut listed = alice.get("/tasks").await;
-    if listed.status == 401 {
-        // Seen once in a clean-clone CI run: the session from before the
-        // failover was not found afterwards (not yet explained; see the
-        // closing note). The service serving again is the claim here.
-        eprintln!(
-            "cluster failover: the session from before the failover was lost; logging in again"
-        );
-        assert_eq!(alice.login("alice", "alice-password").await.status, 200);
-        listed = alice.get("/tasks").await;
-    }
+    // The replica had caught up before the kill (offsets equal), so the
+    // session from before the failover survived it.
+    let listed = alice.get("/tasks").await;
     assert_eq!(listed.status, 200, "{listed:?}");
     let titles: Vec<&str> = listed
         .body
