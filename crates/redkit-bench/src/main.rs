@@ -33,14 +33,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// mimalloc, as in the reference service's binary: the HTTP scenarios run
-/// the service in this process, and the library scenarios measure redkit
-/// and its raw baseline under the same allocator. `--features
-/// system-allocator` measures with the C library's malloc instead.
-#[cfg(not(feature = "system-allocator"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Benchmarks redkit against raw redis-rs and moka.
 #[derive(Debug, Parser)]
 #[command(name = "redkit-bench")]

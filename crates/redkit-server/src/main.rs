@@ -11,11 +11,6 @@ use redkit_server::doctor::{self, DoctorOptions};
 use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_recorder};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: the service allocates per request from many threads, where it
-/// is faster than the C library's malloc (docs/BENCHMARKS.md, "Allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before logging starts: the doctor's output is its report alone.

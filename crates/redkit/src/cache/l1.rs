@@ -7,8 +7,9 @@
 //! Entries carry their own end (`keep_until`: stale values stay available
 //! for stale-while-revalidate and fail-safe until then). A read checks it
 //! and evicts an entry past its end; entries nobody reads again leave by
-//! the size bound. No moka per-entry expiry: its timer wheel and the work it
-//! adds to every hit cost more than they save (measured: docs/BENCHMARKS.md).
+//! the size bound. No moka per-entry expiry: its timer wheel adds work to
+//! every hit and every insert, and the entry's own end check already keeps
+//! expired values from being served.
 
 use std::any::Any;
 use std::sync::Arc;
