@@ -93,6 +93,7 @@ impl<S: Store> std::fmt::Debug for Sessions<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
             .field("config", &self.inner.config)
+            .field("extended_recently", &self.inner.touched.len())
             .finish()
     }
 }
@@ -347,12 +348,14 @@ impl<S: Store> Sessions<S> {
         } else {
             store.get(&key).await?
         };
-        if extend {
-            self.inner.touched.mark(id);
-        }
         let Some(raw) = raw else {
             return Ok(None);
         };
+        // Only sessions that exist: ids made up by a client must not fill
+        // the memo.
+        if extend {
+            self.inner.touched.mark(id);
+        }
         let Some(session) = decode(id, &raw) else {
             tracing::warn!("a stored session does not decode; deleting it");
             store.delete(&[&key]).await?;

@@ -625,3 +625,28 @@ async fn a_partitioned_instance_stops_accepting_an_ended_session_within_the_fail
         "once healed, B learns the session ended"
     );
 }
+
+/// Ids a client makes up are looked up but never remembered: the memo of
+/// recently extended sessions holds only sessions that exist.
+#[tokio::test]
+async fn unknown_session_ids_are_not_remembered() {
+    let sessions = Sessions::new(
+        EmbeddedStore::new(EmbeddedConfig::default()).unwrap(),
+        SessionConfig::default(),
+    )
+    .unwrap();
+    for _ in 0..500 {
+        let made_up = SessionId::generate().unwrap();
+        assert!(sessions.get(&made_up).await.unwrap().is_none());
+    }
+    assert!(
+        format!("{sessions:?}").contains("extended_recently: 0"),
+        "{sessions:?}"
+    );
+    let real = sessions.create("u1", Map::new()).await.unwrap();
+    assert!(sessions.get(&real.id).await.unwrap().is_some());
+    assert!(
+        format!("{sessions:?}").contains("extended_recently: 1"),
+        "{sessions:?}"
+    );
+}
