@@ -17,8 +17,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 
-use super::scripts;
-use super::shared::{QueueShared, stream_reply};
+use super::shared::{QueueShared, read_command, stream_reply};
 use crate::config::TopologyKind;
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
@@ -64,18 +63,7 @@ impl Reader {
         // replies.
         let block = block.min(redis.connection().config().command_timeout / 2);
         let stream = redis.key(shared.keys.all()[0]);
-        let mut command = redis::cmd("XREADGROUP");
-        command
-            .arg("GROUP")
-            .arg(scripts::GROUP)
-            .arg(scripts::CONSUMER)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(crate::clock::millis(block).max(1))
-            .arg("STREAMS")
-            .arg(&*stream)
-            .arg(">");
+        let command = read_command(&stream, count, Some(block));
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {

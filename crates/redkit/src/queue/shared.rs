@@ -143,20 +143,8 @@ impl QueueShared {
 
     /// `XREADGROUP … COUNT count … >`: leases up to `count` new entries.
     pub(super) async fn read(&self, count: usize) -> Result<ScriptValue> {
+        let command = |stream: &str| read_command(stream, count, None);
         let count = i64::try_from(count).unwrap_or(i64::MAX);
-        let command = |stream: &str| {
-            let mut command = redis::cmd("XREADGROUP");
-            command
-                .arg("GROUP")
-                .arg(scripts::GROUP)
-                .arg(scripts::CONSUMER)
-                .arg("COUNT")
-                .arg(count)
-                .arg("STREAMS")
-                .arg(stream)
-                .arg(">");
-            command
-        };
         self.hot(&scripts::READ, &[ScriptArg::Int(count)], command)
             .await
     }
@@ -330,6 +318,24 @@ fn parse_enqueued(reply: &ScriptValue) -> Result<Enqueued> {
         added,
         buffered: false,
     })
+}
+
+/// `XREADGROUP GROUP workers worker COUNT count [BLOCK ms] STREAMS stream >`:
+/// up to `count` entries never delivered to the group, waiting up to
+/// `block` for the first (never 0 ms, which would mean forever).
+pub(super) fn read_command(stream: &str, count: usize, block: Option<Duration>) -> redis::Cmd {
+    let mut command = redis::cmd("XREADGROUP");
+    command
+        .arg("GROUP")
+        .arg(scripts::GROUP)
+        .arg(scripts::CONSUMER)
+        .arg("COUNT")
+        .arg(count);
+    if let Some(block) = block {
+        command.arg("BLOCK").arg(crate::clock::millis(block).max(1));
+    }
+    command.arg("STREAMS").arg(stream).arg(">");
+    command
 }
 
 /// A reply of the hot path's commands, in the shape their scripts return.
