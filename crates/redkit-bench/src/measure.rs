@@ -164,3 +164,23 @@ fn median_run(mut runs: Vec<Measurement>) -> Measurement {
     runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
     runs[runs.len() / 2]
 }
+
+/// Resident memory of process `pid` (`self` for this one), in bytes
+/// (`VmRSS`); 0 when it cannot be read.
+pub(crate) fn resident_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}

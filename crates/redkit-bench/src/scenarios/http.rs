@@ -37,25 +37,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Body;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, HeaderValue, SET_COOKIE};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
 use redkit::Redkit;
 use redkit::ratelimit::Policy;
 use redkit_server::{AppState, RunningServer, ServiceConfig, install_metrics_recorder};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
 
+use super::http_kit::{Failures, baseline_server, connect, measure_clients, report_failures};
 use super::progress;
 use crate::env::Env;
 use crate::measure::{self, Load, Measurement};
@@ -117,45 +111,23 @@ pub(super) async fn tasks_cached(env: &Env, backend: Backend) -> Report {
     baseline_task.abort();
     running.stop().await;
 
-    let errors = service.errors.load(Ordering::Relaxed);
-    let baseline_errors = baseline.errors.load(Ordering::Relaxed);
     let (measured, base) = (paired.scenario, paired.baseline);
+    let mut details = serde_json::Map::new();
+    details.insert("connections".to_owned(), connections.into());
+    details.insert("tasks".to_owned(), TASKS.into());
+    details.insert("body_bytes".to_owned(), body.len().into());
+    let clean = report_failures(name, &mut details, &service.failures, &baseline.failures);
+    details.insert("rounds".to_owned(), super::rounds_json(&paired));
     let (target, met) = match backend {
         Backend::Redis => (
             Some(format!(
                 "ratio >= {TARGET_RATIO:.2}, p99 < {:.0} ms",
                 TARGET_P99_US / 1000.0
             )),
-            Some(
-                paired.ratio >= TARGET_RATIO
-                    && measured.p99_us < TARGET_P99_US
-                    && errors == 0
-                    && baseline_errors == 0,
-            ),
+            Some(paired.ratio >= TARGET_RATIO && measured.p99_us < TARGET_P99_US && clean),
         ),
         Backend::Embedded => (None, None),
     };
-    let mut details = serde_json::Map::new();
-    details.insert("connections".to_owned(), connections.into());
-    details.insert("tasks".to_owned(), TASKS.into());
-    details.insert("body_bytes".to_owned(), body.len().into());
-    details.insert("errors".to_owned(), errors.into());
-    details.insert("baseline_errors".to_owned(), baseline_errors.into());
-    for (side, target) in [
-        ("first_error", &service),
-        ("baseline_first_error", &baseline),
-    ] {
-        if let Some(error) = target.first_error.lock().clone() {
-            details.insert(side.to_owned(), error.into());
-        }
-    }
-    details.insert("rounds".to_owned(), super::rounds_json(&paired));
-    if errors + baseline_errors > 0 {
-        eprintln!(
-            "  {name}: WARNING: {errors} failed requests to the service, \
-             {baseline_errors} to the baseline"
-        );
-    }
     Report {
         scenario: name.to_owned(),
         ops_per_sec: measured.ops_per_sec,
@@ -253,8 +225,7 @@ pub(super) async fn tcp_nodelay_off(env: &Env) -> Report {
         || drive(NAME, "TCP_NODELAY off", without.target.clone(), load),
     )
     .await;
-    let errors =
-        with.target.errors.load(Ordering::Relaxed) + without.target.errors.load(Ordering::Relaxed);
+    let errors = with.target.failures.count() + without.target.failures.count();
     with.stop().await;
     without.stop().await;
     let mut report = super::ratio_report(
@@ -327,7 +298,7 @@ pub(super) async fn call(
     cookie: Option<&HeaderValue>,
     body: Option<serde_json::Value>,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let mut sender = connect::<Full<Bytes>>(address)
+    let mut sender = connect::<Full<Bytes>>(address, None)
         .await
         .unwrap_or_else(|err| panic!("connect to {address}: {err}"));
     let mut request = Request::builder()
@@ -360,36 +331,6 @@ pub(super) async fn call(
     (parts.status, parts.headers, body)
 }
 
-/// The baseline: one axum route returning `body` as JSON, served like the
-/// service (`axum::serve`, plain listener, `ConnectInfo`).
-async fn baseline_server(body: Bytes) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let router = Router::new().route(
-        "/",
-        get(move || {
-            let body = body.clone();
-            async move {
-                (
-                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    body,
-                )
-            }
-        }),
-    );
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap_or_else(|err| panic!("baseline: {err}"));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|err| panic!("baseline: {err}"));
-    let task = tokio::spawn(async move {
-        let app = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(err) = axum::serve(listener, app).await {
-            eprintln!("baseline server: {err}");
-        }
-    });
-    (address, task)
-}
-
 /// Where the load goes, what a good response looks like, and the errors.
 #[derive(Debug)]
 struct Target {
@@ -398,8 +339,7 @@ struct Target {
     host: HeaderValue,
     cookie: Option<HeaderValue>,
     body_len: usize,
-    errors: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    failures: Failures,
 }
 
 impl Target {
@@ -411,14 +351,8 @@ impl Target {
                 .unwrap_or_else(|err| panic!("{address}: {err}")),
             cookie,
             body_len,
-            errors: AtomicU64::new(0),
-            first_error: Mutex::new(None),
+            failures: Failures::default(),
         }
-    }
-
-    fn failed(&self, problem: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.first_error.lock().get_or_insert(problem);
     }
 }
 
@@ -427,7 +361,7 @@ impl Target {
 async fn drive(name: &str, what: &str, target: Arc<Target>, load: Load) -> Measurement {
     let mut clients = Vec::with_capacity(load.tasks);
     for _ in 0..load.tasks {
-        let sender = connect(target.address)
+        let sender = connect(target.address, None)
             .await
             .unwrap_or_else(|err| panic!("connect to {}: {err}", target.address));
         clients.push(Client {
@@ -435,17 +369,10 @@ async fn drive(name: &str, what: &str, target: Arc<Target>, load: Load) -> Measu
             sender: Some(sender),
         });
     }
-    let errors_before = target.errors.load(Ordering::Relaxed);
-    let measured = measure::measure_with(load, clients, |client, _| client.get()).await;
-    let errors = target.errors.load(Ordering::Relaxed) - errors_before;
-    progress(
-        name,
-        &format!(
-            "{what}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {errors} errors",
-            measured.ops_per_sec, measured.p50_us, measured.p99_us
-        ),
-    );
-    measured
+    measure_clients(name, what, &target.failures, load, clients, |client, _| {
+        client.get()
+    })
+    .await
 }
 
 /// One load task's keep-alive connection.
@@ -476,7 +403,7 @@ impl Client {
             if failure.reconnect {
                 self.sender = None;
             }
-            self.target.failed(failure.problem);
+            self.target.failures.record(failure.problem);
         }
         self
     }
@@ -484,7 +411,7 @@ impl Client {
     async fn try_get(&mut self) -> Result<(), Failure> {
         let sender = match &mut self.sender {
             Some(sender) => sender,
-            none => match connect(self.target.address).await {
+            none => match connect(self.target.address, None).await {
                 Ok(sender) => none.insert(sender),
                 Err(err) => {
                     // Do not spin on a server that refuses connections.
@@ -521,25 +448,4 @@ impl Client {
         }
         Ok(())
     }
-}
-
-/// A keep-alive HTTP/1.1 connection to `address` (`TCP_NODELAY`), its I/O
-/// driven by a task of its own (as hyper documents it).
-async fn connect<B>(address: SocketAddr) -> Result<SendRequest<B>, String>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|err| err.to_string())?;
-    stream.set_nodelay(true).map_err(|err| err.to_string())?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| err.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }

@@ -31,25 +31,21 @@
 //! identical client: same connections, source addresses, requests, bodies
 //! and cookies.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderValue, SET_COOKIE};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
 use redkit::ratelimit::Policy;
 use redkit_server::db::{NewTask, NewUserOutcome};
 use redkit_server::{AppState, RunningServer, ServiceConfig, install_metrics_recorder};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpSocket};
 
+use super::http_kit::{Failures, baseline_server, connect, measure_clients, report_failures};
 use super::progress;
 use crate::env::Env;
 use crate::measure::{self, Load, Measurement};
@@ -159,35 +155,15 @@ pub(super) async fn tasks_mixed(env: &Env, exact: bool) -> Report {
         .unwrap_or_else(|err| panic!("stopping the service: {err}"));
     drop(dir);
 
-    let errors = service.errors.load(Ordering::Relaxed);
-    let baseline_errors = baseline.errors.load(Ordering::Relaxed);
     let (measured, base) = (paired.scenario, paired.baseline);
-    let met = paired.ratio >= TARGET_RATIO
-        && measured.p99_us < TARGET_P99_US
-        && errors == 0
-        && baseline_errors == 0;
     let mut details = serde_json::Map::new();
     details.insert("connections".to_owned(), env.connections.into());
     details.insert("users".to_owned(), USERS.into());
     details.insert("source_addresses".to_owned(), SOURCE_ADDRESSES.into());
     details.insert("body_bytes".to_owned(), body.len().into());
-    details.insert("errors".to_owned(), errors.into());
-    details.insert("baseline_errors".to_owned(), baseline_errors.into());
-    for (side, target) in [
-        ("first_error", &service),
-        ("baseline_first_error", &baseline),
-    ] {
-        if let Some(error) = target.first_error.lock().clone() {
-            details.insert(side.to_owned(), error.into());
-        }
-    }
+    let clean = report_failures(name, &mut details, &service.failures, &baseline.failures);
     details.insert("rounds".to_owned(), super::rounds_json(&paired));
-    if errors + baseline_errors > 0 {
-        eprintln!(
-            "  {name}: WARNING: {errors} failed requests to the service, \
-             {baseline_errors} to the baseline"
-        );
-    }
+    let met = paired.ratio >= TARGET_RATIO && measured.p99_us < TARGET_P99_US && clean;
     Report {
         scenario: name.to_owned(),
         ops_per_sec: measured.ops_per_sec,
@@ -298,40 +274,13 @@ fn cookie_pair(header: &HeaderValue) -> HeaderValue {
         .unwrap_or_else(|| panic!("malformed Set-Cookie"))
 }
 
-/// The baseline: every method and path answered `200` with `body`.
-async fn baseline_server(body: Bytes) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let router = Router::new().fallback(move || {
-        let body = body.clone();
-        async move {
-            (
-                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                body,
-            )
-        }
-    });
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap_or_else(|err| panic!("baseline: {err}"));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|err| panic!("baseline: {err}"));
-    let task = tokio::spawn(async move {
-        let app = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(err) = axum::serve(listener, app).await {
-            eprintln!("baseline server: {err}");
-        }
-    });
-    (address, task)
-}
-
 /// Where the load goes, and the errors seen.
 struct Target {
     address: SocketAddr,
     host: HeaderValue,
     /// The baseline answers `200` to everything.
     baseline: bool,
-    errors: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    failures: Failures,
 }
 
 impl Target {
@@ -341,14 +290,8 @@ impl Target {
             host: HeaderValue::try_from(address.to_string())
                 .unwrap_or_else(|err| panic!("{address}: {err}")),
             baseline,
-            errors: AtomicU64::new(0),
-            first_error: Mutex::new(None),
+            failures: Failures::default(),
         }
-    }
-
-    fn failed(&self, problem: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.first_error.lock().get_or_insert(problem);
     }
 }
 
@@ -364,7 +307,7 @@ async fn drive(
     let mut clients = Vec::with_capacity(load.tasks);
     for connection in 0..load.tasks {
         let source = connection % SOURCE_ADDRESSES;
-        let sender = connect(target.address, source)
+        let sender = connect(target.address, source_address(source))
             .await
             .unwrap_or_else(|err| panic!("connect to {}: {err}", target.address));
         clients.push(Client {
@@ -375,17 +318,10 @@ async fn drive(
             random: 0x9E37_79B9_7F4A_7C15 ^ (connection as u64 + 1),
         });
     }
-    let errors_before = target.errors.load(Ordering::Relaxed);
-    let measured = measure::measure_with(load, clients, |client, _| client.request()).await;
-    let errors = target.errors.load(Ordering::Relaxed) - errors_before;
-    progress(
-        name,
-        &format!(
-            "{what}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {errors} errors",
-            measured.ops_per_sec, measured.p50_us, measured.p99_us
-        ),
-    );
-    measured
+    measure_clients(name, what, &target.failures, load, clients, |client, _| {
+        client.request()
+    })
+    .await
 }
 
 /// One load task's keep-alive connection and its share of the users.
@@ -450,7 +386,7 @@ impl Client {
             if reconnect {
                 self.sender = None;
             }
-            self.target.failed(problem);
+            self.target.failures.record(problem);
         }
         self
     }
@@ -466,7 +402,7 @@ impl Client {
         let transport = |error: &dyn std::fmt::Display| (error.to_string(), true);
         let sender = match &mut self.sender {
             Some(sender) => sender,
-            none => match connect(self.target.address, self.source).await {
+            none => match connect(self.target.address, source_address(self.source)).await {
                 Ok(sender) => none.insert(sender),
                 Err(err) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -504,27 +440,8 @@ impl Client {
     }
 }
 
-/// A keep-alive HTTP/1.1 connection to `address` from loopback source
-/// address `127.0.0.(2 + source)` (`TCP_NODELAY`).
-async fn connect(address: SocketAddr, source: usize) -> Result<SendRequest<Full<Bytes>>, String> {
-    let octet = u8::try_from(2 + source).map_err(|err| err.to_string())?;
-    let socket = TcpSocket::new_v4().map_err(|err| err.to_string())?;
-    socket
-        .bind(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, octet)),
-            0,
-        ))
-        .map_err(|err| err.to_string())?;
-    let stream = socket
-        .connect(address)
-        .await
-        .map_err(|err| err.to_string())?;
-    stream.set_nodelay(true).map_err(|err| err.to_string())?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| err.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+/// Loopback source address number `source`: `127.0.0.(2 + source)`.
+fn source_address(source: usize) -> Option<Ipv4Addr> {
+    let octet = u8::try_from(2 + source).unwrap_or_else(|err| panic!("source {source}: {err}"));
+    Some(Ipv4Addr::new(127, 0, 0, octet))
 }

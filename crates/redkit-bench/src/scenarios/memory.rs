@@ -20,25 +20,6 @@ const NAME: &str = "embedded_memory";
 const ENTRIES: usize = 100_000;
 const TARGET: f64 = 1.5;
 
-/// Resident memory of this process, in bytes (`VmRSS`).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 async fn redis_used_memory(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -81,7 +62,7 @@ pub(super) async fn embedded_memory(env: &Env) -> Report {
     progress(NAME, "embedded store resident growth");
     let store = EmbeddedStore::new(EmbeddedConfig::default().max_memory_bytes(1 << 30))
         .unwrap_or_else(|err| panic!("embedded store: {err}"));
-    let resident_before = resident_bytes();
+    let resident_before = crate::measure::resident_bytes("self");
     let mut batches = crate::measure::new_histogram();
     let started = Instant::now();
     for chunk in keys.chunks(1000) {
@@ -102,7 +83,7 @@ pub(super) async fn embedded_memory(env: &Env) -> Report {
         let _ = batches.record(micros.max(1));
     }
     let took = started.elapsed();
-    let resident_after = resident_bytes();
+    let resident_after = crate::measure::resident_bytes("self");
     let stats = store.stats();
     assert_eq!(stats.keys, ENTRIES, "the embedded store evicted entries");
 

@@ -2,6 +2,7 @@
 
 mod cache;
 mod http;
+mod http_kit;
 mod http_mixed;
 mod limits;
 mod memory;

@@ -26,12 +26,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::StatusCode;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
 use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
 use redkit::session::{SessionConfig, Sessions};
-use tokio::net::TcpStream;
 
 use super::progress;
 use crate::env::Env;
@@ -99,27 +97,13 @@ impl ServiceProcess {
 
     /// The service's resident memory, in bytes.
     fn resident_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmRSS:"))
-                    .and_then(|rest| {
-                        rest.trim()
-                            .trim_end_matches("kB")
-                            .trim()
-                            .parse::<u64>()
-                            .ok()
-                    })
-            })
-            .map_or(0, |kib| kib * 1024)
+        crate::measure::resident_bytes(&self.child.id().to_string())
     }
 
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(mut sender) = connect(self.address).await
+            if let Ok(mut sender) = super::http_kit::connect(self.address, None).await
                 && let Ok((status, _)) = get(&mut sender, self.address, "/health/live", None).await
                 && status == StatusCode::OK
             {
@@ -176,7 +160,9 @@ pub(super) async fn service_memory(env: &Env) -> Report {
                 .collect();
             let address = service.address;
             tokio::spawn(async move {
-                let mut sender = connect(address).await.unwrap_or_else(|err| panic!("{err}"));
+                let mut sender = super::http_kit::connect(address, None)
+                    .await
+                    .unwrap_or_else(|err| panic!("{err}"));
                 for cookie in mine {
                     let (status, _) = get(&mut sender, address, "/tasks", Some(cookie))
                         .await
@@ -200,7 +186,7 @@ pub(super) async fn service_memory(env: &Env) -> Report {
     progress(NAME, &format!("opening {SSE_CLIENTS} SSE clients"));
     let mut streams = Vec::with_capacity(SSE_CLIENTS);
     for cookie in cookies.iter().take(SSE_CLIENTS) {
-        let mut sender = connect(service.address)
+        let mut sender = super::http_kit::connect(service.address, None)
             .await
             .unwrap_or_else(|err| panic!("{err}"));
         let mut request = Request::new(Empty::<Bytes>::new());
@@ -259,20 +245,6 @@ pub(super) async fn service_memory(env: &Env) -> Report {
         met: None,
         details,
     }
-}
-
-async fn connect(address: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, String> {
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|err| err.to_string())?;
-    stream.set_nodelay(true).map_err(|err| err.to_string())?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| err.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// One GET, read to the end.
