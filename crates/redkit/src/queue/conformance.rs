@@ -118,21 +118,23 @@ fn recorder(
 /// Enqueued jobs reach the handler once each and leave the queue.
 pub async fn jobs_are_delivered_and_removed(kit: &Redkit) {
     let q = queue(kit, "deliver", fast_config());
-    for n in 0..5 {
+    // Enough jobs finishing together for their successes to be
+    // acknowledged in batches.
+    for n in 0..200 {
         let enqueued = q.enqueue(&Work { n }).await.unwrap();
         assert!(enqueued.added && enqueued.id.starts_with('#'));
     }
-    assert_eq!(q.counts().await.unwrap().waiting, 5);
+    assert_eq!(q.counts().await.unwrap().waiting, 200);
     let seen: Seen = Arc::default();
     let worker = q.start_worker(recorder(&seen));
-    wait_until("5 jobs", Duration::from_secs(5), || async {
-        seen.lock().len() == 5
+    wait_until("200 jobs", Duration::from_secs(10), || async {
+        seen.lock().len() == 200
     })
     .await;
     worker.shutdown(Duration::from_secs(1)).await;
     let mut got = seen.lock().clone();
     got.sort_unstable();
-    assert_eq!(got, (0..5).map(|n| (n, 1)).collect::<Vec<_>>());
+    assert_eq!(got, (0..200).map(|n| (n, 1)).collect::<Vec<_>>());
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.waiting, counts.running, counts.dead), (0, 0, 0));
     assert_eq!(counts.oldest_waiting_ms, None);

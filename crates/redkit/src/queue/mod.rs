@@ -75,8 +75,8 @@
 //! `XREADGROUP` for all its free slots — on Redis blocking, on a connection
 //! of its own, so a job enqueued by any process starts at once; on the
 //! embedded store woken by local enqueues; one heartbeat per worker renews
-//! all its leases with one `XCLAIM … JUSTID`; a success is `XACK` + `XDEL`
-//! in one round trip. Every other change is one script ([`scripts`](self) has the Lua and
+//! all its leases with one `XCLAIM … JUSTID`; the successes that finish
+//! together are recorded by one `XACK` + `XDEL` round trip. Every other change is one script ([`scripts`](self) has the Lua and
 //! its native twin), so the embedded store behaves the same; one suite
 //! (`conformance`, feature `test-util`) checks both. Every `poll_interval` a
 //! worker runs the maintenance script: due delayed jobs move to the Stream,
@@ -86,6 +86,7 @@
 //! gone, and can no longer renew, complete, retry or dead-letter the job.
 //! On Redis this needs version 6.2 or later (`XAUTOCLAIM`).
 
+mod acks;
 mod buffer;
 mod config;
 /// The shared behavioural suite (for the tests of each store).

@@ -127,14 +127,15 @@ fn read_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<Script
     ])]))
 }
 
-/// ARGV: entry. A success: `XACK` and `XDEL` of the leased entry; returns
-/// `XACK`'s count (0: the lease was taken over, nothing changed).
+/// ARGV: entries. Successes: `XACK` and `XDEL` of the leased entries;
+/// returns `XACK`'s count (short of the entries: some leases were taken
+/// over, and nothing changed for those).
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "redkit_queue_ack",
         r"
-local acked = redis.call('XACK', KEYS[1], 'workers', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
+local acked = redis.call('XACK', KEYS[1], 'workers', unpack(ARGV))
+redis.call('XDEL', KEYS[1], unpack(ARGV))
 return acked
 ",
         ack_native,
@@ -142,10 +143,13 @@ return acked
 });
 
 fn ack_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-    let entry = entry_arg(args, 0)?;
-    let acked = ctx.xack(STREAM, GROUP, entry)?;
-    ctx.xdel(STREAM, entry)?;
-    Ok(ScriptValue::Int(i64::from(acked)))
+    let mut acked = 0;
+    for index in 0..args.len() {
+        let entry = entry_arg(args, index)?;
+        acked += i64::from(ctx.xack(STREAM, GROUP, entry)?);
+        ctx.xdel(STREAM, entry)?;
+    }
+    Ok(ScriptValue::Int(acked))
 }
 
 /// ARGV: entries. The heartbeat of every lease a worker holds: `XCLAIM

@@ -149,10 +149,11 @@ impl QueueShared {
             .await
     }
 
-    /// `XACK` + `XDEL` of a leased entry in one round trip; false when the
-    /// lease was taken over (nothing changed).
-    pub(super) async fn ack(&self, entry: &str) -> Result<bool> {
-        match self.redis() {
+    /// `XACK` + `XDEL` of leased entries in one round trip; returns how many
+    /// were still leased (for the others the lease was taken over and
+    /// nothing changed).
+    pub(super) async fn ack(&self, entries: &[String]) -> Result<u64> {
+        let acked = match self.redis() {
             Some(redis) => {
                 let stream = redis.key(self.keys.all()[0]);
                 let stream = &*stream;
@@ -161,20 +162,23 @@ impl QueueShared {
                     .cmd("XACK")
                     .arg(stream)
                     .arg(scripts::GROUP)
-                    .arg(entry)
+                    .arg(entries)
                     .cmd("XDEL")
                     .arg(stream)
-                    .arg(entry);
+                    .arg(entries);
                 let (acked, _deleted): (i64, i64) =
                     redis.connection().query_pipeline(&pipeline).await?;
-                Ok(acked == 1)
+                acked
             }
-            None => Ok(self
-                .run(&scripts::ACK, &[ScriptArg::from(entry)])
-                .await?
-                .as_i64()
-                == Some(1)),
-        }
+            None => {
+                let args: Vec<ScriptArg> = entries
+                    .iter()
+                    .map(|entry| ScriptArg::from(entry.as_str()))
+                    .collect();
+                self.run(&scripts::ACK, &args).await?.as_i64().unwrap_or(0)
+            }
+        };
+        Ok(u64::try_from(acked).unwrap_or(0))
     }
 
     /// `XCLAIM … 0 entry… JUSTID`: renews the leases of `entries` in one

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use super::acks::Acks;
 use super::handle::Queue;
 use super::job::Job;
 use super::leases::{self, Leases};
@@ -182,6 +183,7 @@ where
 {
     let config = queue.config.clone();
     let leases = Arc::new(Leases::default());
+    let acks = Arc::new(Acks::default());
     let renewing = tokio::spawn(leases::renew(queue.clone(), leases.clone()));
     let mut jobs = JoinSet::new();
     let mut fetch_failing = false;
@@ -219,9 +221,9 @@ where
                     let running = running.clone();
                     let queue = queue.clone();
                     let handler = handler.clone();
-                    let leases = leases.clone();
+                    let (leases, acks) = (leases.clone(), acks.clone());
                     jobs.spawn(async move {
-                        run_job(&queue, handler.as_ref(), &leases, job).await;
+                        run_job(&queue, handler.as_ref(), &leases, &acks, job).await;
                         running.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -327,7 +329,9 @@ async fn fetch<T>(
     parse_fetched(reader.read(&queue.shared, limit, block).await?)
 }
 
-/// Leases up to `limit` due jobs now (one non-blocking `XREADGROUP`).
+/// Leases up to `limit` due jobs now (one non-blocking `XREADGROUP`): for
+/// the conformance suite, which leases jobs by hand.
+#[cfg(feature = "test-util")]
 pub(super) async fn fetch_now<T>(queue: &Queue<T>, limit: usize) -> Result<Vec<Fetched>> {
     parse_fetched(queue.shared.read(limit).await?)
 }
@@ -378,8 +382,13 @@ pub(super) enum Outcome {
     Dead(String),
 }
 
-async fn run_job<T, H>(queue: &Queue<T>, handler: &H, leases: &Leases, fetched: Fetched)
-where
+async fn run_job<T, H>(
+    queue: &Queue<T>,
+    handler: &H,
+    leases: &Leases,
+    acks: &Acks,
+    fetched: Fetched,
+) where
     T: DeserializeOwned + Send + 'static,
     H: Handler<T>,
 {
@@ -429,7 +438,14 @@ where
             metrics.failed(took, false);
         }
     }
-    finish(queue, &fetched, outcome).await;
+    match outcome {
+        // A job never named nor retried has nothing to clean up but its
+        // entry: acknowledged with the other successes finishing now.
+        Outcome::Done if !fetched.job.named => acks.done(queue, fetched.entry).await,
+        outcome => {
+            finish(queue, &fetched, outcome).await;
+        }
+    }
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -479,7 +495,11 @@ pub(super) async fn finish<T>(queue: &Queue<T>, fetched: &Fetched, outcome: Outc
     loop {
         let recorded = match &outcome {
             // A job never named nor retried has nothing to clean up but its entry.
-            Outcome::Done if !fetched.job.named => queue.shared.ack(&fetched.entry).await,
+            Outcome::Done if !fetched.job.named => queue
+                .shared
+                .ack(std::slice::from_ref(&fetched.entry))
+                .await
+                .map(|acked| acked == 1),
             _ => finish_script(queue, fetched, &outcome).await,
         };
         match recorded {

@@ -1,0 +1,85 @@
+//! Successes acknowledged in batches: when many jobs of a worker finish at
+//! once, one `XACK id…` + `XDEL id…` records them all, instead of a round
+//! trip per job.
+//!
+//! A finished job's entry joins the pending batch; the first job task that
+//! finds no flush running becomes the flusher and sends batches until none
+//! is left (the others return at once). A job is still removed only after
+//! its handler succeeded; a crash before the flush costs what a crash
+//! before a single ack costs: the job runs again after the visibility
+//! timeout. Fencing is unchanged: an entry whose lease was taken back no
+//! longer exists, so acknowledging it changes nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::handle::Queue;
+
+/// Entries acknowledged by one command, at most.
+const MAX_BATCH: usize = 500;
+
+/// The successes of one worker waiting to be recorded.
+#[derive(Default)]
+pub(super) struct Acks {
+    pending: Mutex<Vec<String>>,
+    flushing: AtomicBool,
+}
+
+impl Acks {
+    /// Records the success of the job leased as `entry`: now, or with the
+    /// batch a running flush is about to send.
+    pub(super) async fn done<T>(&self, queue: &Queue<T>, entry: String) {
+        self.pending.lock().push(entry);
+        while !self.flushing.swap(true, Ordering::AcqRel) {
+            loop {
+                let batch: Vec<String> = {
+                    let mut pending = self.pending.lock();
+                    let take = pending.len().min(MAX_BATCH);
+                    pending.drain(..take).collect()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                send(queue, &batch).await;
+            }
+            self.flushing.store(false, Ordering::Release);
+            // An entry pushed after the last drain and before the store
+            // above found the flag still set: take it over unless another
+            // task already does.
+            if self.pending.lock().is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one batch, retrying while the store is unavailable until the
+/// leases would have expired (then the jobs are someone else's).
+async fn send<T>(queue: &Queue<T>, batch: &[String]) {
+    let give_up = Instant::now() + queue.config.visibility_timeout;
+    loop {
+        match queue.shared.ack(batch).await {
+            Ok(acked) => {
+                let taken_over = (batch.len() as u64).saturating_sub(acked);
+                if taken_over > 0 {
+                    tracing::warn!(
+                        queue = queue.name(),
+                        jobs = taken_over,
+                        "the leases of finished jobs were taken over before they finished; their outcome is not recorded here"
+                    );
+                }
+                return;
+            }
+            Err(error) if error.is_unavailable() && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                tracing::error!(queue = queue.name(), jobs = batch.len(), %error, "cannot record finished jobs; they run again after their visibility timeout");
+                return;
+            }
+        }
+    }
+}
