@@ -124,21 +124,22 @@ impl QueueShared {
 
     /// `XADD stream * p payload`: a job due now without an id; its entry id.
     pub(super) async fn add(&self, payload: Bytes) -> Result<String> {
-        let command = |stream: &str| {
-            let mut command = redis::cmd("XADD");
-            command.arg(stream).arg("*").arg("p").arg(&payload[..]);
-            command
+        let Some(redis) = self.redis() else {
+            return match self
+                .run(&scripts::ADD, &[ScriptArg::Bytes(payload)])
+                .await?
+            {
+                ScriptValue::Bytes(entry) => Ok(String::from_utf8_lossy(&entry).into_owned()),
+                other => Err(Error::Script {
+                    script: "redkit_queue_add",
+                    message: format!("unexpected reply {other:?}"),
+                }),
+            };
         };
-        let reply = self
-            .hot(&scripts::ADD, &[ScriptArg::Bytes(payload.clone())], command)
-            .await?;
-        match reply {
-            ScriptValue::Bytes(entry) => Ok(String::from_utf8_lossy(&entry).into_owned()),
-            other => Err(Error::Script {
-                script: "redkit_queue_add",
-                message: format!("unexpected reply {other:?}"),
-            }),
-        }
+        let stream = redis.key(self.keys.all()[0]);
+        let mut command = redis::cmd("XADD");
+        command.arg(&*stream).arg("*").arg("p").arg(&payload[..]);
+        redis.connection().query::<String>(&command).await
     }
 
     /// `XREADGROUP … COUNT count … >`: leases up to `count` new entries.
@@ -247,7 +248,11 @@ impl QueueShared {
             Ok(enqueued) => {
                 if enqueued.added {
                     self.metrics.enqueued();
-                    self.wakeup.notify_waiters();
+                    // On Redis, workers wait in a blocking read that the
+                    // XADD itself ends.
+                    if self.redis().is_none() {
+                        self.wakeup.notify_waiters();
+                    }
                 }
                 Ok(enqueued)
             }
@@ -266,8 +271,11 @@ impl QueueShared {
     ) -> Result<Enqueued> {
         if id.is_none() && delay.is_zero() {
             let entry = self.add(payload).await?;
+            let mut id = String::with_capacity(entry.len() + 1);
+            id.push('#');
+            id.push_str(&entry);
             return Ok(Enqueued {
-                id: format!("#{entry}"),
+                id,
                 added: true,
                 buffered: false,
             });
