@@ -44,6 +44,7 @@
 
 pub mod cache;
 pub mod clock;
+mod coalesce;
 pub mod config;
 pub mod connection;
 mod connection_state;

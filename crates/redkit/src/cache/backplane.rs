@@ -21,13 +21,13 @@
 //! holds can be older than what Redis has.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
 
 use super::key::Layout;
 use super::local_tier::LocalTier;
+use crate::coalesce::Coalesced;
 use crate::error::Result;
 use crate::store::{FollowEvent, Following, Store, follow};
 
@@ -79,14 +79,8 @@ pub(crate) struct Backplane {
     instance: String,
     /// Stops following the channel when the cache (and so this) is dropped.
     listener: parking_lot::Mutex<Option<Following>>,
-    written: Arc<WrittenKeys>,
-}
-
-/// Keys written and not announced yet, and whether a flush is running.
-#[derive(Default)]
-struct WrittenKeys {
-    keys: parking_lot::Mutex<Vec<String>>,
-    flushing: AtomicBool,
+    /// Keys written and not announced yet.
+    written: Arc<Coalesced<String>>,
 }
 
 /// Keys named by one coalesced notice at most (a bound on message size).
@@ -135,32 +129,14 @@ impl Backplane {
         if !self.enabled {
             return;
         }
-        self.written.keys.lock().extend(keys);
-        if self.written.flushing.swap(true, Ordering::AcqRel) {
+        if !self.written.push(keys) {
             return; // the running flush takes them
         }
         let (store, written) = (store.clone(), self.written.clone());
         let (channel, namespace) = (layout.channel(), layout.namespace().to_owned());
         let instance = self.instance.clone();
         tokio::spawn(async move {
-            loop {
-                let batch: Vec<String> = {
-                    let mut keys = written.keys.lock();
-                    let take = keys.len().min(MAX_KEYS_PER_NOTICE);
-                    keys.drain(..take).collect()
-                };
-                if batch.is_empty() {
-                    written.flushing.store(false, Ordering::Release);
-                    // A key queued after the drain and before the store above
-                    // found the flag still set: take it unless another flush
-                    // already did.
-                    if written.keys.lock().is_empty()
-                        || written.flushing.swap(true, Ordering::AcqRel)
-                    {
-                        return;
-                    }
-                    continue;
-                }
+            while let Some(batch) = written.next_batch(MAX_KEYS_PER_NOTICE) {
                 let notice = Notice {
                     instance: instance.clone(),
                     change: CacheChange::Set { k: batch },

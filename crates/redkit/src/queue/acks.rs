@@ -10,13 +10,12 @@
 //! timeout. Fencing is unchanged: an entry whose lease was taken back no
 //! longer exists, so acknowledging it changes nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::handle::Queue;
+use crate::coalesce::Coalesced;
 
 /// Entries acknowledged by one command, at most.
 const MAX_BATCH: usize = 500;
@@ -24,33 +23,16 @@ const MAX_BATCH: usize = 500;
 /// The successes of one worker waiting to be recorded.
 #[derive(Default)]
 pub(super) struct Acks {
-    pending: Mutex<Vec<String>>,
-    flushing: AtomicBool,
+    entries: Coalesced<String>,
 }
 
 impl Acks {
     /// Records the success of the job leased as `entry`: now, or with the
     /// batch a running flush is about to send.
     pub(super) async fn done<T>(&self, queue: &Queue<T>, entry: String) {
-        self.pending.lock().push(entry);
-        while !self.flushing.swap(true, Ordering::AcqRel) {
-            loop {
-                let batch: Vec<String> = {
-                    let mut pending = self.pending.lock();
-                    let take = pending.len().min(MAX_BATCH);
-                    pending.drain(..take).collect()
-                };
-                if batch.is_empty() {
-                    break;
-                }
+        if self.entries.push([entry]) {
+            while let Some(batch) = self.entries.next_batch(MAX_BATCH) {
                 send(queue, &batch).await;
-            }
-            self.flushing.store(false, Ordering::Release);
-            // An entry pushed after the last drain and before the store
-            // above found the flag still set: take it over unless another
-            // task already does.
-            if self.pending.lock().is_empty() {
-                return;
             }
         }
     }

@@ -7,7 +7,7 @@
 //! [`Enqueued::buffered`] tells the caller.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -42,16 +42,27 @@ pub(super) struct BufferedJob {
 #[derive(Debug, Default)]
 pub(super) struct Buffer {
     jobs: Mutex<VecDeque<BufferedJob>>,
+    /// `jobs.len()`, kept beside it: every enqueue in fallback mode asks
+    /// whether the buffer is empty, and should not take the lock for that.
+    len: AtomicUsize,
     arrived: Notify,
 }
 
 impl Buffer {
     pub(super) fn is_empty(&self) -> bool {
-        self.jobs.lock().is_empty()
+        self.len() == 0
     }
 
     pub(super) fn len(&self) -> usize {
-        self.jobs.lock().len()
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Runs `change` on the jobs and records their new count.
+    fn change<R>(&self, change: impl FnOnce(&mut VecDeque<BufferedJob>) -> R) -> R {
+        let mut jobs = self.jobs.lock();
+        let result = change(&mut jobs);
+        self.len.store(jobs.len(), Ordering::Release);
+        result
     }
 
     /// Appends `job` unless a job with its id is already buffered.
@@ -79,6 +90,7 @@ impl Buffer {
         }
         let id = job.id.get_or_insert_with(buffered_id).clone();
         jobs.push_back(job);
+        self.len.store(jobs.len(), Ordering::Release);
         drop(jobs);
         self.arrived.notify_one();
         Ok(Enqueued {
@@ -102,18 +114,20 @@ impl Buffer {
     /// Removes the front job if it is still `job` (it may have been
     /// cancelled meanwhile).
     pub(super) fn pop_front(&self, job: &BufferedJob) {
-        let mut jobs = self.jobs.lock();
-        if jobs.front() == Some(job) {
-            jobs.pop_front();
-        }
+        self.change(|jobs| {
+            if jobs.front() == Some(job) {
+                jobs.pop_front();
+            }
+        });
     }
 
     /// Removes the buffered job `id`; whether it was there.
     pub(super) fn cancel(&self, id: &str) -> bool {
-        let mut jobs = self.jobs.lock();
-        let before = jobs.len();
-        jobs.retain(|job| job.id.as_deref() != Some(id));
-        jobs.len() != before
+        self.change(|jobs| {
+            let before = jobs.len();
+            jobs.retain(|job| job.id.as_deref() != Some(id));
+            jobs.len() != before
+        })
     }
 
     /// Resolves when a job is pushed after this call.

@@ -1,0 +1,101 @@
+//! Work queued by many tasks and sent in batches by one of them at a time:
+//! the cache backplane's "keys written" notices and the queue's
+//! acknowledgements. While a batch is in flight the next items gather, so
+//! under load one round trip carries many of them, and when idle an item
+//! goes out at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+/// Items waiting for the next batch, and whether a flusher is running.
+#[derive(Debug)]
+pub(crate) struct Coalesced<T> {
+    pending: Mutex<Vec<T>>,
+    flushing: AtomicBool,
+}
+
+impl<T> Default for Coalesced<T> {
+    fn default() -> Self {
+        Coalesced {
+            pending: Mutex::new(Vec::new()),
+            flushing: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<T> Coalesced<T> {
+    /// Queues `items`. True when no flush is running: the caller is now the
+    /// flusher and must call [`Coalesced::next_batch`] until it says `None`.
+    pub(crate) fn push(&self, items: impl IntoIterator<Item = T>) -> bool {
+        self.pending.lock().extend(items);
+        !self.flushing.swap(true, Ordering::AcqRel)
+    }
+
+    /// The flusher's next batch of at most `max` items; `None` when nothing
+    /// is left, which ends its turn.
+    pub(crate) fn next_batch(&self, max: usize) -> Option<Vec<T>> {
+        loop {
+            {
+                let mut pending = self.pending.lock();
+                if !pending.is_empty() {
+                    let take = pending.len().min(max);
+                    return Some(pending.drain(..take).collect());
+                }
+            }
+            self.flushing.store(false, Ordering::Release);
+            // An item queued after the drain above and before the store
+            // found the flag still set: take it, unless another task has
+            // become the flusher meanwhile.
+            if self.pending.lock().is_empty() || self.flushing.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_flusher_at_a_time_takes_everything_in_batches() {
+        let coalesced = Coalesced::default();
+        assert!(coalesced.push([1, 2, 3]), "the first pusher flushes");
+        assert!(!coalesced.push([4, 5]), "others only queue");
+        assert_eq!(coalesced.next_batch(2), Some(vec![1, 2]));
+        assert_eq!(coalesced.next_batch(2), Some(vec![3, 4]));
+        assert!(!coalesced.push([6]));
+        assert_eq!(coalesced.next_batch(2), Some(vec![5, 6]));
+        assert_eq!(coalesced.next_batch(2), None, "the turn ends when empty");
+        assert!(coalesced.push([7]), "the next pusher flushes again");
+        assert_eq!(coalesced.next_batch(10), Some(vec![7]));
+        assert_eq!(coalesced.next_batch(10), None);
+    }
+
+    #[test]
+    fn nothing_is_left_behind_by_concurrent_pushers() {
+        let coalesced = std::sync::Arc::new(Coalesced::default());
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (coalesced, sent) = (coalesced.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        if coalesced.push([t * 1000 + i]) {
+                            while let Some(batch) = coalesced.next_batch(7) {
+                                sent.lock().extend(batch);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a pusher");
+        }
+        let mut sent = sent.lock().clone();
+        sent.sort_unstable();
+        assert_eq!(sent, (0..4000).collect::<Vec<_>>());
+    }
+}
