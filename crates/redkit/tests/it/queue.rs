@@ -40,6 +40,23 @@ mod redis {
     redkit::queue_conformance_tests!(make);
 }
 
+/// On this binary's shared Redis Cluster (one queue's keys share a hash
+/// tag, so a queue lives on one master; workers read through a cluster
+/// connection of their own).
+mod cluster {
+    use super::*;
+
+    async fn make() -> (Redkit, ()) {
+        let cluster = redkit_testkit::RedisCluster::shared();
+        let mut config = fast_redis_config(&cluster.url());
+        config.fallback = false;
+        config.key_prefix = crate::support::unique_prefix();
+        (on_redis(config).await, ())
+    }
+
+    redkit::queue_conformance_tests!(make);
+}
+
 mod fallback_while_redis_is_up {
     use super::*;
 
