@@ -45,11 +45,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, HeaderValue, SET_COOKIE};
 use hyper::{Method, Request, StatusCode, Uri};
 use redkit::Redkit;
-use redkit::ratelimit::Policy;
-use redkit_server::{AppState, RunningServer, ServiceConfig, install_metrics_recorder};
+use redkit_server::{AppState, RunningServer, install_metrics_recorder};
 use serde_json::json;
 
-use super::http_kit::{Failures, baseline_server, connect, measure_clients, report_failures};
+use super::http_kit::{
+    Failures, baseline_server, connect, measure_clients, report_failures, service_config,
+};
 use super::progress;
 use crate::env::Env;
 use crate::measure::{self, Load, Measurement};
@@ -158,18 +159,7 @@ impl Service {
     async fn start(name: &str, kit: Redkit, nodelay: bool) -> Self {
         let metrics = install_metrics_recorder();
         let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temp dir: {err}"));
-        let mut config = ServiceConfig::with_database(dir.path().join("redkit.db"));
-        // Rate limiting stays in the path with a limit no run reaches (the
-        // largest per minute a policy allows: limit × window below 2^53 µs).
-        config.api_policy = Some(
-            Policy::new("api", 100_000_000, Duration::from_secs(60))
-                .unwrap_or_else(|err| panic!("policy: {err}")),
-        );
-        // Registration is limited per IP in Redis, across runs of the harness.
-        config.auth_policy = Some(
-            Policy::new("auth", 1_000_000, Duration::from_secs(60))
-                .unwrap_or_else(|err| panic!("policy: {err}")),
-        );
+        let mut config = service_config(dir.path());
         config.connections.tcp_nodelay = nodelay;
         let state = AppState::new(kit, metrics, config)
             .await

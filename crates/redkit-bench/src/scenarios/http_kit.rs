@@ -1,10 +1,11 @@
-//! What the HTTP scenarios share: the trivial axum baseline server, keep-alive
-//! client connections, and the failures seen on each side and how a report
-//! shows them.
+//! What the HTTP scenarios share: the service's configuration, the trivial
+//! axum baseline server, keep-alive client connections, and the failures
+//! seen on each side and how a report shows them.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use bytes::Bytes;
@@ -13,10 +14,29 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use redkit::ratelimit::Policy;
+use redkit_server::ServiceConfig;
 use tokio::net::{TcpListener, TcpSocket};
 
 use super::progress;
 use crate::measure::{self, Load, Measurement};
+
+/// The service's configuration in every HTTP scenario: a database in `dir`,
+/// and rate limiting in the path with limits no run reaches (the API limit
+/// is the largest per minute a policy allows: limit × window below 2^53 µs;
+/// registration is limited per IP in Redis, across runs of the harness).
+pub(super) fn service_config(dir: &std::path::Path) -> ServiceConfig {
+    let mut config = ServiceConfig::with_database(dir.join("redkit.db"));
+    config.api_policy = Some(
+        Policy::new("api", 100_000_000, Duration::from_secs(60))
+            .unwrap_or_else(|err| panic!("policy: {err}")),
+    );
+    config.auth_policy = Some(
+        Policy::new("auth", 1_000_000, Duration::from_secs(60))
+            .unwrap_or_else(|err| panic!("policy: {err}")),
+    );
+    config
+}
 
 /// The baseline: every method and path answered `200` with `body` as JSON,
 /// served like the service (`axum::serve`, plain listener, `ConnectInfo`).

@@ -40,12 +40,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderValue, SET_COOKIE};
 use hyper::{Method, Request, StatusCode, Uri};
-use redkit::ratelimit::Policy;
 use redkit_server::db::{NewTask, NewUserOutcome};
-use redkit_server::{AppState, RunningServer, ServiceConfig, install_metrics_recorder};
+use redkit_server::{AppState, RunningServer, install_metrics_recorder};
 use serde_json::json;
 
-use super::http_kit::{Failures, baseline_server, connect, measure_clients, report_failures};
+use super::http_kit::{
+    Failures, baseline_server, connect, measure_clients, report_failures, service_config,
+};
 use super::progress;
 use crate::env::Env;
 use crate::measure::{self, Load, Measurement};
@@ -73,15 +74,7 @@ pub(super) async fn tasks_mixed(env: &Env, exact: bool) -> Report {
     let metrics = install_metrics_recorder();
     let kit = env.redkit().await;
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temp dir: {err}"));
-    let mut config = ServiceConfig::with_database(dir.path().join("redkit.db"));
-    config.api_policy = Some(
-        Policy::new("api", 100_000_000, Duration::from_secs(60))
-            .unwrap_or_else(|err| panic!("policy: {err}")),
-    );
-    config.auth_policy = Some(
-        Policy::new("auth", 1_000_000, Duration::from_secs(60))
-            .unwrap_or_else(|err| panic!("policy: {err}")),
-    );
+    let mut config = service_config(dir.path());
     if exact {
         config.sessions = config
             .sessions

@@ -10,11 +10,8 @@
 //! timeout. Fencing is unchanged: an entry whose lease was taken back no
 //! longer exists, so acknowledging it changes nothing.
 
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use super::handle::Queue;
+use super::worker::while_available;
 use crate::coalesce::Coalesced;
 
 /// Entries acknowledged by one command, at most.
@@ -41,27 +38,19 @@ impl Acks {
 /// Sends one batch, retrying while the store is unavailable until the
 /// leases would have expired (then the jobs are someone else's).
 async fn send<T>(queue: &Queue<T>, batch: &[String]) {
-    let give_up = Instant::now() + queue.config.visibility_timeout;
-    loop {
-        match queue.shared.ack(batch).await {
-            Ok(acked) => {
-                let taken_over = (batch.len() as u64).saturating_sub(acked);
-                if taken_over > 0 {
-                    tracing::warn!(
-                        queue = queue.name(),
-                        jobs = taken_over,
-                        "the leases of finished jobs were taken over before they finished; their outcome is not recorded here"
-                    );
-                }
-                return;
+    match while_available(queue, || queue.shared.ack(batch)).await {
+        Ok(acked) => {
+            let taken_over = (batch.len() as u64).saturating_sub(acked);
+            if taken_over > 0 {
+                tracing::warn!(
+                    queue = queue.name(),
+                    jobs = taken_over,
+                    "the leases of finished jobs were taken over before they finished; their outcome is not recorded here"
+                );
             }
-            Err(error) if error.is_unavailable() && Instant::now() < give_up => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => {
-                tracing::error!(queue = queue.name(), jobs = batch.len(), %error, "cannot record finished jobs; they run again after their visibility timeout");
-                return;
-            }
+        }
+        Err(error) => {
+            tracing::error!(queue = queue.name(), jobs = batch.len(), %error, "cannot record finished jobs; they run again after their visibility timeout");
         }
     }
 }

@@ -72,32 +72,34 @@ impl Buffer {
         mut job: BufferedJob,
         capacity: usize,
     ) -> Result<Enqueued> {
-        let mut jobs = self.jobs.lock();
-        if let Some(id) = &job.id
-            && jobs.iter().any(|other| other.id.as_ref() == Some(id))
-        {
-            return Ok(Enqueued {
-                id: id.clone(),
-                added: false,
+        let enqueued = self.change(|jobs| {
+            if let Some(id) = &job.id
+                && jobs.iter().any(|other| other.id.as_ref() == Some(id))
+            {
+                return Ok(Enqueued {
+                    id: id.clone(),
+                    added: false,
+                    buffered: true,
+                });
+            }
+            if jobs.len() >= capacity {
+                return Err(Error::QueueBufferFull {
+                    queue: queue.to_owned(),
+                    capacity,
+                });
+            }
+            let id = job.id.get_or_insert_with(buffered_id).clone();
+            jobs.push_back(job);
+            Ok(Enqueued {
+                id,
+                added: true,
                 buffered: true,
-            });
+            })
+        })?;
+        if enqueued.added {
+            self.arrived.notify_one();
         }
-        if jobs.len() >= capacity {
-            return Err(Error::QueueBufferFull {
-                queue: queue.to_owned(),
-                capacity,
-            });
-        }
-        let id = job.id.get_or_insert_with(buffered_id).clone();
-        jobs.push_back(job);
-        self.len.store(jobs.len(), Ordering::Release);
-        drop(jobs);
-        self.arrived.notify_one();
-        Ok(Enqueued {
-            id,
-            added: true,
-            buffered: true,
-        })
+        Ok(enqueued)
     }
 
     pub(super) fn contains(&self, id: &str) -> bool {

@@ -171,13 +171,11 @@ impl QueueShared {
                     redis.connection().query_pipeline(&pipeline).await?;
                 acked
             }
-            None => {
-                let args: Vec<ScriptArg> = entries
-                    .iter()
-                    .map(|entry| ScriptArg::from(entry.as_str()))
-                    .collect();
-                self.run(&scripts::ACK, &args).await?.as_i64().unwrap_or(0)
-            }
+            None => self
+                .run(&scripts::ACK, &entry_args(entries))
+                .await?
+                .as_i64()
+                .unwrap_or(0),
         };
         Ok(u64::try_from(acked).unwrap_or(0))
     }
@@ -196,11 +194,9 @@ impl QueueShared {
                 .arg("JUSTID");
             command
         };
-        let args: Vec<ScriptArg> = entries
-            .iter()
-            .map(|entry| ScriptArg::from(entry.as_str()))
-            .collect();
-        let reply = self.hot(&scripts::TOUCH, &args, command).await?;
+        let reply = self
+            .hot(&scripts::TOUCH, &entry_args(entries), command)
+            .await?;
         Ok(reply
             .as_array()
             .unwrap_or_default()
@@ -435,4 +431,12 @@ async fn flush(queue: &QueueShared, buffer: &Buffer) {
             }
         }
     }
+}
+
+/// Stream entry ids as script arguments.
+fn entry_args(entries: &[String]) -> Vec<ScriptArg> {
+    entries
+        .iter()
+        .map(|entry| ScriptArg::from(entry.as_str()))
+        .collect()
 }

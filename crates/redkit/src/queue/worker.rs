@@ -490,35 +490,41 @@ fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
 /// lease would have expired; false when the lease was taken over (or the
 /// outcome could not be recorded) and nothing changed.
 pub(super) async fn finish<T>(queue: &Queue<T>, fetched: &Fetched, outcome: Outcome) -> bool {
-    let retried = matches!(outcome, Outcome::Retry(..));
+    let recorded = while_available(queue, || finish_script(queue, fetched, &outcome)).await;
+    match recorded {
+        Ok(ours) => {
+            if !ours {
+                tracing::warn!(queue = queue.name(), job = %fetched.job.id, "the job's lease was taken over before it finished; its outcome is not recorded here");
+            }
+            if matches!(outcome, Outcome::Retry(..)) {
+                queue.shared.wakeup.notify_waiters();
+            }
+            ours
+        }
+        Err(error) => {
+            tracing::error!(queue = queue.name(), job = %fetched.job.id, %error, "cannot record a job's outcome; it runs again after its visibility timeout");
+            false
+        }
+    }
+}
+
+/// Runs `record` (a job's outcome), retrying while the store is
+/// unavailable until the job's lease would have expired: after that the
+/// job is someone else's and the last error is returned.
+pub(super) async fn while_available<T, R, F>(
+    queue: &Queue<T>,
+    mut record: impl FnMut() -> F,
+) -> Result<R>
+where
+    F: Future<Output = Result<R>>,
+{
     let give_up = Instant::now() + queue.config.visibility_timeout;
     loop {
-        let recorded = match &outcome {
-            // A job never named nor retried has nothing to clean up but its entry.
-            Outcome::Done if !fetched.job.named => queue
-                .shared
-                .ack(std::slice::from_ref(&fetched.entry))
-                .await
-                .map(|acked| acked == 1),
-            _ => finish_script(queue, fetched, &outcome).await,
-        };
-        match recorded {
-            Ok(ours) => {
-                if !ours {
-                    tracing::warn!(queue = queue.name(), job = %fetched.job.id, "the job's lease was taken over before it finished; its outcome is not recorded here");
-                }
-                if retried {
-                    queue.shared.wakeup.notify_waiters();
-                }
-                return ours;
-            }
+        match record().await {
             Err(error) if error.is_unavailable() && Instant::now() < give_up => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(error) => {
-                tracing::error!(queue = queue.name(), job = %fetched.job.id, %error, "cannot record a job's outcome; it runs again after its visibility timeout");
-                return false;
-            }
+            result => return result,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! What one instance remembers per session to coordinate its own work:
 //! the queue of writers of a session and when it last extended one. Both
-//! are striped by a hash of the id, so memory stays bounded whatever the
+//! are found by a hash of the id, so memory stays bounded whatever the
 //! number of sessions, and neither keeps an id (a bearer secret).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SessionId;
@@ -34,118 +35,120 @@ impl WriterLocks {
     }
 }
 
-/// Which sessions were extended recently: a sharded map of keyed id hashes
-/// to the time of extension. Cheaper than a general cache on the read path.
+/// Which sessions were extended recently, asked on every read: a fixed
+/// table of atomic slots, found by a keyed hash of the id. A slot holds the
+/// hash's upper half (a tag that tells ids apart) and when that session was
+/// extended, in milliseconds since the memo started (wrapping: 32 bits
+/// serve for 49 days).
 ///
-/// Bounded: a shard holds at most `SHARD_CAP` hashes. When it
-/// is full it drops the ones older than the interval, at most once per
-/// `PRUNE_EVERY` or per interval, whichever is shorter (never one scan per
-/// read). If it is still full,
-/// a new session is not memoized and is simply extended on each read.
+/// Lock-free, one cache line per read, and bounded by construction
+/// (`BUCKETS` × `WAYS` slots, 1 MiB): a bucket holds four sessions, and a
+/// fifth evicts the one extended longest ago. Losing a slot, a tag
+/// collision, or a wrap of the clock costs one extension more or one
+/// fewer, never a session.
 pub(super) struct TouchMemo {
-    interval: Duration,
-    shard_cap: usize,
-    hasher: std::hash::RandomState,
-    shards: Vec<parking_lot::Mutex<Shard>>,
+    /// Zero when the memo is off.
+    interval_ms: u32,
+    started: Instant,
+    hasher: foldhash::quality::RandomState,
+    buckets: Box<[Bucket]>,
 }
 
-/// One shard: id digests → when extended, and when it was last pruned. The
-/// map's keys are already keyed SipHash digests, so it hashes them no
-/// further.
+/// `WAYS` slots in one cache line. An empty slot is zero, and no tag is.
+#[repr(align(64))]
 #[derive(Default)]
-struct Shard {
-    extended: std::collections::HashMap<u64, Instant, std::hash::BuildHasherDefault<Digest>>,
-    pruned_at: Option<Instant>,
-}
-
-/// A `Hasher` for keys that are already uniformly distributed digests.
-#[derive(Default)]
-pub(super) struct Digest(u64);
-
-impl std::hash::Hasher for Digest {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
+struct Bucket([AtomicU64; TouchMemo::WAYS]);
 
 impl TouchMemo {
-    const SHARDS: usize = 16;
-    const SHARD_CAP: usize = 65_536;
-    const PRUNE_EVERY: Duration = Duration::from_secs(1);
+    const BUCKETS: usize = 1 << 14;
+    const WAYS: usize = 4;
 
     pub(super) fn new(interval: Duration) -> Self {
-        Self::with_shard_cap(interval, Self::SHARD_CAP)
-    }
-
-    fn with_shard_cap(interval: Duration, shard_cap: usize) -> Self {
+        // Capped at half the clock's range, so a wrapped age never passes
+        // for a recent one within the interval.
+        let interval_ms = u32::try_from(interval.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(u32::MAX / 2);
         TouchMemo {
-            interval,
-            shard_cap,
-            hasher: std::hash::RandomState::new(),
-            shards: (0..Self::SHARDS).map(|_| Default::default()).collect(),
+            interval_ms,
+            started: Instant::now(),
+            hasher: foldhash::quality::RandomState::default(),
+            buckets: if interval_ms == 0 {
+                Box::default()
+            } else {
+                (0..Self::BUCKETS).map(|_| Bucket::default()).collect()
+            },
         }
     }
 
-    fn slot(&self, id: &SessionId) -> (u64, &parking_lot::Mutex<Shard>) {
+    /// The bucket of `id` and its tag.
+    fn slot(&self, id: &SessionId) -> (&Bucket, u32) {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(id.expose());
-        (hash, &self.shards[hash as usize % Self::SHARDS])
+        let bucket = &self.buckets[hash as usize % Self::BUCKETS];
+        (bucket, (hash >> 32) as u32 | 1)
+    }
+
+    /// Now, in the memo's wrapping milliseconds.
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
+    }
+
+    fn is_recent(&self, slot: u64, now: u32) -> bool {
+        now.wrapping_sub(slot as u32) < self.interval_ms
     }
 
     pub(super) fn recently(&self, id: &SessionId) -> bool {
-        if self.interval.is_zero() {
+        if self.interval_ms == 0 {
             return false;
         }
-        let (hash, shard) = self.slot(id);
-        shard
-            .lock()
-            .extended
-            .get(&hash)
-            .is_some_and(|at| at.elapsed() < self.interval)
+        let (bucket, tag) = self.slot(id);
+        let now = self.now();
+        bucket.0.iter().any(|slot| {
+            let slot = slot.load(Ordering::Relaxed);
+            (slot >> 32) as u32 == tag && self.is_recent(slot, now)
+        })
     }
 
-    /// Records that session `id` (which exists) was just extended.
+    /// Records that session `id` (which exists) was just extended: in its
+    /// own slot if it has one, else in the slot extended longest ago.
     pub(super) fn mark(&self, id: &SessionId) {
-        if self.interval.is_zero() {
+        if self.interval_ms == 0 {
             return;
         }
-        let (hash, shard) = self.slot(id);
-        let mut shard = shard.lock();
-        let now = Instant::now();
-        if shard.extended.len() >= self.shard_cap && !shard.extended.contains_key(&hash) {
-            if shard
-                .pruned_at
-                .is_none_or(|at| now.duration_since(at) >= self.interval.min(Self::PRUNE_EVERY))
-            {
-                let interval = self.interval;
-                shard
-                    .extended
-                    .retain(|_, at| now.duration_since(*at) < interval);
-                shard.pruned_at = Some(now);
-            }
-            if shard.extended.len() >= self.shard_cap {
-                return;
-            }
+        let (bucket, tag) = self.slot(id);
+        let now = self.now();
+        let target = bucket
+            .0
+            .iter()
+            .find(|slot| (slot.load(Ordering::Relaxed) >> 32) as u32 == tag)
+            .or_else(|| {
+                bucket.0.iter().max_by_key(|slot| {
+                    let slot = slot.load(Ordering::Relaxed);
+                    if slot == 0 {
+                        u32::MAX
+                    } else {
+                        now.wrapping_sub(slot as u32)
+                    }
+                })
+            });
+        if let Some(target) = target {
+            target.store(u64::from(tag) << 32 | u64::from(now), Ordering::Relaxed);
         }
-        shard.extended.insert(hash, now);
     }
 
-    /// How many sessions are memoized (for Debug and tests).
+    /// How many sessions are memoized as recently extended (for Debug
+    /// and tests).
     pub(super) fn len(&self) -> usize {
-        self.shards
+        let now = self.now();
+        self.buckets
             .iter()
-            .map(|shard| shard.lock().extended.len())
-            .sum()
+            .flat_map(|bucket| &bucket.0)
+            .filter(|slot| {
+                let slot = slot.load(Ordering::Relaxed);
+                slot != 0 && self.is_recent(slot, now)
+            })
+            .count()
     }
 }
 
@@ -160,30 +163,56 @@ mod tests {
     }
 
     #[test]
-    fn the_memo_stays_bounded_and_prunes_what_is_old() {
-        let memo = TouchMemo::with_shard_cap(Duration::from_millis(20), 4);
-        let cap = 4 * TouchMemo::SHARDS;
+    fn marked_sessions_are_recent_for_the_interval() {
+        let memo = TouchMemo::new(Duration::from_millis(50));
         let first = ids(1000);
+        assert!(first.iter().all(|id| !memo.recently(id)), "nothing yet");
         for id in &first {
             memo.mark(id);
         }
-        assert!(memo.len() <= cap, "{} entries, cap {cap}", memo.len());
-        let memoized = first.iter().filter(|id| memo.recently(id)).count();
-        assert_eq!(memoized, memo.len(), "what is kept answers `recently`");
+        assert_eq!(memo.len(), 1000);
+        assert!(first.iter().all(|id| memo.recently(id)));
+        assert!(
+            ids(1000).iter().all(|id| !memo.recently(id)),
+            "others are not"
+        );
 
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(60));
         assert!(
             first.iter().all(|id| !memo.recently(id)),
             "past the interval"
         );
-        let later = ids(1000);
-        for id in &later {
+        assert_eq!(memo.len(), 0);
+    }
+
+    #[test]
+    fn the_memo_stays_bounded_and_keeps_the_latest() {
+        let memo = TouchMemo::new(Duration::from_secs(60));
+        let capacity = TouchMemo::BUCKETS * TouchMemo::WAYS;
+        let many = ids(capacity * 2);
+        for id in &many {
             memo.mark(id);
         }
-        assert!(memo.len() <= cap);
+        assert!(memo.len() <= capacity, "{} > {capacity}", memo.len());
         assert!(
-            later.iter().any(|id| memo.recently(id)),
-            "old entries were pruned to make room"
+            memo.len() > capacity / 2,
+            "the table is used: {}",
+            memo.len()
         );
+        let latest = &many[many.len() - 1000..];
+        let kept = latest.iter().filter(|id| memo.recently(id)).count();
+        assert!(
+            kept > 900,
+            "the latest marks win their slots: {kept} of 1000"
+        );
+    }
+
+    #[test]
+    fn a_zero_interval_turns_the_memo_off() {
+        let memo = TouchMemo::new(Duration::ZERO);
+        let id = SessionId::generate().expect("an id");
+        memo.mark(&id);
+        assert!(!memo.recently(&id));
+        assert_eq!(memo.len(), 0);
     }
 }

@@ -19,7 +19,6 @@
 //!
 //! [`SessionConfig::local_cache`]: super::SessionConfig::local_cache
 
-use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -126,7 +125,8 @@ impl LocalSessions {
 
 /// This instance's copies of sessions, composed in front of the store the
 /// way tower-sessions' `CachingSessionStore<Cache, Store>` is: `Sessions`
-/// reads through it ([`read_through`]) and tells it every change. Without
+/// reads through it ([`before_load`], [`after_load`]) and tells it every
+/// change. Without
 /// a local cache it is [`NoLocalCache`], which holds nothing.
 pub(super) trait SessionCache: Send + Sync + 'static {
     /// The cached session `id`, if coherent, present and fresh.
@@ -172,23 +172,33 @@ impl SessionCache for NoLocalCache {
     }
 }
 
-/// Reads session `id` through `cache`: a fresh copy when there is one and
-/// no extension is due (a due extension goes to the store, so rolling
-/// expiry still works); else `load` from the store, caching what it found;
-/// and when the store is unavailable, a copy within the fail-safe duration.
-pub(super) async fn read_through(
+/// The cached copy of session `id` to serve without a load: a fresh one,
+/// when no extension is due (a due extension goes to the store, so rolling
+/// expiry still works). `Err` holds the epoch to pass to [`after_load`].
+pub(super) fn before_load(
     cache: &dyn SessionCache,
     id: &SessionId,
     extend: bool,
-    load: impl Future<Output = Result<Option<Session>>>,
-) -> Result<Option<Session>> {
+) -> std::result::Result<Session, u64> {
     if !extend && let Some(session) = cache.fresh(id) {
-        return Ok(Some(session));
+        return Ok(session);
     }
     // Taken before the load: an eviction while it runs bumps the epoch,
     // and `put` then refuses what may be a stale read.
-    let epoch = cache.epoch();
-    match load.await {
+    Err(cache.epoch())
+}
+
+/// What a read of session `id` answers once `loaded` from the store:
+/// the load, cached; or when the store is unavailable, a copy within the
+/// fail-safe duration. (Two halves around the load rather than one async
+/// function taking the load's future: a future passed in is stored twice.)
+pub(super) fn after_load(
+    cache: &dyn SessionCache,
+    id: &SessionId,
+    loaded: Result<Option<Session>>,
+    epoch: u64,
+) -> Result<Option<Session>> {
+    match loaded {
         Ok(loaded) => {
             if let Some(session) = &loaded {
                 cache.put(session, epoch);

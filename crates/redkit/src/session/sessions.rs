@@ -1,9 +1,12 @@
 //! The native session API: [`Sessions`] and its operations on the store.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{Either, ready};
 use serde_json::{Map, Value};
 
 use super::coordination::{TouchMemo, WriterLocks};
@@ -161,14 +164,21 @@ impl<S: Store> Sessions<S> {
     /// Runs `operation` unless sessions fail closed and the store is serving
     /// from its fallback; also fails closed when the fallback took over during
     /// the call (a write made there stays local and is cleared on recovery).
-    async fn guarded<T>(
-        &self,
-        operation: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.ensure_available()?;
-        let result = operation.await.map_err(redact);
-        self.ensure_available()?;
-        result
+    fn guarded<'a, T: 'a>(
+        &'a self,
+        operation: impl Future<Output = Result<T>> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        // A combinator, not an `async fn`: one taking `operation` would
+        // store that future twice (argument and awaited copy), and a
+        // session read would move kilobytes.
+        match self.ensure_available() {
+            Err(error) => Either::Left(ready(Err(error))),
+            Ok(()) => Either::Right(operation.map(move |result| {
+                let result = result.map_err(redact);
+                self.ensure_available()?;
+                result
+            })),
+        }
     }
 
     /// Creates a session for `user_id` with a new random id.
@@ -320,8 +330,14 @@ impl<S: Store> Sessions<S> {
     }
 
     async fn get_inner(&self, id: &SessionId) -> Result<Option<Session>> {
+        let cache = &*self.inner.cache;
         let extend = self.inner.config.rolling && !self.inner.touched.recently(id);
-        local::read_through(&*self.inner.cache, id, extend, self.load(id, extend)).await
+        let epoch = match local::before_load(cache, id, extend) {
+            Ok(cached) => return Ok(Some(cached)),
+            Err(epoch) => epoch,
+        };
+        let loaded = self.load(id, extend).await;
+        local::after_load(cache, id, loaded, epoch)
     }
 
     /// Forgets `change` in this instance's cache and announces it to the
@@ -356,31 +372,33 @@ impl<S: Store> Sessions<S> {
         if extend {
             self.inner.touched.mark(id);
         }
+        // The rare follow-ups below are boxed: their futures (scripts,
+        // announcements) are many times the size of the read's, and every
+        // read would otherwise carry and move their space.
         let Some(session) = decode(id, &raw) else {
             tracing::warn!("a stored session does not decode; deleting it");
-            store.delete(&[&key]).await?;
+            Box::pin(store.delete(&[&key])).await?;
             return Ok(None);
         };
         if let Some(end) = session.absolute_expiry_ms {
             let left = Duration::from_millis(end.saturating_sub(SystemClock.now_ms()));
             if left.is_zero() {
-                self.destroy_known(&session).await?;
+                Box::pin(self.destroy_known(&session)).await?;
                 return Ok(None);
             }
             if extend && left < self.inner.config.ttl {
-                store.expire(&key, left).await?;
+                Box::pin(store.expire(&key, left)).await?;
             }
         }
-        if extend {
-            self.refresh_index(&session.user_id).await?;
+        if extend && !self.inner.refreshed.contains_key(&session.user_id) {
+            Box::pin(self.refresh_index(&session.user_id)).await?;
         }
         Ok(Some(session))
     }
 
+    /// Extends the lifetime of `user_id`'s session index (when it was not
+    /// extended recently).
     async fn refresh_index(&self, user_id: &str) -> Result<()> {
-        if self.inner.refreshed.contains_key(user_id) {
-            return Ok(());
-        }
         self.inner
             .store
             .expire(&index_key(user_id), self.index_ttl())
