@@ -291,7 +291,7 @@ impl<S: Store> Engine<S> {
                 key,
                 "cached value does not decode (corrupt or incompatible); deleting it"
             );
-            let _ = self.store.delete(&[entry_key]).await;
+            let _ = Box::pin(self.store.delete(&[entry_key])).await;
             return None;
         };
         if now >= meta.keep_until {
@@ -304,7 +304,7 @@ impl<S: Store> Engine<S> {
         {
             Ok(true) => {}
             Ok(false) => {
-                let _ = self.store.delete(&[entry_key]).await;
+                let _ = Box::pin(self.store.delete(&[entry_key])).await;
                 return None;
             }
             Err(error) => {

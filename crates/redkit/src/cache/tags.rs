@@ -135,6 +135,24 @@ impl TagVersions {
         if missing.is_empty() {
             return Ok(versions);
         }
+        // Boxed: the read's future is large, and every cache read would
+        // otherwise carry (and move) its space, though most never read.
+        Box::pin(self.read_missing(store, layout, tags, &missing, &mut versions, started)).await?;
+        Ok(versions)
+    }
+
+    /// Reads the versions of `tags[i]` for each `i` in `missing` from the
+    /// store into `versions`, and remembers them unless something newer
+    /// arrived since change number `started`.
+    async fn read_missing<S: Store>(
+        &self,
+        store: &S,
+        layout: &Layout,
+        tags: &[&str],
+        missing: &[usize],
+        versions: &mut [u64],
+        started: u64,
+    ) -> Result<()> {
         let keys: Vec<String> = missing.iter().map(|&i| layout.tag(tags[i])).collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let values = store.get_many(&key_refs).await?;
@@ -164,7 +182,7 @@ impl TagVersions {
                 }
             };
         }
-        Ok(versions)
+        Ok(())
     }
 
     /// Whether every recorded `(tag, version)` is still current.
