@@ -37,6 +37,15 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
     }
+
+    /// Read on every cache hit: whole seconds and milliseconds, without
+    /// the 128-bit arithmetic of `Duration::as_millis`.
+    fn now_ms(&self) -> u64 {
+        let now = self.now();
+        now.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(now.subsec_millis()))
+    }
 }
 
 /// A clock that only moves when told to; clones share the same time.

@@ -56,6 +56,7 @@ pub mod ratelimit;
 mod redkit;
 pub mod session;
 pub mod store;
+mod striped;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 

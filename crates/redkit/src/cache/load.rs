@@ -93,9 +93,9 @@ impl<S: Store> Cache<S> {
         engine.check_key(key)?;
         engine.check_tags(&options.tags)?;
         let (found, from_l1) = engine.lookup::<T>(key, options.l1).await;
-        let now = engine.now_ms();
         let stale = match found {
-            Some(found) if now < found.fresh_until => {
+            // Fresh at `lookup`'s own instant, as `Cache::get` judges it.
+            Some(found) if found.fresh => {
                 if from_l1 {
                     engine.counters.l1_hits(1);
                 } else {
@@ -106,6 +106,27 @@ impl<S: Store> Cache<S> {
             other => other,
         };
         engine.counters.misses(1);
+        // Boxed: every hit would otherwise carry (and move) the space of
+        // loading, which only a miss needs.
+        Box::pin(self.miss(key, options, loader, stale)).await
+    }
+
+    /// `get_or_set_with` after a miss: `stale` is what L1 or L2 still kept.
+    async fn miss<T, F, Fut, E>(
+        &self,
+        key: &str,
+        options: &EntryOptions,
+        loader: F,
+        stale: Option<Found<T>>,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<T>, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let engine = &self.engine;
+        let now = engine.now_ms();
         if let Some(found) = &stale
             && now
                 < found

@@ -1,12 +1,14 @@
 //! Cache counters: Prometheus metrics and an in-process snapshot.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
 use metrics::{Counter, Histogram};
 use serde::Serialize;
+
+use crate::striped::Striped;
 
 /// A snapshot of one cache's activity since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -86,48 +88,16 @@ macro_rules! counters {
 
             $(
                 pub(crate) fn $field(&self, n: u64) {
-                    self.$field.0.add(n);
+                    self.$field.0.add(n, Ordering::Relaxed);
                     self.$field.1.increment(n);
                 }
             )*
 
             pub(crate) fn snapshot(&self) -> CacheStats {
-                CacheStats { $( $field: self.$field.0.sum(), )* }
+                CacheStats { $( $field: self.$field.0.sum(Ordering::Relaxed), )* }
             }
         }
     };
-}
-
-/// Stripes per counter: more than the worker threads of a typical runtime.
-const STRIPES: usize = 8;
-
-/// A counter split over cache lines: threads counting hits at millions per
-/// second would otherwise all fight over one line.
-#[derive(Default)]
-pub(crate) struct Striped {
-    cells: [Padded; STRIPES],
-}
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
-
-impl Striped {
-    fn add(&self, n: u64) {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        thread_local! {
-            static STRIPE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize;
-        }
-        let stripe = STRIPE.with(|stripe| *stripe);
-        self.cells[stripe].0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sum(&self) -> u64 {
-        self.cells
-            .iter()
-            .map(|cell| cell.0.load(Ordering::Relaxed))
-            .sum()
-    }
 }
 
 fn counter_for(metric: &'static str, cache: &str) -> Counter {

@@ -7,7 +7,7 @@
 //! shutdown — is written once, here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::{Notify, watch};
@@ -18,6 +18,7 @@ use super::link::Link;
 use super::metrics::ConnectionMetrics;
 use crate::config::{NodeAddress, RedisConfig};
 use crate::error::{Error, Result};
+use crate::striped::Striped;
 
 /// The live connections of one successful (re)connection.
 pub(super) struct Live {
@@ -44,9 +45,10 @@ pub(super) struct Shared {
     broken: Notify,
     /// `true` once shutdown started.
     closing: watch::Sender<bool>,
-    in_flight: AtomicUsize,
+    /// Commands in flight, striped: every command counts itself in and out,
+    /// and one shared counter would be a cache line all cores fight over.
+    in_flight: Striped,
     drained: Notify,
-    next: AtomicUsize,
     metrics: ConnectionMetrics,
 }
 
@@ -64,9 +66,8 @@ impl Shared {
             closed: AtomicBool::new(false),
             broken: Notify::new(),
             closing: watch::Sender::new(false),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Striped::default(),
             drained: Notify::new(),
-            next: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -96,7 +97,8 @@ impl Shared {
     }
 
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        // SeqCst, like the in-flight count: see `checkout`.
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Records a state change: watch channel, log line and metrics.
@@ -260,12 +262,13 @@ impl Shared {
         self.broken.notify_one();
     }
 
-    /// Picks a live connection round-robin (with its generation, to report
+    /// Picks a live connection at random (with its generation, to report
     /// it broken later), or fails fast. The returned guard counts the
     /// command in flight until dropped.
     pub(super) fn checkout(&self) -> Result<(Link, u64, InFlight<'_>)> {
         // Count first, then check `closed`: shutdown sets `closed` before it
-        // reads the count, so either it sees this command or we see `closed`.
+        // reads the count, so either it sees this command or we see `closed`
+        // (both sides SeqCst: a store then a load on each side).
         let guard = InFlight::enter(self);
         if self.is_closed() {
             return Err(Error::Closed);
@@ -276,9 +279,11 @@ impl Shared {
                 state: self.state(),
             });
         };
+        // At random (a thread-local generator), not round-robin: a shared
+        // cursor would be one more line every command writes.
         let index = match live.connections.len() {
             1 => 0,
-            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            n => fastrand::usize(..n),
         };
         Ok((live.connections[index].clone(), live.generation, guard))
     }
@@ -286,7 +291,7 @@ impl Shared {
     /// Marks the handle closed and tells the supervisor; false when shutdown
     /// had already started.
     pub(super) fn start_closing(&self) -> bool {
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
         !self.closing.send_replace(true)
     }
 
@@ -298,7 +303,7 @@ impl Shared {
         // Registered before the count is read, so a command finishing in
         // between still wakes us.
         drained.as_mut().enable();
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        if self.in_flight.sum(Ordering::SeqCst) > 0 {
             let _ = tokio::time::timeout(self.config().command_timeout, drained).await;
         }
         self.live.store(None);
@@ -319,14 +324,15 @@ pub(super) struct InFlight<'a> {
 
 impl<'a> InFlight<'a> {
     fn enter(shared: &'a Shared) -> Self {
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        shared.in_flight.add(1, Ordering::SeqCst);
         InFlight { shared }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.shared.is_closed() {
+        self.shared.in_flight.sub(1, Ordering::SeqCst);
+        if self.shared.is_closed() && self.shared.in_flight.sum(Ordering::SeqCst) == 0 {
             self.shared.drained.notify_waiters();
         }
     }
