@@ -1,19 +1,28 @@
-//! The two algorithms, each as a Lua script and its native twin.
+//! The two algorithms, as one Lua script and its native twin.
 //!
-//! Both run atomically in one round trip and read the clock of the store that
-//! runs them (Redis' `TIME`, the embedded store's clock), so instances with
+//! A script call checks any number of keys, each with its own algorithm and
+//! policy: the limiter sends the checks that arrive while an earlier call is
+//! in flight together (`batch.rs`), so the script's fixed price on
+//! Redis' one thread (the call itself, `TIME`) is paid once per batch. Every
+//! check in a call reads the same clock reading: the clock of the store that
+//! runs it (Redis' `TIME`, the embedded store's clock), so instances with
 //! skewed clocks still share one limit. All arithmetic is on integers in
-//! microseconds, written the same way in Lua and Rust so that both stores give
-//! the same answers (the shared suite checks it at window edges).
+//! microseconds, written the same way in Lua and Rust so that both stores
+//! give the same answers (the shared suite checks it at window edges).
 //!
-//! The scripts are written to be cheap on Redis' one thread: three
-//! `redis.call`s each (`TIME`, `GET`, `SET`), integer arithmetic with `%`
-//! instead of `math.floor` / `math.ceil` calls, numbers handed to
-//! `redis.call` as they are (Redis writes integers below 2^53 exactly)
-//! instead of through `string.format`.
+//! The script is written to be cheap: per key one `GET` and one `SET` (or
+//! `DEL`), integer arithmetic with `%` instead of `math.floor` /
+//! `math.ceil` calls, and the numbers of the `SET` turned into text by
+//! `string.format('%d', …)` in Lua: handed to `redis.call` as numbers,
+//! Redis formats them with `%.17g`, which measured slower (see
+//! docs/BENCHMARKS.md).
 //!
-//! Every script returns `{allowed, remaining, retry_after_us, reset_after_us}`.
-//! A negative cost gives capacity back (reward) and is always admitted.
+//! `ARGV` holds four numbers per key: the algorithm (`GCRA` = 1,
+//! `SLIDING_WINDOW` = 2) and its three parameters. The reply holds four
+//! integers per key, `allowed, remaining, retry_after_us, reset_after_us`;
+//! `allowed` is `WRONG_TYPE` for a key that holds a value of another type
+//! (the other keys of the call are checked as usual). A negative cost gives
+//! capacity back (reward) and is always admitted.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -24,130 +33,182 @@ use super::policy::{Algorithm, Policy};
 use crate::error::{Error, Result};
 use crate::store::{Script, ScriptArg, ScriptContext, ScriptValue};
 
-/// GCRA: ARGV = burst, emission interval (µs per request), cost.
-pub(crate) static GCRA: LazyLock<Script> = LazyLock::new(|| {
+/// `ARGV` code of GCRA: then burst, emission interval (µs per request), cost.
+const GCRA: i64 = 1;
+/// `ARGV` code of the sliding window: then limit, window (µs), cost. The key
+/// holds `window_index:previous_count:current_count`.
+const SLIDING_WINDOW: i64 = 2;
+/// `allowed` of a key holding a value of another type than a string.
+pub(crate) const WRONG_TYPE: i64 = -1;
+/// Numbers per check, in `ARGV` and in the reply.
+pub(crate) const WIDTH: usize = 4;
+
+/// Checks any number of keys (see the module docs).
+pub(crate) static CHECKS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "redkit_ratelimit_gcra",
+        "redkit_ratelimit",
         r"
-local emission = tonumber(ARGV[2])
-local tolerance = emission * ARGV[1]
-local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local ahead = tat - now + emission * cost
-if ahead < 0 then ahead = 0 end
-if cost > 0 and ahead > tolerance then
-  local left = tolerance - (tat - now)
-  if left < 0 then left = 0 end
-  return {0, (left - left % emission) / emission, ahead - tolerance, tat - now}
+
+local function gcra(key, raw, burst, emission, cost)
+  local tolerance = emission * burst
+  local tat = tonumber(raw) or now
+  if tat < now then tat = now end
+  local ahead = tat - now + emission * cost
+  if ahead < 0 then ahead = 0 end
+  if cost > 0 and ahead > tolerance then
+    local left = tolerance - (tat - now)
+    if left < 0 then left = 0 end
+    return 0, (left - left % emission) / emission, ahead - tolerance, tat - now
+  end
+  if ahead > 0 then
+    local ms = ahead + 999
+    redis.call('SET', key, string.format('%d', now + ahead), 'PX', string.format('%d', (ms - ms % 1000) / 1000))
+  else
+    redis.call('DEL', key)
+  end
+  local left = tolerance - ahead
+  return 1, (left - left % emission) / emission, 0, ahead
 end
-if ahead > 0 then
-  local ms = ahead + 999
-  redis.call('SET', KEYS[1], now + ahead, 'PX', (ms - ms % 1000) / 1000)
-else
-  redis.call('DEL', KEYS[1])
+
+local function sliding(key, raw, limit, window, cost)
+  local elapsed = now % window
+  local index = (now - elapsed) / window
+  local prev, cur = 0, 0
+  if raw then
+    local i, p, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
+    if i then
+      i = tonumber(i)
+      if i == index then prev = tonumber(p); cur = tonumber(c)
+      elseif i == index - 1 then prev = tonumber(c) end
+    end
+  end
+  local share = prev * (window - elapsed)
+  local weighted = (share - share % window) / window
+  local used = weighted + cur
+  if cost > 0 and used + cost > limit then
+    local retry = window - elapsed
+    if cur + cost <= limit and prev > 0 then
+      local spare = (limit - cur - cost) * window
+      retry = retry - (spare - spare % prev) / prev
+      if retry < 1 then retry = 1 end
+    end
+    local remaining = limit - used
+    if remaining < 0 then remaining = 0 end
+    return 0, remaining, retry, window - elapsed
+  end
+  cur = cur + cost
+  if cur < 0 then cur = 0 end
+  local ms = 2 * window + 999
+  redis.call('SET', key, string.format('%d:%d:%d', index, prev, cur), 'PX', string.format('%d', (ms - ms % 1000) / 1000))
+  local remaining = limit - weighted - cur
+  if remaining < 0 then remaining = 0 end
+  return 1, remaining, 0, window - elapsed
 end
-local left = tolerance - ahead
-return {1, (left - left % emission) / emission, 0, ahead}
+
+local out = {}
+for i = 1, #KEYS do
+  local at = 4 * i - 3
+  local raw = redis.pcall('GET', KEYS[i])
+  local a, b, c, d = -1, 0, 0, 0
+  if type(raw) ~= 'table' then
+    local x, y, z = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    if ARGV[at] == '1' then
+      a, b, c, d = gcra(KEYS[i], raw, x, y, z)
+    else
+      a, b, c, d = sliding(KEYS[i], raw, x, y, z)
+    end
+  end
+  out[at], out[at + 1], out[at + 2], out[at + 3] = a, b, c, d
+end
+return out
 ",
-        gcra_native,
+        checks_native,
     )
 });
 
-fn gcra_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-    let burst = arg(args, 0)?;
-    let emission = arg(args, 1)?.max(1);
-    let cost = arg(args, 2)?;
+fn checks_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
+    let keys = ctx.key_count();
+    if args.len() != keys * WIDTH {
+        return Err(script_error(format!(
+            "{} arguments for {keys} keys; expected {WIDTH} per key",
+            args.len()
+        )));
+    }
     let now = micros(ctx.now());
+    let mut out = Vec::with_capacity(keys * WIDTH);
+    for key in 0..keys {
+        let at = key * WIDTH;
+        let [algorithm, x, y, cost] = [at, at + 1, at + 2, at + 3].map(|index| arg(args, index));
+        let (x, y, cost) = (x?, y?, cost?);
+        let stored = match ctx.get(key) {
+            Ok(stored) => stored,
+            Err(Error::WrongType { .. }) => {
+                out.extend(reply(WRONG_TYPE, 0, 0, 0));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let result = match algorithm? {
+            GCRA => gcra(ctx, key, stored.as_deref(), now, x, y, cost)?,
+            _ => sliding(ctx, key, stored.as_deref(), now, x, y, cost)?,
+        };
+        out.extend(result);
+    }
+    Ok(ScriptValue::Array(out))
+}
+
+fn gcra(
+    ctx: &mut dyn ScriptContext,
+    key: usize,
+    stored: Option<&[u8]>,
+    now: i64,
+    burst: i64,
+    emission: i64,
+    cost: i64,
+) -> Result<[ScriptValue; WIDTH]> {
+    let emission = emission.max(1);
     let tolerance = emission * burst;
-    let stored = ctx.get(0)?.and_then(|bytes| parse_i64(&bytes));
-    let tat = stored.unwrap_or(now).max(now);
+    let tat = stored.and_then(parse_i64).unwrap_or(now).max(now);
     let new_tat = (tat + emission * cost).max(now);
     let allow_at = new_tat - tolerance;
     if cost > 0 && allow_at > now {
         let remaining = ((now + tolerance - tat) / emission).max(0);
-        return Ok(reply(false, remaining, allow_at - now, tat - now));
+        return Ok(reply(0, remaining, allow_at - now, tat - now));
     }
     if new_tat > now {
         let ttl_ms = ceil_div(new_tat - now, 1000);
         ctx.set(
-            0,
+            key,
             Bytes::from(new_tat.to_string()),
             Some(Duration::from_millis(ttl_ms.unsigned_abs())),
         )?;
     } else {
-        ctx.delete(0)?;
+        ctx.delete(key)?;
     }
     Ok(reply(
-        true,
+        1,
         (now + tolerance - new_tat) / emission,
         0,
         new_tat - now,
     ))
 }
 
-/// Sliding window: ARGV = limit, window (µs), cost. The key holds
-/// `window_index:previous_count:current_count`.
-pub(crate) static SLIDING_WINDOW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "redkit_ratelimit_sliding_window",
-        r"
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
-local elapsed = now % window
-local index = (now - elapsed) / window
-local prev, cur = 0, 0
-local raw = redis.call('GET', KEYS[1])
-if raw then
-  local i, p, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
-  if i then
-    i = tonumber(i)
-    if i == index then prev = tonumber(p); cur = tonumber(c)
-    elseif i == index - 1 then prev = tonumber(c) end
-  end
-end
-local share = prev * (window - elapsed)
-local weighted = (share - share % window) / window
-local used = weighted + cur
-if cost > 0 and used + cost > limit then
-  local retry = window - elapsed
-  if cur + cost <= limit and prev > 0 then
-    local spare = (limit - cur - cost) * window
-    retry = retry - (spare - spare % prev) / prev
-    if retry < 1 then retry = 1 end
-  end
-  local remaining = limit - used
-  if remaining < 0 then remaining = 0 end
-  return {0, remaining, retry, window - elapsed}
-end
-cur = cur + cost
-if cur < 0 then cur = 0 end
-local ms = 2 * window + 999
-redis.call('SET', KEYS[1], index .. ':' .. prev .. ':' .. cur, 'PX', (ms - ms % 1000) / 1000)
-local remaining = limit - weighted - cur
-if remaining < 0 then remaining = 0 end
-return {1, remaining, 0, window - elapsed}
-",
-        sliding_native,
-    )
-});
-
-fn sliding_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
-    let limit = arg(args, 0)?;
-    let window = arg(args, 1)?.max(1);
-    let cost = arg(args, 2)?;
-    let now = micros(ctx.now());
+fn sliding(
+    ctx: &mut dyn ScriptContext,
+    key: usize,
+    stored: Option<&[u8]>,
+    now: i64,
+    limit: i64,
+    window: i64,
+    cost: i64,
+) -> Result<[ScriptValue; WIDTH]> {
+    let window = window.max(1);
     let index = now / window;
     let elapsed = now - index * window;
     let (mut prev, mut cur) = (0i64, 0i64);
-    if let Some(raw) = ctx.get(0)?
-        && let Some((i, p, c)) = parse_state(&raw)
-    {
+    if let Some((i, p, c)) = stored.and_then(parse_state) {
         if i == index {
             (prev, cur) = (p, c);
         } else if i == index - 1 {
@@ -166,66 +227,66 @@ fn sliding_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<Scr
             let share = i128::from(limit - cur - cost) * i128::from(window) / i128::from(prev);
             (window - i64::try_from(share).unwrap_or(i64::MAX) - elapsed).max(1)
         };
-        return Ok(reply(false, (limit - used).max(0), retry, window - elapsed));
+        return Ok(reply(0, (limit - used).max(0), retry, window - elapsed));
     }
     cur = (cur + cost).max(0);
     let ttl_ms = ceil_div(2 * window, 1000);
     ctx.set(
-        0,
+        key,
         Bytes::from(format!("{index}:{prev}:{cur}")),
         Some(Duration::from_millis(ttl_ms.unsigned_abs())),
     )?;
     Ok(reply(
-        true,
+        1,
         (limit - weighted - cur).max(0),
         0,
         window - elapsed,
     ))
 }
 
-/// The script a check of `policy` runs and its arguments (`ARGV`), for
-/// benchmarks and audits: the key is `rl:<policy>:<key>` under the store's
-/// prefix. Public with the `test-util` feature.
+/// The script a check of `policy` runs and its arguments (`ARGV`) for one
+/// key, for benchmarks and audits: the key is `rl:<policy>:<key>` under the
+/// store's prefix. Public with the `test-util` feature.
 #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
-pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; 3]) {
+pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; WIDTH]) {
+    (&CHECKS, check_args(policy, cost))
+}
+
+/// The four `ARGV` numbers of one check of `policy`.
+pub(crate) fn check_args(policy: &Policy, cost: i64) -> [ScriptArg; WIDTH] {
     let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
     let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
     match policy.algorithm() {
-        Algorithm::Gcra { burst } => (
-            &GCRA,
-            [
-                ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
-                ScriptArg::Int((window_us / limit).max(1)),
-                ScriptArg::Int(cost),
-            ],
-        ),
-        Algorithm::SlidingWindow => (
-            &SLIDING_WINDOW,
-            [
-                ScriptArg::Int(limit),
-                ScriptArg::Int(window_us),
-                ScriptArg::Int(cost),
-            ],
-        ),
+        Algorithm::Gcra { burst } => [
+            ScriptArg::Int(GCRA),
+            ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
+            ScriptArg::Int((window_us / limit).max(1)),
+            ScriptArg::Int(cost),
+        ],
+        Algorithm::SlidingWindow => [
+            ScriptArg::Int(SLIDING_WINDOW),
+            ScriptArg::Int(limit),
+            ScriptArg::Int(window_us),
+            ScriptArg::Int(cost),
+        ],
     }
 }
 
-fn reply(allowed: bool, remaining: i64, retry_after: i64, reset_after: i64) -> ScriptValue {
-    ScriptValue::Array(vec![
-        ScriptValue::Int(i64::from(allowed)),
-        ScriptValue::Int(remaining),
-        ScriptValue::Int(retry_after),
-        ScriptValue::Int(reset_after),
-    ])
+fn reply(allowed: i64, remaining: i64, retry_after: i64, reset_after: i64) -> [ScriptValue; WIDTH] {
+    [allowed, remaining, retry_after, reset_after].map(ScriptValue::Int)
+}
+
+fn script_error(message: String) -> Error {
+    Error::Script {
+        script: "redkit_ratelimit",
+        message,
+    }
 }
 
 fn arg(args: &[ScriptArg], index: usize) -> Result<i64> {
     args.get(index)
         .and_then(ScriptArg::as_i64)
-        .ok_or_else(|| Error::Script {
-            script: "ratelimit",
-            message: format!("ARGV[{}] is missing or not an integer", index + 1),
-        })
+        .ok_or_else(|| script_error(format!("ARGV[{}] is missing or not an integer", index + 1)))
 }
 
 fn micros(now: Duration) -> i64 {

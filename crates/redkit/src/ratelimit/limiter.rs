@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::EmbeddedConfig;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, EmbeddedStore, RedisStore, Replay, ScriptValue, Store};
+use crate::store::{AnyStore, EmbeddedStore, RedisStore, Replay, Store};
 
-use super::algorithm::script_invocation;
+use super::algorithm::{WRONG_TYPE, check_args};
+use super::batch::{Batches, Reply, run_one};
 use super::decision::{Decision, DecisionSource};
 use super::lease::{Leases, Plan};
 use super::policy::Policy;
@@ -151,6 +152,8 @@ struct Inner<S> {
     ever_blocked: std::sync::atomic::AtomicBool,
     counters: Counters,
     leases: Option<Leases>,
+    /// Checks on their way to the store, sent together under load.
+    batches: Batches,
 }
 
 impl<S: Store> std::fmt::Debug for RateLimiter<S> {
@@ -314,7 +317,11 @@ impl<S: Store> RateLimiter<S> {
     /// is unavailable.
     async fn decide(&self, policy: &Policy, store_key: &str, cost: i64) -> Result<Decision> {
         let inner = &self.inner;
-        match run(&inner.store, policy, store_key, cost).await {
+        let reply = inner
+            .batches
+            .check(&inner.store, store_key.to_owned(), check_args(policy, cost))
+            .await;
+        match reply.and_then(|reply| decision(policy, store_key, reply)) {
             Ok(decision) => Ok(decision),
             Err(error) if is_outage(&error) => match inner.when_unavailable {
                 WhenUnavailable::Insurance => {
@@ -411,24 +418,27 @@ impl<S: Store> RateLimiterBuilder<S> {
                 ever_blocked: std::sync::atomic::AtomicBool::new(false),
                 counters: Counters::default(),
                 leases,
+                batches: Batches::default(),
             }),
         })
     }
 }
 
+/// One check on its own (the insurance limiter, replays after an outage).
 async fn run<T: Store>(store: &T, policy: &Policy, key: &str, cost: i64) -> Result<Decision> {
-    let (script, args) = script_invocation(policy, cost);
-    let reply = store.run_script(script, &[key], &args).await?;
-    let values: Vec<i64> = reply
-        .as_array()
-        .map(|items| items.iter().filter_map(ScriptValue::as_i64).collect())
-        .unwrap_or_default();
-    let [allowed, remaining, retry_us, reset_us] = values[..] else {
-        return Err(Error::Script {
-            script: script.name(),
-            message: format!("unexpected reply {reply:?}"),
+    let reply = run_one(store, key, &check_args(policy, cost)).await?;
+    decision(policy, key, reply)
+}
+
+/// The decision in the store's `reply` to a check of `key`.
+fn decision(policy: &Policy, key: &str, reply: Reply) -> Result<Decision> {
+    let [allowed, remaining, retry_us, reset_us] = reply;
+    if allowed == WRONG_TYPE {
+        return Err(Error::WrongType {
+            key: key.to_owned(),
+            expected: "string",
         });
-    };
+    }
     Ok(Decision {
         allowed: allowed == 1,
         policy: policy.name().to_owned(),

@@ -1,4 +1,5 @@
-//! Distributed rate limiting: GCRA and sliding window, one round trip each.
+//! Distributed rate limiting: GCRA and sliding window, one round trip per
+//! check (concurrent checks share it).
 //!
 //! Hand-written limiters usually count by IP and route with fixed presets
 //! and two round trips (INCR then EXPIRE), racing between them. redkit's
@@ -24,6 +25,7 @@
 //!   `RateLimit` headers on every response.
 
 mod algorithm;
+mod batch;
 mod client_ip;
 mod decision;
 mod lease;

@@ -208,6 +208,10 @@ impl Store for AnyStore {
         .await
     }
 
+    fn is_cluster(&self) -> bool {
+        self.redis_store().is_some_and(Store::is_cluster)
+    }
+
     fn is_degraded(&self) -> bool {
         self.mode == Backend::Fallback && self.active_redis().is_none()
     }

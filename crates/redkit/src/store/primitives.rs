@@ -101,6 +101,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Which backend this store uses right now.
     fn backend(&self) -> Backend;
 
+    /// Whether the store is a Redis Cluster, where the keys of one call
+    /// (a multi-key command, a script) must share a hash slot.
+    fn is_cluster(&self) -> bool {
+        false
+    }
+
     /// The value of `key`, or `None`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>>> + Send;
 

@@ -88,10 +88,6 @@ impl RedisStore {
         self.spawn_pump(channels, sender, connected)
     }
 
-    fn is_cluster(&self) -> bool {
-        self.connection.topology_kind() == TopologyKind::Cluster
-    }
-
     /// Every entry in one pipeline (one round trip; on Cluster, the
     /// entries of one slot).
     async fn set_pipelined(&self, entries: &[SetEntry<'_>]) -> Result<()> {
@@ -197,6 +193,10 @@ impl RedisStore {
 impl Store for RedisStore {
     fn backend(&self) -> Backend {
         Backend::Redis
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.connection.topology_kind() == TopologyKind::Cluster
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

@@ -642,3 +642,149 @@ async fn a_refused_key_is_a_400_in_the_documented_error_shape() {
         "{body}"
     );
 }
+
+/// Concurrent checks on one Redis go in few script calls (those arriving
+/// while a call is in flight share the next), yet each key is counted
+/// exactly, for both algorithms mixed in the same calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_share_calls_and_count_each_key_exactly() {
+    let server = RedisServer::new();
+    let connection = connected(&server).await;
+    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
+        .local_block(false)
+        .build()
+        .unwrap();
+    let sliding = Policy::new("batch_sw", 300, Duration::from_secs(3600)).unwrap();
+    let gcra = Policy::gcra("batch_g", 200, Duration::from_secs(3600), 200).unwrap();
+    let before = evalsha_calls(&connection).await;
+    let mut tasks = Vec::new();
+    for task in 0..40 {
+        let (limiter, sliding, gcra) = (limiter.clone(), sliding.clone(), gcra.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut admitted = [0usize; 3];
+            for i in 0..25 {
+                // Two hot keys every task hits, and one key of this task's own.
+                let hot_sliding = limiter.check(&sliding, "hot", 1).await.unwrap();
+                let hot_gcra = limiter.check(&gcra, "hot", 1).await.unwrap();
+                let own = limiter
+                    .check(&sliding, &format!("own:{task}"), 1)
+                    .await
+                    .unwrap();
+                for (count, decision) in admitted.iter_mut().zip([hot_sliding, hot_gcra, own]) {
+                    *count += usize::from(decision.allowed);
+                }
+                if i % 5 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            admitted
+        }));
+    }
+    let mut totals = [0usize; 3];
+    for task in tasks {
+        let admitted = task.await.unwrap();
+        assert_eq!(admitted[2], 25, "a key of its own is never over its limit");
+        for (total, count) in totals.iter_mut().zip(admitted) {
+            *total += count;
+        }
+    }
+    assert_eq!(
+        totals[0], 300,
+        "sliding window: exactly its limit of 1000 checks"
+    );
+    assert_eq!(totals[1], 200, "GCRA: exactly its burst of 1000 checks");
+    let calls = evalsha_calls(&connection).await - before;
+    assert!(
+        calls < 1500,
+        "{calls} script calls for 3000 concurrent checks: they should share calls"
+    );
+    assert_eq!(limiter.stats().allowed, 300 + 200 + 1000);
+}
+
+/// A key holding another type of value fails its own check with a
+/// `WrongType` error naming it, on Redis as in the embedded store; the
+/// checks that share its script call are answered as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_fails_only_its_own_check() {
+    let server = RedisServer::new();
+    let redis = RedisStore::new(connected(&server).await);
+    let embedded = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
+    wrong_type_fails_alone(RateLimiter::new(redis.clone()).unwrap(), redis).await;
+    wrong_type_fails_alone(RateLimiter::new(embedded.clone()).unwrap(), embedded).await;
+}
+
+async fn wrong_type_fails_alone<S: Store>(limiter: RateLimiter<S>, store: S) {
+    let policy = Policy::new("typed", 10, Duration::from_secs(3600)).unwrap();
+    store.set_add("rl:typed:a-set", &["member"]).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (limiter, policy) = (limiter.clone(), policy.clone());
+        let key = if i % 10 == 0 {
+            "a-set".to_owned()
+        } else {
+            format!("user:{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            (key.clone(), limiter.check(&policy, &key, 1).await)
+        }));
+    }
+    for task in tasks {
+        match task.await.unwrap() {
+            (key, Ok(decision)) => {
+                assert_ne!(key, "a-set", "{decision:?}");
+                assert!(decision.allowed && decision.remaining == 9, "{decision:?}");
+            }
+            (key, Err(error)) => {
+                assert_eq!(key, "a-set", "{error}");
+                assert!(
+                    matches!(error, redkit::Error::WrongType { .. }),
+                    "{error:?}"
+                );
+                assert!(error.to_string().contains("rl:typed:a-set"), "{error}");
+            }
+        }
+    }
+    // The set is left as it was.
+    assert_eq!(
+        store.set_members("rl:typed:a-set").await.unwrap(),
+        vec!["member".to_owned()]
+    );
+}
+
+/// Callers that give up while their checks wait for Redis (dropped
+/// requests) do not strand the checks of others, nor later checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_given_up_while_redis_hangs_strand_no_other_check() {
+    let server = RedisServer::new();
+    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
+        .local_block(false)
+        .build()
+        .unwrap();
+    let policy = Policy::new("given_up", 1000, Duration::from_secs(3600)).unwrap();
+    assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+    server.pause();
+    let mut patient = Vec::new();
+    for i in 0..10 {
+        let (limiter, policy) = (limiter.clone(), policy.clone());
+        let check = async move { limiter.check(&policy, &format!("k{}", i % 3), 1).await };
+        if i % 2 == 0 {
+            let given_up = tokio::time::timeout(Duration::from_millis(20), check).await;
+            assert!(given_up.is_err(), "the check should still be waiting");
+        } else {
+            patient.push(tokio::spawn(check));
+        }
+    }
+    server.resume();
+    for check in patient {
+        let decision = tokio::time::timeout(Duration::from_secs(5), check)
+            .await
+            .expect("a waiting check is answered once Redis is back")
+            .unwrap()
+            .unwrap();
+        assert!(decision.allowed, "{decision:?}");
+    }
+    let later = tokio::time::timeout(Duration::from_secs(5), admitted(&limiter, &policy, "k", 20))
+        .await
+        .expect("later checks are answered");
+    assert_eq!(later, 20);
+}
