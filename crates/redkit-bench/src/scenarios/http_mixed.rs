@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderValue, SET_COOKIE};
@@ -156,6 +157,9 @@ pub(super) async fn tasks_mixed(env: &Env, exact: bool) -> Report {
     details.insert("body_bytes".to_owned(), body.len().into());
     let clean = report_failures(name, &mut details, &service.failures, &baseline.failures);
     details.insert("rounds".to_owned(), super::rounds_json(&paired));
+    let by_kind = service.latency_by_kind();
+    progress(name, &format!("latency by kind of request: {by_kind}"));
+    details.insert("latency_by_kind".to_owned(), by_kind);
     let met = paired.ratio >= TARGET_RATIO && measured.p99_us < TARGET_P99_US && clean;
     Report {
         scenario: name.to_owned(),
@@ -274,7 +278,13 @@ struct Target {
     /// The baseline answers `200` to everything.
     baseline: bool,
     failures: Failures,
+    /// Latency (µs) of each kind of request over every round, in
+    /// [`KINDS`] order: which of them makes the tail.
+    by_kind: parking_lot::Mutex<[Histogram<u64>; 3]>,
 }
+
+/// The kinds of request of the mix.
+const KINDS: [&str; 3] = ["GET", "PATCH", "POST"];
 
 impl Target {
     fn new(address: SocketAddr, baseline: bool) -> Self {
@@ -284,7 +294,24 @@ impl Target {
                 .unwrap_or_else(|err| panic!("{address}: {err}")),
             baseline,
             failures: Failures::default(),
+            by_kind: parking_lot::Mutex::new(std::array::from_fn(|_| measure::new_histogram())),
         }
+    }
+
+    /// p50 and p99 (µs) and count of each kind of request, as JSON.
+    fn latency_by_kind(&self) -> serde_json::Value {
+        let by_kind = self.by_kind.lock();
+        let kinds = KINDS.iter().zip(by_kind.iter()).map(|(kind, histogram)| {
+            (
+                (*kind).to_owned(),
+                json!({
+                    "requests": histogram.len(),
+                    "p50_us": histogram.value_at_quantile(0.5),
+                    "p99_us": histogram.value_at_quantile(0.99),
+                }),
+            )
+        });
+        serde_json::Value::Object(kinds.collect())
     }
 }
 
@@ -342,13 +369,14 @@ impl Client {
         let draw = self.next_random();
         let user_slot = usize::try_from(draw % (USERS / SOURCE_ADDRESSES) as u64).unwrap_or(0);
         let user = &self.users[user_slot * SOURCE_ADDRESSES + self.source];
-        let (method, path, body, expected) = match (draw >> 32) % 100 {
-            0..90 => (Method::GET, PAGE.to_owned(), None, StatusCode::OK),
+        let (kind, method, path, body, expected) = match (draw >> 32) % 100 {
+            0..90 => (0, Method::GET, PAGE.to_owned(), None, StatusCode::OK),
             90..95 => {
                 let task =
                     user.tasks[usize::try_from((draw >> 40) % TASKS_PER_USER as u64).unwrap_or(0)];
                 let body = json!({"done": (draw >> 48).is_multiple_of(2)}).to_string();
                 (
+                    1,
                     Method::PATCH,
                     format!("/tasks/{task}"),
                     Some(body),
@@ -362,6 +390,7 @@ impl Client {
                 })
                 .to_string();
                 (
+                    2,
                     Method::POST,
                     "/tasks".to_owned(),
                     Some(body),
@@ -375,7 +404,11 @@ impl Client {
             expected
         };
         let cookie = user.cookie.clone();
-        if let Err((problem, reconnect)) = self.send(method, &path, cookie, body, expected).await {
+        let started = std::time::Instant::now();
+        let sent = self.send(method, &path, cookie, body, expected).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self.target.by_kind.lock()[kind].record(micros.max(1));
+        if let Err((problem, reconnect)) = sent {
             if reconnect {
                 self.sender = None;
             }
