@@ -97,11 +97,7 @@ impl<S: Store> Cache<S> {
             // `lookup` only returns entries kept at its own `now`; freshness
             // is judged against the same instant.
             Some(found) if found.fresh => {
-                if from_l1 {
-                    engine.counters.l1_hits(1);
-                } else {
-                    engine.counters.l2_hits(1);
-                }
+                engine.counters.hit(from_l1);
                 Ok(Some(found.value))
             }
             _ => {

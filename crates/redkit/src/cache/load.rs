@@ -96,11 +96,7 @@ impl<S: Store> Cache<S> {
         let stale = match found {
             // Fresh at `lookup`'s own instant, as `Cache::get` judges it.
             Some(found) if found.fresh => {
-                if from_l1 {
-                    engine.counters.l1_hits(1);
-                } else {
-                    engine.counters.l2_hits(1);
-                }
+                engine.counters.hit(from_l1);
                 return Ok(found.value);
             }
             other => other,

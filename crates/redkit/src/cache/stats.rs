@@ -96,6 +96,15 @@ macro_rules! counters {
             pub(crate) fn snapshot(&self) -> CacheStats {
                 CacheStats { $( $field: self.$field.0.sum(Ordering::Relaxed), )* }
             }
+
+            /// One hit, from L1 or from L2.
+            pub(crate) fn hit(&self, from_l1: bool) {
+                if from_l1 {
+                    self.l1_hits(1);
+                } else {
+                    self.l2_hits(1);
+                }
+            }
         }
     };
 }
