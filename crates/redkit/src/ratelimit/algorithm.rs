@@ -247,7 +247,7 @@ fn sliding(
 /// The script a check of `policy` runs and its arguments (`ARGV`) for one
 /// key, for benchmarks and audits: the key is `rl:<policy>:<key>` under the
 /// store's prefix. Public with the `test-util` feature.
-#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+#[cfg(feature = "test-util")]
 pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; WIDTH]) {
     (&CHECKS, check_args(policy, cost))
 }
