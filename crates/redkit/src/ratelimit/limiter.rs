@@ -1,5 +1,6 @@
-//! The distributed limiter: one round trip per check, local blocking of keys
-//! already over their limit, and an insurance limiter while Redis is down.
+//! The distributed limiter: at most one round trip per check (concurrent
+//! checks share it, see `batch.rs`), local blocking of keys already over
+//! their limit, and an insurance limiter while Redis is down.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
