@@ -33,6 +33,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// The allocator of the `redkit` binary, so that the HTTP scenarios, which
+/// run the service in this process, measure it as shipped. Raw baselines
+/// and redkit run under the same allocator in every scenario.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Benchmarks redkit against raw redis-rs and moka.
 #[derive(Debug, Parser)]
 #[command(name = "redkit-bench")]

@@ -11,6 +11,13 @@ use redkit_server::doctor::{self, DoctorOptions};
 use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_recorder};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc's allocator: the service allocates per
+/// request (hyper, sqlx, JSON); on glibc the realistic HTTP mix served about
+/// a third fewer requests with a longer tail, and mimalloc held more memory
+/// per embedded-store entry (docs/BENCHMARKS.md, 2026-11-29 afternoon).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before logging starts: the doctor's output is its report alone.

@@ -70,6 +70,13 @@ impl Notice {
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
     }
+
+    /// How every notice of `instance` starts (the instance is written
+    /// first), so an instance can skip its own notices without decoding
+    /// the keys they name.
+    fn prefix_of(instance: &str) -> Vec<u8> {
+        format!(r#"{{"i":"{instance}""#).into_bytes()
+    }
 }
 
 /// One cache's end of the backplane: its instance id, whether it is on,
@@ -162,6 +169,7 @@ impl Backplane {
         }
         let local: Weak<LocalTier> = Arc::downgrade(local);
         let instance = self.instance.clone();
+        let own_prefix = Notice::prefix_of(&instance);
         let namespace = layout.namespace().to_owned();
         let following = follow(store.clone(), &[&layout.channel()], move |event| {
             let Some(local) = local.upgrade() else {
@@ -169,6 +177,11 @@ impl Backplane {
             };
             match event {
                 FollowEvent::Message(message) => {
+                    // This instance's own notices come back too: skipped
+                    // before decoding (they may name hundreds of keys).
+                    if message.payload.starts_with(&own_prefix) {
+                        return ControlFlow::Continue(());
+                    }
                     if let Some(notice) = Notice::from_bytes(&message.payload)
                         && notice.instance != instance
                     {
@@ -224,5 +237,25 @@ mod tests {
         );
         assert_eq!(Notice::from_bytes(&bytes), Some(notice));
         assert_eq!(Notice::from_bytes(b"garbage"), None);
+    }
+
+    #[test]
+    fn an_instance_recognises_its_own_notices_by_their_start() {
+        let own = Notice {
+            instance: "00ab".to_owned(),
+            change: CacheChange::Set {
+                k: vec!["a".to_owned(), "b".to_owned()],
+            },
+        };
+        let other = Notice {
+            instance: "00abc".to_owned(),
+            ..own.clone()
+        };
+        let prefix = Notice::prefix_of("00ab");
+        assert!(own.to_bytes().starts_with(&prefix));
+        assert!(
+            !other.to_bytes().starts_with(&prefix),
+            "an id that extends ours is another instance"
+        );
     }
 }
