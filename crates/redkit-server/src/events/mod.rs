@@ -128,14 +128,32 @@ impl TaskEvents {
     /// Tells every instance's clients of `user_id` about `event`. A failure
     /// is logged: the change itself is already committed.
     pub async fn publish(&self, user_id: i64, event: TaskEvent) {
+        self.publish_after(user_id, event, std::future::ready(()))
+            .await;
+    }
+
+    /// [`TaskEvents::publish`], broadcasting only once `before` is done:
+    /// `before` and the event's log append run together (one round trip
+    /// instead of two), and clients hear of the event only after `before`
+    /// — for a write, the invalidation of the user's cached tasks, whose
+    /// backplane notice then reaches every instance ahead of the event.
+    pub async fn publish_after(
+        &self,
+        user_id: i64,
+        event: TaskEvent,
+        before: impl Future<Output = ()>,
+    ) {
         let payload = match serde_json::to_vec(&event) {
             Ok(payload) => payload,
             Err(error) => {
                 tracing::error!(%error, "cannot encode a task event");
+                before.await;
                 return;
             }
         };
-        let id = match self.log.append(&topic(user_id), &payload).await {
+        let topic = topic(user_id);
+        let ((), appended) = tokio::join!(before, self.log.append(&topic, &payload));
+        let id = match appended {
             Ok(id) => Some(id),
             Err(error) => {
                 tracing::warn!(%error, user_id, "cannot append a task event to the user's event log");

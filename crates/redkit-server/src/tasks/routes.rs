@@ -182,11 +182,18 @@ pub(crate) async fn delete(
 }
 
 /// After a committed write: invalidate the user's cached entries on every
-/// instance, then tell their live clients. Neither failure undoes the
-/// write; both are logged (cached entries then expire with their TTL).
+/// instance, then tell their live clients (the event's log append runs
+/// beside the invalidation; its broadcast waits for it). Neither failure
+/// undoes the write; both are logged (cached entries then expire with
+/// their TTL).
 async fn changed(state: &AppState, user_id: i64, event: TaskEvent) {
-    if let Err(error) = state.tasks.invalidate_tag(&user_tag(user_id)).await {
-        tracing::warn!(%error, user_id, "cannot invalidate the user's cached tasks");
-    }
-    state.events.publish(user_id, event).await;
+    let invalidated = async {
+        if let Err(error) = state.tasks.invalidate_tag(&user_tag(user_id)).await {
+            tracing::warn!(%error, user_id, "cannot invalidate the user's cached tasks");
+        }
+    };
+    state
+        .events
+        .publish_after(user_id, event, invalidated)
+        .await;
 }

@@ -183,6 +183,45 @@ async fn an_event_stream_on_b_receives_changes_made_on_a() {
     events_reach_both(&fast_redis_config(&redis.url())).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refetching_on_an_event_never_gets_the_list_from_before_it() {
+    let redis = RedisServer::new();
+    let (a, b) = pair(&fast_redis_config(&redis.url()), 1000).await;
+    let mut on_a = Client::registered(&a, "erin").await;
+    let mut on_b = on_a.on(&b);
+    let mut events_on_b = Events::open(&on_b).await;
+    let created = on_a.post("/tasks", json!({"title": "v0"})).await.body;
+    let id = created["id"].as_i64().unwrap();
+    events_on_b
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the creation on B");
+    for round in 1..=20 {
+        // B holds the current list in its cache (L1 and L2)...
+        assert_eq!(on_b.get("/tasks").await.body[0]["id"], id);
+        let title = format!("v{round}");
+        on_a.send(
+            "PATCH",
+            &format!("/tasks/{id}"),
+            Some(json!({"title": title})),
+        )
+        .await;
+        // ...and the moment B's client hears of A's change, B lists it:
+        // the invalidation reaches B ahead of the event, not eventually.
+        events_on_b
+            .next(Duration::from_secs(5))
+            .await
+            .expect("the change on B");
+        assert_eq!(
+            on_b.get("/tasks").await.body[0]["title"],
+            title,
+            "round {round}: B served the list from before the event"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A change made through A reaches an event stream open on B.
 async fn events_reach_both(redis: &RedisConfig) {
     let (a, b) = pair(redis, 1000).await;
