@@ -7,6 +7,7 @@
 //! counter shared by all shards.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,13 +25,15 @@ const MEMBER_OVERHEAD: usize = 32;
 /// Entries looked at to choose one to evict (Redis' `maxmemory-samples`).
 const EVICTION_SAMPLES: usize = 5;
 
+/// What a key holds. The collections are boxed: strings are most of the
+/// entries, and each entry is as large as the largest variant.
 #[derive(Debug)]
 pub(super) enum Value {
     Bytes(Bytes),
     Set(BTreeSet<String>),
-    SortedSet(SortedSet),
-    Hash(Hash),
-    Stream(Stream),
+    SortedSet(Box<SortedSet>),
+    Hash(Box<Hash>),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -56,8 +59,9 @@ impl Value {
 #[derive(Debug)]
 pub(super) struct Entry {
     value: Value,
-    /// Expiry time, milliseconds since the UNIX epoch.
-    expires_at: Option<u64>,
+    /// Expiry time, milliseconds since the UNIX epoch (never zero, so the
+    /// option takes no extra word).
+    expires_at: Option<NonZeroU64>,
     /// The shard's access counter at the last read or write: a logical
     /// clock, so the order is exact even within one millisecond.
     last_access: u64,
@@ -66,8 +70,14 @@ pub(super) struct Entry {
 
 impl Entry {
     fn is_expired(&self, now: u64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        self.expires_at.is_some_and(|at| at.get() <= now)
     }
+}
+
+/// An expiry time as stored: time 0 (long past, like any time before now)
+/// is kept as 1 ms.
+fn expiry(at: u64) -> NonZeroU64 {
+    NonZeroU64::new(at).unwrap_or(NonZeroU64::MIN)
 }
 
 pub(super) fn entry_size(key: &str, value_len: usize) -> usize {
@@ -131,7 +141,7 @@ impl Shard {
         self.accesses += 1;
         let entry = Entry {
             value,
-            expires_at,
+            expires_at: expires_at.map(expiry),
             last_access: self.accesses,
             size,
         };
@@ -183,7 +193,7 @@ impl Shard {
     pub(super) fn expire(&mut self, key: &str, expires_at: u64, now: u64) -> bool {
         match self.live(key, now) {
             Some(entry) => {
-                entry.expires_at = Some(expires_at);
+                entry.expires_at = Some(expiry(expires_at));
                 true
             }
             None => false,
@@ -199,7 +209,7 @@ impl Shard {
             Some(Entry {
                 expires_at: Some(at),
                 ..
-            }) => KeyTtl::ExpiresIn(std::time::Duration::from_millis(at.saturating_sub(now))),
+            }) => KeyTtl::ExpiresIn(std::time::Duration::from_millis(at.get().saturating_sub(now))),
         }
     }
 
@@ -212,7 +222,7 @@ impl Shard {
                         .ok()
                         .and_then(|text| text.parse::<i64>().ok())
                         .ok_or_else(|| wrong_type(key, "integer"))?,
-                    entry.expires_at,
+                    entry.expires_at.map(NonZeroU64::get),
                 ),
                 _ => return Err(wrong_type(key, "integer")),
             },
@@ -399,7 +409,7 @@ impl Shard {
     }
 
     fn sorted_set(&mut self, key: &str, now: u64, create: bool) -> Result<Option<&mut SortedSet>> {
-        let make: fn() -> Value = || Value::SortedSet(SortedSet::default());
+        let make: fn() -> Value = || Value::SortedSet(Box::default());
         self.collection(
             key,
             now,
@@ -413,7 +423,7 @@ impl Shard {
     }
 
     fn hash(&mut self, key: &str, now: u64, create: bool) -> Result<Option<&mut Hash>> {
-        let make: fn() -> Value = || Value::Hash(Hash::default());
+        let make: fn() -> Value = || Value::Hash(Box::default());
         self.collection(
             key,
             now,
@@ -427,7 +437,7 @@ impl Shard {
     }
 
     fn stream(&mut self, key: &str, now: u64, create: bool) -> Result<Option<&mut Stream>> {
-        let make: fn() -> Value = || Value::Stream(Stream::default());
+        let make: fn() -> Value = || Value::Stream(Box::default());
         self.collection(
             key,
             now,
@@ -548,5 +558,21 @@ fn wrong_type(key: &str, expected: &'static str) -> Error {
     Error::WrongType {
         key: key.to_owned(),
         expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_as_small_as_a_string_value_needs() {
+        // Every key pays this in the map beside its key and value bytes: a
+        // collection variant inline would make every string entry pay for it.
+        assert!(
+            std::mem::size_of::<Entry>() <= 64,
+            "an entry takes {} bytes",
+            std::mem::size_of::<Entry>()
+        );
     }
 }
