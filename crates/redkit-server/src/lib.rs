@@ -50,6 +50,7 @@ pub use dashboard::Dashboard;
 pub use error::ServerError;
 pub use metrics::install_metrics_recorder;
 pub use server::{
-    AppState, RunningServer, admin_router, bind, local_address, router, serve, serve_with_admin,
+    AppParts, AppState, RunningServer, admin_router, bind, local_address, router, serve,
+    serve_with_admin,
 };
 pub use shutdown::Shutdown;

@@ -29,9 +29,25 @@ use crate::{auth, connections, events, routes, tasks};
 /// How long shutdown waits for reminder deliveries in flight.
 const REMINDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// What every handler can reach; cheap to clone.
+/// What every handler can reach, behind one reference count: axum clones
+/// the state for every extractor and middleware of every request, and
+/// cloning the parts one by one (each a handful of reference counts that
+/// both cores touch) took about a tenth of the service's CPU on cached
+/// reads (docs/BENCHMARKS.md, session 8).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct AppParts {
     /// The redkit handle (store, connection, health).
     pub kit: Redkit,
     /// Renders `/metrics`.
@@ -91,7 +107,7 @@ impl AppState {
             shutdown.clone(),
         )
         .await;
-        Ok(AppState {
+        Ok(AppState(Arc::new(AppParts {
             kit,
             metrics,
             config: Arc::new(config),
@@ -105,7 +121,7 @@ impl AppState {
             reminders,
             dashboard,
             shutdown,
-        })
+        })))
     }
 
     /// The `Set-Cookie` header for session `id`.

@@ -209,7 +209,9 @@ impl Shard {
             Some(Entry {
                 expires_at: Some(at),
                 ..
-            }) => KeyTtl::ExpiresIn(std::time::Duration::from_millis(at.get().saturating_sub(now))),
+            }) => KeyTtl::ExpiresIn(std::time::Duration::from_millis(
+                at.get().saturating_sub(now),
+            )),
         }
     }
 
