@@ -464,6 +464,7 @@ mod suite {
             .ttl_jitter(Duration::from_secs(5));
         let entries: Vec<(String, u8)> = (0..200).map(|i| (format!("k{i}"), 1)).collect();
         let refs: Vec<(&str, u8)> = entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let written = std::time::Instant::now();
         cache.set_many(&refs, &options).await.unwrap();
         let mut ttls = Vec::new();
         for (key, _) in &entries {
@@ -472,8 +473,14 @@ mod suite {
                 other => panic!("{key}: {other:?}"),
             }
         }
+        // The TTLs run down while they are read (200 reads, slow on a busy
+        // cluster): the lowest may be below 10 s by the time that took.
+        let reading = written.elapsed();
         let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
-        assert!(*min > Duration::from_millis(9_500), "{min:?}");
+        assert!(
+            *min + reading + Duration::from_millis(10) >= Duration::from_secs(10),
+            "{min:?} after {reading:?}"
+        );
         assert!(*max <= Duration::from_secs(15), "{max:?}");
         assert!(
             *max - *min > Duration::from_secs(1),
