@@ -38,7 +38,7 @@ impl Database {
         )
         .bind(username)
         .bind(password_hash)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.writer().await?)
         .await;
         match inserted {
             Ok(user) => Ok(NewUserOutcome::Created(user)),
@@ -53,7 +53,7 @@ impl Database {
     pub async fn delete_user(&self, id: i64) -> Result<bool, sqlx::Error> {
         let deleted = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
