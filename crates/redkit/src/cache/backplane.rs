@@ -6,6 +6,12 @@
 //! the value. Other instances evict (or, for tags, learn the new version of)
 //! what the message names; an instance ignores its own messages.
 //!
+//! A tag's notice goes out with its new version: `Store::set_then_publish`
+//! sends the `SET` and the `PUBLISH` in one round trip where commands on one
+//! connection keep their order, so a writer that waits for its invalidation
+//! waits one round trip, and no instance hears of the version before Redis
+//! holds it.
+//!
 //! Notices of writes are coalesced (group commit): a `set` queues its keys
 //! once its `SET` is acknowledged — so a notice never goes out before the
 //! value it announces is stored — and one background flush publishes every
@@ -112,16 +118,26 @@ impl Backplane {
     /// Tells the other instances about `change`. A failed publish is only
     /// logged: their entries then expire on their own.
     pub(super) async fn publish<S: Store>(&self, store: &S, layout: &Layout, change: CacheChange) {
-        if !self.enabled {
+        let Some((channel, notice)) = self.notice(layout, change) else {
             return;
+        };
+        if let Err(error) = store.publish(&channel, &notice).await {
+            tracing::debug!(cache = layout.namespace(), error = %error, "cache backplane publish failed");
+        }
+    }
+
+    /// The channel and message that announce `change`, for a caller that
+    /// sends them itself (with the write they announce); `None` when the
+    /// backplane is off.
+    pub(super) fn notice(&self, layout: &Layout, change: CacheChange) -> Option<(String, Vec<u8>)> {
+        if !self.enabled {
+            return None;
         }
         let notice = Notice {
             instance: self.instance.clone(),
             change,
         };
-        if let Err(error) = store.publish(&layout.channel(), &notice.to_bytes()).await {
-            tracing::debug!(cache = layout.namespace(), error = %error, "cache backplane publish failed");
-        }
+        Some((layout.channel(), notice.to_bytes()))
     }
 
     /// Announces keys whose values are stored (their `SET` acknowledged):

@@ -200,6 +200,12 @@ impl<S: Store> Engine<S> {
             .await;
     }
 
+    /// The backplane channel and message announcing `change`, when the
+    /// backplane is on (see [`Backplane::notice`]).
+    pub(super) fn notice(&self, change: CacheChange) -> Option<(String, Vec<u8>)> {
+        self.backplane.notice(&self.layout, change)
+    }
+
     /// Looks `key` up in L1 (when `use_l1`) then L2, returning any entry that
     /// is still kept (fresh or stale) and whose tags are current, and whether
     /// it came from L1.

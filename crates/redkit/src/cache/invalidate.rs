@@ -42,19 +42,26 @@ impl<S: Store> Cache<S> {
             let key = engine.layout.tag(tag);
             engine.tags().observe(tag, version);
             engine.counters.invalidations(1);
-            match engine
-                .store
-                .set(&key, version.to_string().as_bytes(), None)
-                .await
-            {
-                Ok(()) => engine.journal(
-                    format!("tag:{tag}"),
-                    CacheChange::Tag {
-                        t: (*tag).to_owned(),
-                        v: version,
-                    },
-                    Apply::SetTag { key, version },
-                ),
+            let change = CacheChange::Tag {
+                t: (*tag).to_owned(),
+                v: version,
+            };
+            let value = version.to_string();
+            // The version and its notice in one round trip where the store
+            // can keep their order (`Store::set_then_publish`).
+            let stored = match engine.notice(change.clone()) {
+                Some((channel, notice)) => {
+                    engine
+                        .store
+                        .set_then_publish(&key, value.as_bytes(), None, &channel, &notice)
+                        .await
+                }
+                None => engine.store.set(&key, value.as_bytes(), None).await,
+            };
+            match stored {
+                Ok(()) => {
+                    engine.journal(format!("tag:{tag}"), change, Apply::SetTag { key, version })
+                }
                 Err(error) => {
                     tracing::warn!(
                         cache = engine.layout.namespace(), tag, error = %error,
@@ -64,14 +71,10 @@ impl<S: Store> Cache<S> {
                         engine.forget_local();
                         return Err(error);
                     }
+                    // The notice may not have gone out with the version.
+                    engine.publish(change).await;
                 }
             }
-            engine
-                .publish(CacheChange::Tag {
-                    t: (*tag).to_owned(),
-                    v: version,
-                })
-                .await;
         }
         Ok(())
     }

@@ -309,6 +309,21 @@ impl Store for AnyStore {
         }
     }
 
+    async fn set_then_publish(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<()> {
+        self.route(
+            |s| s.set_then_publish(key, value, ttl, channel, payload),
+            |s| s.set_then_publish(key, value, ttl, channel, payload),
+        )
+        .await
+    }
+
     async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
         self.route(
             |s| s.publish(channel, payload),

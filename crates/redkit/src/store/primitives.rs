@@ -151,6 +151,28 @@ pub trait Store: Clone + Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Sets `key` (as [`set`](Store::set)), then publishes `payload` on
+    /// `channel` — on one connection in one round trip where the backend
+    /// allows it (a `SET` and `PUBLISH` pipeline on standalone Redis and
+    /// Sentinel; commands on one connection run in order, so a subscriber
+    /// never hears of the value before it is stored). On Cluster, and by
+    /// default, the `PUBLISH` waits for the `SET`'s reply. An error means
+    /// the value may or may not be stored and the message may or may not
+    /// have gone out; both are safe to send again.
+    fn set_then_publish(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        channel: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            self.set(key, value, ttl).await?;
+            self.publish(channel, payload).await.map(drop)
+        }
+    }
+
     /// Sets `key` only when it does not exist (`SET NX`); true when set.
     fn set_if_absent(
         &self,

@@ -225,6 +225,36 @@ impl Store for RedisStore {
         self.query::<()>(&cmd, key).await
     }
 
+    async fn set_then_publish(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<()> {
+        if self.is_cluster() {
+            // The PUBLISH would go to another node than the SET's: no order.
+            self.set(key, value, ttl).await?;
+            return self.publish(channel, payload).await.map(drop);
+        }
+        let mut pipeline = redis::pipe();
+        let set = pipeline.cmd("SET").arg(&*self.key(key)).arg(value);
+        if let Some(ttl) = ttl {
+            set.arg("PX").arg(ttl_millis(ttl)?);
+        }
+        set.ignore();
+        pipeline
+            .cmd("PUBLISH")
+            .arg(&*self.key(channel))
+            .arg(payload)
+            .ignore();
+        self.connection
+            .query_pipeline::<()>(&pipeline)
+            .await
+            .map_err(|error| wrong_type(error, key))
+    }
+
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&*self.key(key)).arg(value).arg("NX");

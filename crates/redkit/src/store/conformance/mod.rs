@@ -44,6 +44,7 @@ macro_rules! store_conformance_tests {
             scan_finds_every_matching_key,
             glob_characters_in_keys_stay_literal,
             pubsub_delivers_to_subscribers,
+            set_then_publish_announces_only_stored_values,
             scripts_run_atomically,
             script_errors_are_reported,
             large_values_roundtrip,

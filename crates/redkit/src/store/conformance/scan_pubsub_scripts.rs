@@ -82,6 +82,48 @@ pub async fn pubsub_delivers_to_subscribers<S: Store>(store: &S) {
     assert_eq!(store.publish("chan:a", b"late").await.unwrap(), 0);
 }
 
+/// `set_then_publish` stores the value (with its TTL) and announces it, and
+/// a subscriber that reads the key on each message never finds a value
+/// older than the one announced.
+pub async fn set_then_publish_announces_only_stored_values<S: Store>(store: &S) {
+    let mut subscription = store.subscribe(&["chan:stored"]).await.unwrap();
+    let writes = async {
+        for i in 0..20u32 {
+            store
+                .set_then_publish(
+                    "announced",
+                    &i.to_be_bytes(),
+                    Some(Duration::from_secs(60)),
+                    "chan:stored",
+                    &i.to_be_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Reads as the messages come, while the writes go on.
+    let reads = async {
+        for i in 0..20u32 {
+            let message = tokio::time::timeout(Duration::from_secs(2), subscription.next_message())
+                .await
+                .expect("message within 2 s")
+                .unwrap();
+            assert_eq!(message.payload.as_ref(), i.to_be_bytes());
+            let stored = store.get("announced").await.unwrap().expect("stored");
+            let stored = u32::from_be_bytes(stored.as_ref().try_into().expect("4 bytes"));
+            assert!(
+                stored >= i,
+                "message {i} arrived while the key held {stored}"
+            );
+        }
+    };
+    tokio::join!(writes, reads);
+    assert!(matches!(
+        store.ttl("announced").await.unwrap(),
+        KeyTtl::ExpiresIn(left) if left > Duration::from_secs(50)
+    ));
+}
+
 fn window_counter() -> Script {
     fn native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
         let amount = args[0].as_i64().unwrap_or(1);
