@@ -469,7 +469,7 @@ fn journal_penalty<S: Store>(store: &S, policy: &Policy, key: &str, points: i64)
 
 /// The store key counting `key` under `policy`.
 fn store_key(policy: &Policy, key: &str) -> String {
-    format!("rl:{}:{key}", policy.name())
+    ["rl:", policy.name(), ":", key].concat()
 }
 
 /// Whether the store cannot count now: unreachable, or it answered that it
@@ -480,7 +480,7 @@ fn is_outage(error: &Error) -> bool {
 }
 
 fn block_key(policy: &Policy, key: &str) -> String {
-    format!("{}:{key}", policy.name())
+    [policy.name(), ":", key].concat()
 }
 
 fn validate_key(key: &str) -> Result<()> {

@@ -1,6 +1,8 @@
 //! The settings a layer hands to each service it wraps: a leaf both the
 //! layer (which builds them) and the service (which reads them) use.
 
+use http::HeaderValue;
+
 use super::key::KeyBy;
 use crate::ratelimit::{Policy, RateLimiter, TrustedProxies};
 use crate::store::Store;
@@ -9,6 +11,8 @@ use crate::store::Store;
 pub(super) struct LayerConfig<S: Store> {
     pub(super) limiter: RateLimiter<S>,
     pub(super) policy: Policy,
+    /// `RateLimit-Policy`, the same on every response: built once.
+    pub(super) policy_header: Option<HeaderValue>,
     pub(super) key_by: KeyBy,
     pub(super) scope: Option<String>,
     pub(super) cost: u64,

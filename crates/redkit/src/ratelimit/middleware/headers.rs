@@ -11,27 +11,34 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::ratelimit::{Decision, Policy};
 
-pub(super) fn apply(headers: &mut HeaderMap, policy: &Policy, decision: &Decision, legacy: bool) {
+/// `RateLimit-Policy` of `policy` (`None` if its name cannot be a header
+/// value); a layer builds it once, since it never changes.
+pub(super) fn policy_header(policy: &Policy) -> Option<HeaderValue> {
+    let value = format!(
+        "\"{}\";q={};w={}",
+        policy.name(),
+        policy.limit(),
+        policy.window().as_secs().max(1)
+    );
+    HeaderValue::from_str(&value).ok()
+}
+
+pub(super) fn apply(
+    headers: &mut HeaderMap,
+    policy: &Policy,
+    policy_header: Option<&HeaderValue>,
+    decision: &Decision,
+    legacy: bool,
+) {
     let reset = ceil_secs(decision.reset_after);
-    let values = [
-        (
-            "ratelimit-policy",
-            format!(
-                "\"{}\";q={};w={}",
-                policy.name(),
-                policy.limit(),
-                policy.window().as_secs().max(1)
-            ),
-        ),
-        (
-            "ratelimit",
-            format!("\"{}\";r={};t={reset}", policy.name(), decision.remaining),
-        ),
-    ];
-    for (name, value) in values {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
+    if let Some(value) = policy_header {
+        headers.insert("ratelimit-policy", value.clone());
+    }
+    // Without `format!`: this runs on every response.
+    let (remaining, reset_text) = (decision.remaining.to_string(), reset.to_string());
+    let state = ["\"", policy.name(), "\";r=", &remaining, ";t=", &reset_text].concat();
+    if let Ok(value) = HeaderValue::from_str(&state) {
+        headers.insert("ratelimit", value);
     }
     if legacy {
         headers.insert("x-ratelimit-limit", HeaderValue::from(policy.limit()));
@@ -51,6 +58,7 @@ pub(super) fn apply(headers: &mut HeaderMap, policy: &Policy, decision: &Decisio
 
 pub(super) fn rejected<B: From<String>>(
     policy: &Policy,
+    policy_header: Option<&HeaderValue>,
     decision: &Decision,
     legacy: bool,
 ) -> Response<B> {
@@ -65,7 +73,13 @@ pub(super) fn rejected<B: From<String>>(
         "retry_after_seconds": retry,
     });
     let mut response = json(StatusCode::TOO_MANY_REQUESTS, body.to_string());
-    apply(response.headers_mut(), policy, decision, legacy);
+    apply(
+        response.headers_mut(),
+        policy,
+        policy_header,
+        decision,
+        legacy,
+    );
     response
 }
 

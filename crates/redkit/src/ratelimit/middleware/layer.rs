@@ -49,6 +49,7 @@ impl<S: Store> RateLimitLayer<S> {
         RateLimitLayer {
             config: Arc::new(LayerConfig {
                 limiter,
+                policy_header: super::headers::policy_header(&policy),
                 policy,
                 key_by: KeyBy::ClientIp,
                 scope: None,

@@ -84,7 +84,7 @@ where
             let (parts, body) = request.into_parts();
             let mut key = config.key_by.key(&parts, ip);
             if let Some(scope) = &config.scope {
-                key = format!("{scope}:{key}");
+                key = [scope.as_str(), ":", &key].concat();
             }
             let request = Request::from_parts(parts, body);
             let decision = match config
@@ -106,6 +106,7 @@ where
             if !decision.allowed {
                 return Ok(headers::rejected(
                     &config.policy,
+                    config.policy_header.as_ref(),
                     &decision,
                     config.legacy_headers,
                 ));
@@ -114,6 +115,7 @@ where
             headers::apply(
                 response.headers_mut(),
                 &config.policy,
+                config.policy_header.as_ref(),
                 &decision,
                 config.legacy_headers,
             );
