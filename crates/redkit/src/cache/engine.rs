@@ -206,6 +206,27 @@ impl<S: Store> Engine<S> {
         self.backplane.notice(&self.layout, change)
     }
 
+    /// The fresh value of `key` that a flight of this instance stored since
+    /// the caller's lookup: where such a flight always puts it — L1 when
+    /// `use_l1` and this cache has one (no round trip), L2 otherwise.
+    /// Another instance's landing in L2 meanwhile is not looked for when L1
+    /// answers: that rare race costs one more load, where looking would
+    /// cost every miss one more round trip.
+    pub(super) async fn landed<T>(&self, key: &str, use_l1: bool) -> Option<T>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let now = self.now_ms();
+        let found = if use_l1 && self.local.l1().is_some() {
+            self.lookup_l1::<T>(key, now).await
+        } else {
+            self.lookup(key, use_l1).await.0
+        };
+        found
+            .filter(|found| now < found.fresh_until)
+            .map(|found| found.value)
+    }
+
     /// Looks `key` up in L1 (when `use_l1`) then L2, returning any entry that
     /// is still kept (fresh or stale) and whose tags are current, and whether
     /// it came from L1.

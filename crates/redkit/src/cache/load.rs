@@ -237,7 +237,7 @@ impl<S: Store> Cache<S> {
     {
         let engine = &self.engine;
         // Another flight may have landed between our lookup and this one.
-        if let Some(value) = self.fresh::<T>(&key, options.l1).await {
+        if let Some(value) = engine.landed::<T>(&key, options.l1).await {
             return Ok(Arc::new(value));
         }
         let lock = if options.distributed_lock {
