@@ -9,13 +9,12 @@
 //! connection behind a queue (an async mutex). SQLite lets one writer in at
 //! a time: a second connection of the same process that tries to write
 //! meanwhile gets `SQLITE_BUSY` and sleeps in SQLite's busy handler (1, 2,
-//! 5, 10 … ms) before it retries, and under a write load that sleep, not the
-//! work, was a write's latency. Queued in the process, writers start the
-//! moment the previous one is done; the busy timeout is left for other
-//! processes sharing the file. The writer is a bare connection rather than
-//! a pool of one: sqlx's pool pings a connection through its worker thread
-//! each time it comes back, which would hold every queued writer up by one
-//! more thread hand-off on a busy machine.
+//! 5, 10 … ms) before it retries. Queued in the process, writers start in
+//! order the moment the previous one is done; the busy timeout is left for
+//! other processes sharing the file. The writer is a bare connection rather
+//! than a pool of one: sqlx's pool pings a connection through its worker
+//! thread each time it comes back, one more thread hand-off per write
+//! (docs/BENCHMARKS.md, session 9, measures each step).
 //!
 //! The read pool does not ping a connection before lending it
 //! (`test_before_acquire` is off): a connection to a local file does not go
@@ -29,9 +28,8 @@ mod users;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};

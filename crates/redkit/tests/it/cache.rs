@@ -13,7 +13,7 @@ use redkit::store::{EmbeddedStore, KeyTtl, RedisStore, Store};
 use redkit_testkit::RedisServer;
 use serde::{Deserialize, Serialize};
 
-use crate::support::{connected, eventually};
+use crate::support::{command_calls, connected, eventually};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Task {
@@ -716,20 +716,6 @@ async fn a_write_is_announced_only_after_its_value_is_stored() {
     }
 }
 
-/// Calls of `command` Redis has served so far.
-async fn command_calls(server: &RedisServer, command: &str) -> u64 {
-    let connection = connected(server).await;
-    let info: String = connection
-        .query(::redis::cmd("INFO").arg("commandstats"))
-        .await
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().unwrap())
-}
-
 /// The read that follows an invalidation (the reference service's GET after
 /// a write) reads L2 once: the entry found there is stale by its tag, and
 /// the load does not look it up again (its flight checks L1 only).
@@ -743,7 +729,8 @@ async fn a_miss_after_a_tag_invalidation_reads_l2_once() {
     let options = cache.options().tag("user:1");
     cache.set("page", &1u32, &options).await.unwrap();
     cache.invalidate_tag("user:1").await.unwrap();
-    let gets_before = command_calls(&server, "get").await;
+    let observer = connected(&server).await;
+    let gets_before = command_calls(&observer, "get").await;
     let loads = Arc::new(AtomicUsize::new(0));
     let counted = loads.clone();
     let value = cache
@@ -754,7 +741,7 @@ async fn a_miss_after_a_tag_invalidation_reads_l2_once() {
         .await
         .unwrap();
     assert_eq!((value, loads.load(Ordering::SeqCst)), (2, 1));
-    assert_eq!(command_calls(&server, "get").await - gets_before, 1);
+    assert_eq!(command_calls(&observer, "get").await - gets_before, 1);
     // And what it stored is served from L1 and L2 alike.
     assert_eq!(cache.get::<u32>("page").await.unwrap(), Some(2));
     let other = Cache::builder(RedisStore::new(connected(&server).await), "reread")

@@ -487,14 +487,7 @@ async fn keys_by_header_or_custom_function_and_scope() {
 
 /// `EVALSHA` calls Redis has served so far.
 async fn evalsha_calls(connection: &redkit::connection::RedisConnection) -> u64 {
-    let info: String = connection
-        .query(::redis::cmd("INFO").arg("commandstats"))
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().unwrap())
+    crate::support::command_calls(connection, "evalsha").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

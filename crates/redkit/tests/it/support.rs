@@ -25,6 +25,20 @@ pub async fn connected(server: &RedisServer) -> RedisConnection {
     connection
 }
 
+/// Calls of `command` (lower case, as `INFO commandstats` names it) the
+/// Redis behind `connection` has served so far.
+pub async fn command_calls(connection: &RedisConnection, command: &str) -> u64 {
+    let info: String = connection
+        .query(::redis::cmd("INFO").arg("commandstats"))
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
 /// Waits until `connection` reaches `state`, panicking after `within`.
 pub async fn wait_for_state(
     connection: &RedisConnection,
