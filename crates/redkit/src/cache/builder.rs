@@ -8,7 +8,7 @@ use super::codec::Codec;
 use super::engine::{Engine, EngineSettings};
 use super::handle::Cache;
 use super::key::Layout;
-use super::l1;
+use super::l1::L1;
 use super::options::EntryOptions;
 use super::stats::{CacheRegistry, StatsSource};
 use super::tags::TagVersions;
@@ -188,7 +188,7 @@ impl<S: Store> CacheBuilder<S> {
                 "values greater than zero",
             ));
         }
-        let l1 = self.l1_enabled.then(|| l1::build(self.l1_max_bytes));
+        let l1 = self.l1_enabled.then(|| L1::new(self.l1_max_bytes));
         let engine = Engine::start(
             self.store,
             layout,

@@ -37,11 +37,7 @@ impl LocalTier {
     /// Drops the L1 entries whose key starts with `prefix`.
     pub(super) fn evict_prefix(&self, prefix: &str) {
         if let Some(l1) = &self.l1 {
-            for (key, _) in l1.iter() {
-                if key.starts_with(prefix) {
-                    l1.invalidate(key.as_str());
-                }
-            }
+            l1.invalidate_prefix(prefix);
         }
     }
 
