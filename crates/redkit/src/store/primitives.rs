@@ -167,10 +167,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         channel: &str,
         payload: &[u8],
     ) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            self.set(key, value, ttl).await?;
-            self.publish(channel, payload).await.map(drop)
-        }
+        set_then_publish_in_turn(self, key, value, ttl, channel, payload)
     }
 
     /// Sets `key` only when it does not exist (`SET NX`); true when set.
@@ -276,4 +273,18 @@ pub async fn scan_all<S: Store>(store: &S, pattern: &str, count: usize) -> Resul
         }
         cursor = page.cursor;
     }
+}
+
+/// `set_then_publish` for a store that cannot pipeline the two: the
+/// `PUBLISH` is sent once the `SET` is acknowledged.
+pub(crate) async fn set_then_publish_in_turn<S: Store>(
+    store: &S,
+    key: &str,
+    value: &[u8],
+    ttl: Option<Duration>,
+    channel: &str,
+    payload: &[u8],
+) -> Result<()> {
+    store.set(key, value, ttl).await?;
+    store.publish(channel, payload).await.map(drop)
 }

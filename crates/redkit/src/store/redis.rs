@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::pubsub::Subscription;
 use super::{
     Backend, CursorPosition, KeyTtl, Message, PubSubEvent, ScanCursor, ScanPage, Script, ScriptArg,
-    ScriptValue, SetEntry, Store, escape_glob, ttl_millis,
+    ScriptValue, SetEntry, Store, escape_glob, set_then_publish_in_turn, ttl_millis,
 };
 use crate::config::TopologyKind;
 use crate::connection::{Backoff, RedisConnection, key_slot};
@@ -93,16 +93,21 @@ impl RedisStore {
     async fn set_pipelined(&self, entries: &[SetEntry<'_>]) -> Result<()> {
         let mut pipeline = redis::pipe();
         for entry in entries {
-            let cmd = pipeline
-                .cmd("SET")
-                .arg(&*self.key(entry.key))
-                .arg(entry.value);
-            if let Some(ttl) = entry.ttl {
-                cmd.arg("PX").arg(ttl_millis(ttl)?);
-            }
-            cmd.ignore();
+            pipeline
+                .add_command(self.set_command(entry.key, entry.value, entry.ttl)?)
+                .ignore();
         }
         self.connection.query_pipeline::<()>(&pipeline).await
+    }
+
+    /// `SET key value [PX ttl]`: the one place a write's command is built.
+    fn set_command(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<redis::Cmd> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&*self.key(key)).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl)?);
+        }
+        Ok(cmd)
     }
 
     /// One SCAN step on `node` (`None`: the connection's one node); returns
@@ -217,12 +222,8 @@ impl Store for RedisStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&*self.key(key)).arg(value);
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(ttl_millis(ttl)?);
-        }
-        self.query::<()>(&cmd, key).await
+        self.query::<()>(&self.set_command(key, value, ttl)?, key)
+            .await
     }
 
     async fn set_then_publish(
@@ -235,15 +236,12 @@ impl Store for RedisStore {
     ) -> Result<()> {
         if self.is_cluster() {
             // The PUBLISH would go to another node than the SET's: no order.
-            self.set(key, value, ttl).await?;
-            return self.publish(channel, payload).await.map(drop);
+            return set_then_publish_in_turn(self, key, value, ttl, channel, payload).await;
         }
         let mut pipeline = redis::pipe();
-        let set = pipeline.cmd("SET").arg(&*self.key(key)).arg(value);
-        if let Some(ttl) = ttl {
-            set.arg("PX").arg(ttl_millis(ttl)?);
-        }
-        set.ignore();
+        pipeline
+            .add_command(self.set_command(key, value, ttl)?)
+            .ignore();
         pipeline
             .cmd("PUBLISH")
             .arg(&*self.key(channel))
@@ -256,11 +254,8 @@ impl Store for RedisStore {
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&*self.key(key)).arg(value).arg("NX");
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(ttl_millis(ttl)?);
-        }
+        let mut cmd = self.set_command(key, value, ttl)?;
+        cmd.arg("NX");
         let reply: Option<String> = self.query(&cmd, key).await?;
         Ok(reply.is_some())
     }
