@@ -100,10 +100,21 @@ impl RedisStore {
         self.connection.query_pipeline::<()>(&pipeline).await
     }
 
+    /// `name key`, with room for `more_args` arguments of `more_bytes` in
+    /// all: the command's buffers are allocated once, not grown argument by
+    /// argument (the hot single-key commands).
+    fn keyed(&self, name: &str, key: &str, more_args: usize, more_bytes: usize) -> redis::Cmd {
+        let bytes = name.len() + self.prefix.len() + key.len() + more_bytes;
+        let mut cmd = redis::Cmd::with_capacity(2 + more_args, bytes);
+        cmd.arg(name).arg(&*self.key(key));
+        cmd
+    }
+
     /// `SET key value [PX ttl]`: the one place a write's command is built.
     fn set_command(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<redis::Cmd> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&*self.key(key)).arg(value);
+        // "PX" and at most 20 digits of milliseconds.
+        let mut cmd = self.keyed("SET", key, 3, value.len() + 22);
+        cmd.arg(value);
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(ttl_millis(ttl)?);
         }
@@ -205,18 +216,13 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let value: Option<Vec<u8>> = self
-            .query(redis::cmd("GET").arg(&*self.key(key)), key)
-            .await?;
+        let value: Option<Vec<u8>> = self.query(&self.keyed("GET", key, 0, 0), key).await?;
         Ok(value.map(Bytes::from))
     }
 
     async fn get_and_expire(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
-        let cmd = redis::cmd("GETEX")
-            .arg(&*self.key(key))
-            .arg("PX")
-            .arg(ttl_millis(ttl)?)
-            .to_owned();
+        let mut cmd = self.keyed("GETEX", key, 2, 22);
+        cmd.arg("PX").arg(ttl_millis(ttl)?);
         let value: Option<Vec<u8>> = self.query(&cmd, key).await?;
         Ok(value.map(Bytes::from))
     }
