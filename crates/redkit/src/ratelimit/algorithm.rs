@@ -10,8 +10,9 @@
 //! microseconds, written the same way in Lua and Rust so that both stores
 //! give the same answers (the shared suite checks it at window edges).
 //!
-//! The script is written to be cheap: per key one `GET` and one `SET` (or
-//! `DEL`), integer arithmetic with `%` instead of `math.floor` /
+//! The script is written to be cheap: one `MGET` for all the keys of a call,
+//! then per key one `SET` (or `DEL`) — each `redis.call` costs Redis far
+//! more than the command it runs — integer arithmetic with `%` instead of `math.floor` /
 //! `math.ceil` calls, and the numbers of the `SET` turned into text by
 //! `string.format('%d', …)` in Lua: handed to `redis.call` as numbers,
 //! Redis formats them with `%.17g`, which measured slower (see
@@ -50,6 +51,30 @@ pub(crate) static CHECKS: LazyLock<Script> = LazyLock::new(|| {
         r"
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
+-- One read for all the keys of the call. MGET reads a key of another type
+-- as nil (where GET fails): nil means absent or of another type, and the
+-- write that follows tells the two apart.
+local stored = redis.call('MGET', unpack(KEYS))
+-- What this call wrote, for a key checked twice in it.
+local written = {}
+
+-- Stores `value` for `px` ms; false for a key of another type, which is
+-- left as it is: a key read as nil is only written while absent (NX).
+local function save(key, raw, value, px)
+  if raw then
+    redis.call('SET', key, value, 'PX', px)
+  elseif not redis.call('SET', key, value, 'PX', px, 'NX') then
+    return false
+  end
+  written[key] = value
+  return true
+end
+
+-- Whether a key read as nil holds another type (for answers that write
+-- nothing).
+local function foreign(key, raw)
+  return not raw and redis.call('EXISTS', key) == 1
+end
 
 local function gcra(key, raw, burst, emission, cost)
   local tolerance = emission * burst
@@ -58,15 +83,21 @@ local function gcra(key, raw, burst, emission, cost)
   local ahead = tat - now + emission * cost
   if ahead < 0 then ahead = 0 end
   if cost > 0 and ahead > tolerance then
+    if foreign(key, raw) then return -1, 0, 0, 0 end
     local left = tolerance - (tat - now)
     if left < 0 then left = 0 end
     return 0, (left - left % emission) / emission, ahead - tolerance, tat - now
   end
   if ahead > 0 then
     local ms = ahead + 999
-    redis.call('SET', key, string.format('%d', now + ahead), 'PX', string.format('%d', (ms - ms % 1000) / 1000))
-  else
+    if not save(key, raw, string.format('%d', now + ahead), string.format('%d', (ms - ms % 1000) / 1000)) then
+      return -1, 0, 0, 0
+    end
+  elseif raw then
     redis.call('DEL', key)
+    written[key] = false
+  elseif foreign(key, raw) then
+    return -1, 0, 0, 0
   end
   local left = tolerance - ahead
   return 1, (left - left % emission) / emission, 0, ahead
@@ -88,6 +119,7 @@ local function sliding(key, raw, limit, window, cost)
   local weighted = (share - share % window) / window
   local used = weighted + cur
   if cost > 0 and used + cost > limit then
+    if foreign(key, raw) then return -1, 0, 0, 0 end
     local retry = window - elapsed
     if cur + cost <= limit and prev > 0 then
       local spare = (limit - cur - cost) * window
@@ -101,7 +133,9 @@ local function sliding(key, raw, limit, window, cost)
   cur = cur + cost
   if cur < 0 then cur = 0 end
   local ms = 2 * window + 999
-  redis.call('SET', key, string.format('%d:%d:%d', index, prev, cur), 'PX', string.format('%d', (ms - ms % 1000) / 1000))
+  if not save(key, raw, string.format('%d:%d:%d', index, prev, cur), string.format('%d', (ms - ms % 1000) / 1000)) then
+    return -1, 0, 0, 0
+  end
   local remaining = limit - weighted - cur
   if remaining < 0 then remaining = 0 end
   return 1, remaining, 0, window - elapsed
@@ -110,15 +144,15 @@ end
 local out = {}
 for i = 1, #KEYS do
   local at = 4 * i - 3
-  local raw = redis.pcall('GET', KEYS[i])
-  local a, b, c, d = -1, 0, 0, 0
-  if type(raw) ~= 'table' then
-    local x, y, z = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-    if ARGV[at] == '1' then
-      a, b, c, d = gcra(KEYS[i], raw, x, y, z)
-    else
-      a, b, c, d = sliding(KEYS[i], raw, x, y, z)
-    end
+  local key = KEYS[i]
+  local raw = written[key]
+  if raw == nil then raw = stored[i] end
+  local x, y, z = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+  local a, b, c, d
+  if ARGV[at] == '1' then
+    a, b, c, d = gcra(key, raw, x, y, z)
+  else
+    a, b, c, d = sliding(key, raw, x, y, z)
   end
   out[at], out[at + 1], out[at + 2], out[at + 3] = a, b, c, d
 end

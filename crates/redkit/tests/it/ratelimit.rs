@@ -702,44 +702,70 @@ async fn a_key_of_another_type_fails_only_its_own_check() {
     let server = RedisServer::new();
     let redis = RedisStore::new(connected(&server).await);
     let embedded = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
-    wrong_type_fails_alone(RateLimiter::new(redis.clone()).unwrap(), redis).await;
-    wrong_type_fails_alone(RateLimiter::new(embedded.clone()).unwrap(), embedded).await;
+    wrong_type_fails_alone_on_every_path(RateLimiter::new(redis.clone()).unwrap(), redis).await;
+    wrong_type_fails_alone_on_every_path(RateLimiter::new(embedded.clone()).unwrap(), embedded)
+        .await;
 }
 
-async fn wrong_type_fails_alone<S: Store>(limiter: RateLimiter<S>, store: S) {
-    let policy = Policy::new("typed", 10, Duration::from_secs(3600)).unwrap();
-    store.set_add("rl:typed:a-set", &["member"]).await.unwrap();
+/// Admitted, denied (more than the limit at once) and a reward, for both
+/// algorithms: each answer path of the script meets the foreign key.
+async fn wrong_type_fails_alone_on_every_path<S: Store>(limiter: RateLimiter<S>, store: S) {
+    let sliding = Policy::new("typed", 10, Duration::from_secs(3600)).unwrap();
+    let gcra = Policy::gcra("typed_gcra", 10, Duration::from_secs(3600), 10).unwrap();
+    for policy in [sliding, gcra] {
+        for cost in [1, 20, -1] {
+            wrong_type_fails_alone(&limiter, &store, &policy, cost).await;
+        }
+    }
+}
+
+async fn wrong_type_fails_alone<S: Store>(
+    limiter: &RateLimiter<S>,
+    store: &S,
+    policy: &Policy,
+    cost: i64,
+) {
+    let foreign = format!("rl:{}:a-set", policy.name());
+    store.set_add(&foreign, &["member"]).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..60 {
         let (limiter, policy) = (limiter.clone(), policy.clone());
         let key = if i % 10 == 0 {
             "a-set".to_owned()
         } else {
-            format!("user:{i}")
+            format!("user:{cost}:{i}")
         };
         tasks.push(tokio::spawn(async move {
-            (key.clone(), limiter.check(&policy, &key, 1).await)
+            let decision = if cost < 0 {
+                limiter.reward(&policy, &key, cost.unsigned_abs()).await
+            } else {
+                limiter.check(&policy, &key, cost.unsigned_abs()).await
+            };
+            (key.clone(), decision)
         }));
     }
     for task in tasks {
         match task.await.unwrap() {
             (key, Ok(decision)) => {
                 assert_ne!(key, "a-set", "{decision:?}");
-                assert!(decision.allowed && decision.remaining == 9, "{decision:?}");
+                assert_eq!(decision.allowed, cost <= 10, "{decision:?}");
+                if cost == 1 {
+                    assert_eq!(decision.remaining, 9, "{decision:?}");
+                }
             }
             (key, Err(error)) => {
-                assert_eq!(key, "a-set", "{error}");
+                assert_eq!(key, "a-set", "cost {cost}: {error}");
                 assert!(
                     matches!(error, redkit::Error::WrongType { .. }),
                     "{error:?}"
                 );
-                assert!(error.to_string().contains("rl:typed:a-set"), "{error}");
+                assert!(error.to_string().contains(&foreign), "{error}");
             }
         }
     }
     // The set is left as it was.
     assert_eq!(
-        store.set_members("rl:typed:a-set").await.unwrap(),
+        store.set_members(&foreign).await.unwrap(),
         vec!["member".to_owned()]
     );
 }
