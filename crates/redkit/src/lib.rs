@@ -38,7 +38,7 @@
 //! | `msgpack` | no | `cache::Codec::MessagePack` |
 //!
 //! With `default-features = false` the core — connection, stores, cache,
-//! sessions, rate limiter, health — builds on tokio, redis, moka and serde
+//! sessions, rate limiter, health — builds on tokio, redis, quick_cache, moka and serde
 //! alone.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

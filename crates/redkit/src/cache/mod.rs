@@ -5,7 +5,7 @@
 //! tags, pattern invalidation and an in-process tier. This module is all of
 //! it, with the resilience of .NET's FusionCache:
 //!
-//! - **Tiers**: reads go L1 ([moka], bounded by bytes, holding decoded values)
+//! - **Tiers**: reads go L1 ([quick_cache], bounded by bytes, holding decoded values)
 //!   → L2 (the [`Store`](crate::store::Store): Redis, or the embedded store) →
 //!   loader; an L2 hit fills L1. An L1 hit hands out a clone of the decoded
 //!   value: cache a reference-counted type (`Arc<T>`, with serde's `rc`
