@@ -293,8 +293,12 @@ impl<S: Store> Engine<S> {
         self.accept(key, &entry_key, bytes, fill_l1, now).await
     }
 
-    /// Decodes bytes read from L2; corrupt or invalidated entries are deleted
-    /// and read as a miss.
+    /// Decodes bytes read from L2. A corrupt entry is deleted and reads as a
+    /// miss. An entry invalidated by a tag reads as a miss and is left in
+    /// place: the write that follows a miss replaces it (or its TTL ends
+    /// it, as for the invalidated entries nobody reads again), and deleting
+    /// it first would cost every miss after an invalidation one more round
+    /// trip.
     pub(super) async fn accept<T>(
         &self,
         key: &str,
@@ -330,10 +334,7 @@ impl<S: Store> Engine<S> {
             .await
         {
             Ok(true) => {}
-            Ok(false) => {
-                let _ = Box::pin(self.store.delete(&[entry_key])).await;
-                return None;
-            }
+            Ok(false) => return None,
             Err(error) => {
                 self.l2_failed("tag versions", &error);
                 return None;

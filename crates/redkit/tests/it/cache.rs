@@ -718,9 +718,10 @@ async fn a_write_is_announced_only_after_its_value_is_stored() {
 
 /// The read that follows an invalidation (the reference service's GET after
 /// a write) reads L2 once: the entry found there is stale by its tag, and
-/// the load does not look it up again (its flight checks L1 only).
+/// the load does not look it up again (its flight checks L1 only) nor
+/// delete it before its write replaces it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_miss_after_a_tag_invalidation_reads_l2_once() {
+async fn a_miss_after_a_tag_invalidation_reads_l2_once_and_deletes_nothing() {
     let server = RedisServer::new();
     let cache = Cache::builder(RedisStore::new(connected(&server).await), "reread")
         .build()
@@ -731,6 +732,8 @@ async fn a_miss_after_a_tag_invalidation_reads_l2_once() {
     cache.invalidate_tag("user:1").await.unwrap();
     let observer = connected(&server).await;
     let gets_before = command_calls(&observer, "get").await;
+    let deletes_before =
+        command_calls(&observer, "unlink").await + command_calls(&observer, "del").await;
     let loads = Arc::new(AtomicUsize::new(0));
     let counted = loads.clone();
     let value = cache
@@ -742,6 +745,9 @@ async fn a_miss_after_a_tag_invalidation_reads_l2_once() {
         .unwrap();
     assert_eq!((value, loads.load(Ordering::SeqCst)), (2, 1));
     assert_eq!(command_calls(&observer, "get").await - gets_before, 1);
+    // The invalidated entry is replaced by the write, not deleted first.
+    let deletes = command_calls(&observer, "unlink").await + command_calls(&observer, "del").await;
+    assert_eq!(deletes - deletes_before, 0);
     // And what it stored is served from L1 and L2 alike.
     assert_eq!(cache.get::<u32>("page").await.unwrap(), Some(2));
     let other = Cache::builder(RedisStore::new(connected(&server).await), "reread")
