@@ -12,9 +12,11 @@
 //! under a lock, and its inserts go through the same housekeeping: an L1
 //! hit went from 0.78 of a raw moka get to 1.45 with the switch
 //! (docs/BENCHMARKS.md, session 10).
-//! The tier is split into shards, each with its share of `l1_max_bytes`: a
-//! value heavier than nearly a whole shard's share is not kept in L1 (it is
-//! still written to L2, and an older L1 entry of its key is dropped).
+//! The tier is split into shards (up to four per core), each with its share
+//! of `l1_max_bytes` but never less than 1 MiB, so the values a tier keeps do
+//! not shrink on a machine with many cores. A value heavier than nearly a
+//! whole shard's share is not kept in L1: it is still written to L2, and an
+//! older L1 entry of its key is dropped.
 //!
 //! Entries carry their own end (`keep_until`: stale values stay available
 //! for stale-while-revalidate and fail-safe until then). A read checks it
@@ -67,19 +69,34 @@ pub(crate) struct L1 {
 /// it holds (which bounds the remembered keys of evicted entries).
 const TYPICAL_ENTRY_BYTES: u64 = 512;
 
+/// The least share of the tier one shard holds (see the module docs).
+const MIN_SHARD_BYTES: u64 = 1 << 20;
+
 impl L1 {
     /// A tier holding at most `max_bytes` of entries.
     pub(crate) fn new(max_bytes: u64) -> Self {
-        let estimated_entries = (max_bytes / TYPICAL_ENTRY_BYTES).clamp(64, 1 << 20);
-        L1 {
-            entries: Tier::with(
-                usize::try_from(estimated_entries).unwrap_or(1 << 20),
+        let estimated_entries =
+            usize::try_from((max_bytes / TYPICAL_ENTRY_BYTES).clamp(64, 1 << 20))
+                .unwrap_or(1 << 20);
+        let mut options = quick_cache::OptionsBuilder::new();
+        options
+            .estimated_items_capacity(estimated_entries)
+            .weight_capacity(max_bytes)
+            .shards(shards_for(max_bytes));
+        let hasher = foldhash::quality::RandomState::default();
+        let entries = match options.build() {
+            Ok(options) => Tier::with_options(options, ByEncodedSize, hasher, Default::default()),
+            // Only when a required option is unset, which the lines above
+            // rule out: the library's own shard count then.
+            Err(_) => Tier::with(
+                estimated_entries,
                 max_bytes,
                 ByEncodedSize,
-                foldhash::quality::RandomState::default(),
+                hasher,
                 Default::default(),
             ),
-        }
+        };
+        L1 { entries }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Arc<L1Entry>> {
@@ -102,6 +119,15 @@ impl L1 {
     pub(crate) fn invalidate_all(&self) {
         self.entries.clear();
     }
+}
+
+/// Four shards per core, as many as keep each at `MIN_SHARD_BYTES` or more
+/// (a power of two: the library rounds up, which would shrink them).
+fn shards_for(max_bytes: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let wanted = (max_bytes / MIN_SHARD_BYTES).clamp(1, cores as u64 * 4);
+    let shards = 1u64 << (63 - wanted.leading_zeros());
+    usize::try_from(shards).unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -142,6 +168,20 @@ mod tests {
             l1.get("big").is_none(),
             "neither the new value (too heavy) nor the old one (outdated) is served"
         );
+    }
+
+    #[test]
+    fn shards_never_hold_less_than_a_mebibyte() {
+        assert_eq!(shards_for(64 * 1024), 1);
+        assert_eq!(shards_for(3 << 20), 2);
+        for max_bytes in [1 << 20, 32 << 20, 1 << 40] {
+            let shards = shards_for(max_bytes) as u64;
+            assert!(shards.is_power_of_two() && max_bytes / shards >= MIN_SHARD_BYTES);
+        }
+        // So the default 32 MiB tier keeps a value of 900 KB on any machine.
+        let l1 = L1::new(32 << 20);
+        l1.insert("big".to_owned(), entry_of(900 * 1024));
+        assert!(l1.get("big").is_some());
     }
 
     #[test]
