@@ -98,7 +98,11 @@ impl<S: Store> CacheBuilder<S> {
         self
     }
 
-    /// L1 capacity in bytes of encoded values. Default: 32 MiB.
+    /// L1 capacity in bytes of encoded values (plus keys). Default: 32 MiB.
+    ///
+    /// L1 is split into shards of at least 1 MiB (up to four per core); a
+    /// value heavier than about one shard's share is served from L2 only.
+    /// Zero keeps nothing in L1.
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.l1_max_bytes = bytes;
         self

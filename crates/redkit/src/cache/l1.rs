@@ -171,6 +171,13 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_of_zero_bytes_keeps_nothing() {
+        let l1 = L1::new(0);
+        l1.insert("key".to_owned(), entry_of(10));
+        assert!(l1.get("key").is_none());
+    }
+
+    #[test]
     fn shards_never_hold_less_than_a_mebibyte() {
         assert_eq!(shards_for(64 * 1024), 1);
         assert_eq!(shards_for(3 << 20), 2);
