@@ -68,6 +68,13 @@ pub(super) struct Found<T> {
     pub(super) fresh: bool,
 }
 
+impl<T> Found<T> {
+    /// The value, if it is still fresh at `now` (ms).
+    pub(super) fn fresh_at(self, now: u64) -> Option<T> {
+        (now < self.fresh_until).then_some(self.value)
+    }
+}
+
 impl<S: Store> StatsSource for Engine<S> {
     fn stats(&self) -> CacheStats {
         self.counters.snapshot()
@@ -216,15 +223,20 @@ impl<S: Store> Engine<S> {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let now = self.now_ms();
-        let found = if use_l1 && self.local.l1().is_some() {
-            self.lookup_l1::<T>(key, now).await
-        } else {
-            self.lookup(key, use_l1).await.0
-        };
-        found
-            .filter(|found| now < found.fresh_until)
-            .map(|found| found.value)
+        if use_l1 && self.local.l1().is_some() {
+            let now = self.now_ms();
+            return self.lookup_l1::<T>(key, now).await?.fresh_at(now);
+        }
+        self.fresh(key, use_l1).await
+    }
+
+    /// The fresh value of `key`: L1 (when `use_l1`), then L2.
+    pub(super) async fn fresh<T>(&self, key: &str, use_l1: bool) -> Option<T>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let (found, _) = self.lookup::<T>(key, use_l1).await;
+        found?.fresh_at(self.now_ms())
     }
 
     /// Looks `key` up in L1 (when `use_l1`) then L2, returning any entry that

@@ -340,17 +340,6 @@ impl<S: Store> Cache<S> {
         landing
     }
 
-    async fn fresh<T>(&self, key: &str, use_l1: bool) -> Option<T>
-    where
-        T: DeserializeOwned + Clone + Send + Sync + 'static,
-    {
-        let (found, _) = self.engine.lookup::<T>(key, use_l1).await;
-        let now = self.engine.now_ms();
-        found
-            .filter(|found: &Found<T>| now < found.fresh_until)
-            .map(|found| found.value)
-    }
-
     /// Takes the cross-instance loading lock, or waits for the instance that
     /// holds it to store the value.
     async fn lock_or_wait<T>(&self, key: &str, options: &EntryOptions) -> LockOutcome<T>
@@ -376,7 +365,7 @@ impl<S: Store> Cache<S> {
                 Err(_) => return LockOutcome::Unavailable,
             }
             tokio::time::sleep(LOCK_POLL).await;
-            if let Some(value) = self.fresh::<T>(key, options.l1).await {
+            if let Some(value) = engine.fresh::<T>(key, options.l1).await {
                 return LockOutcome::Loaded(value);
             }
             if Instant::now() >= deadline {
