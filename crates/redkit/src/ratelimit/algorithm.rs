@@ -18,8 +18,13 @@
 //! Redis formats them with `%.17g`, which measured slower (see
 //! docs/BENCHMARKS.md).
 //!
-//! `ARGV` holds four numbers per key: the algorithm (`GCRA` = 1,
-//! `SLIDING_WINDOW` = 2) and its three parameters. The reply holds four
+//! `ARGV` names each distinct check of the call once — a group: the
+//! algorithm (`GCRA` = 1, `SLIDING_WINDOW` = 2) and its three numbers — and
+//! then one group number per key: `G, (algorithm, x, y, cost) × G, group × N`.
+//! A call of many keys of one policy (the usual batch) sends and parses its
+//! four numbers once: per key, Redis turns one argument into a Lua string and
+//! the script one into a number, where four of each measured 20 % more of the
+//! script's time (see docs/BENCHMARKS.md). The reply holds four
 //! integers per key, `allowed, remaining, retry_after_us, reset_after_us`;
 //! `allowed` is `WRONG_TYPE` for a key that holds a value of another type
 //! (the other keys of the call are checked as usual). A negative cost gives
@@ -141,19 +146,29 @@ local function sliding(key, raw, limit, window, cost)
   return 1, remaining, 0, window - elapsed
 end
 
+-- The groups (module docs), read once per call.
+local groups = tonumber(ARGV[1])
+local kind, xs, ys, costs = {}, {}, {}, {}
+for g = 1, groups do
+  local at = 4 * g - 2
+  kind[g] = ARGV[at]
+  xs[g], ys[g], costs[g] = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+end
+local first = 4 * groups + 1
+
 local out = {}
 for i = 1, #KEYS do
-  local at = 4 * i - 3
+  local g = tonumber(ARGV[first + i])
   local key = KEYS[i]
   local raw = written[key]
   if raw == nil then raw = stored[i] end
-  local x, y, z = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   local a, b, c, d
-  if ARGV[at] == '1' then
-    a, b, c, d = gcra(key, raw, x, y, z)
+  if kind[g] == '1' then
+    a, b, c, d = gcra(key, raw, xs[g], ys[g], costs[g])
   else
-    a, b, c, d = sliding(key, raw, x, y, z)
+    a, b, c, d = sliding(key, raw, xs[g], ys[g], costs[g])
   end
+  local at = 4 * i - 3
   out[at], out[at + 1], out[at + 2], out[at + 3] = a, b, c, d
 end
 return out
@@ -164,16 +179,29 @@ return out
 
 fn checks_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
     let keys = ctx.key_count();
-    if args.len() != keys * WIDTH {
+    let groups = usize::try_from(arg(args, 0)?).unwrap_or(usize::MAX);
+    if groups
+        .checked_mul(WIDTH)
+        .and_then(|numbers| numbers.checked_add(1 + keys))
+        != Some(args.len())
+    {
         return Err(script_error(format!(
-            "{} arguments for {keys} keys; expected {WIDTH} per key",
+            "{} arguments for {keys} keys and {groups} groups; expected 1 + {WIDTH} per group + 1 per key",
             args.len()
         )));
     }
     let now = micros(ctx.now());
+    let first = 1 + groups * WIDTH;
     let mut out = Vec::with_capacity(keys * WIDTH);
     for key in 0..keys {
-        let at = key * WIDTH;
+        let group = arg(args, first + key)?;
+        let at = usize::try_from(group)
+            .ok()
+            .filter(|group| (1..=groups).contains(group))
+            .map(|group| 1 + (group - 1) * WIDTH)
+            .ok_or_else(|| {
+                script_error(format!("key {} names group {group} of {groups}", key + 1))
+            })?;
         let [algorithm, x, y, cost] = [at, at + 1, at + 2, at + 3].map(|index| arg(args, index));
         let (x, y, cost) = (x?, y?, cost?);
         let stored = match ctx.get(key) {
@@ -282,28 +310,49 @@ fn sliding(
 /// key, for benchmarks and audits: the key is `rl:<policy>:<key>` under the
 /// store's prefix. Public with the `test-util` feature.
 #[cfg(feature = "test-util")]
-pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, [ScriptArg; WIDTH]) {
-    (&CHECKS, check_args(policy, cost))
+pub fn script_invocation(policy: &Policy, cost: i64) -> (&'static Script, Vec<ScriptArg>) {
+    (&CHECKS, call_args([&check_args(policy, cost)]))
 }
 
-/// The four `ARGV` numbers of one check of `policy`.
-pub(crate) fn check_args(policy: &Policy, cost: i64) -> [ScriptArg; WIDTH] {
+/// What one check asks: the algorithm's code and its three numbers
+/// (module docs).
+pub(crate) type CheckArgs = [i64; WIDTH];
+
+/// The four numbers of one check of `policy`.
+pub(crate) fn check_args(policy: &Policy, cost: i64) -> CheckArgs {
     let window_us = i64::try_from(policy.window().as_micros()).unwrap_or(i64::MAX);
     let limit = i64::try_from(policy.limit()).unwrap_or(i64::MAX);
     match policy.algorithm() {
         Algorithm::Gcra { burst } => [
-            ScriptArg::Int(GCRA),
-            ScriptArg::Int(i64::try_from(burst).unwrap_or(i64::MAX)),
-            ScriptArg::Int((window_us / limit).max(1)),
-            ScriptArg::Int(cost),
+            GCRA,
+            i64::try_from(burst).unwrap_or(i64::MAX),
+            (window_us / limit).max(1),
+            cost,
         ],
-        Algorithm::SlidingWindow => [
-            ScriptArg::Int(SLIDING_WINDOW),
-            ScriptArg::Int(limit),
-            ScriptArg::Int(window_us),
-            ScriptArg::Int(cost),
-        ],
+        Algorithm::SlidingWindow => [SLIDING_WINDOW, limit, window_us, cost],
     }
+}
+
+/// The `ARGV` of one call for `checks`, one per key in order: each distinct
+/// check once, then each key's group (module docs).
+pub(crate) fn call_args<'a>(checks: impl IntoIterator<Item = &'a CheckArgs>) -> Vec<ScriptArg> {
+    let mut groups: Vec<&CheckArgs> = Vec::new();
+    let mut of_key = Vec::new();
+    for check in checks {
+        let group = match groups.iter().position(|known| *known == check) {
+            Some(index) => index,
+            None => {
+                groups.push(check);
+                groups.len() - 1
+            }
+        };
+        of_key.push(group + 1);
+    }
+    let mut args = Vec::with_capacity(1 + groups.len() * WIDTH + of_key.len());
+    args.push(ScriptArg::Int(groups.len() as i64));
+    args.extend(groups.iter().flat_map(|check| check.map(ScriptArg::Int)));
+    args.extend(of_key.into_iter().map(|group| ScriptArg::Int(group as i64)));
+    args
 }
 
 fn reply(allowed: i64, remaining: i64, retry_after: i64, reset_after: i64) -> [ScriptValue; WIDTH] {
@@ -344,4 +393,72 @@ fn parse_state(bytes: &[u8]) -> Option<(i64, i64, i64)> {
         parts.next()?.parse().ok()?,
     );
     parts.next().is_none().then_some(state)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::EmbeddedConfig;
+    use crate::store::{EmbeddedStore, Store};
+
+    #[test]
+    fn a_call_names_each_distinct_check_once() {
+        let sliding = [SLIDING_WINDOW, 10, 60_000_000, 1];
+        let gcra = [GCRA, 5, 1_000, 1];
+        let gcra_reward = [GCRA, 5, 1_000, -2];
+        let args = call_args([&sliding, &gcra, &sliding, &gcra_reward, &gcra]);
+        let numbers: Vec<i64> = args.iter().map(|arg| arg.as_i64().unwrap()).collect();
+        assert_eq!(
+            numbers,
+            [
+                vec![3],
+                sliding.to_vec(),
+                gcra.to_vec(),
+                gcra_reward.to_vec(),
+                vec![1, 2, 1, 3, 2]
+            ]
+            .concat()
+        );
+        assert_eq!(call_args([]).len(), 1, "no checks: no groups");
+    }
+
+    #[tokio::test]
+    async fn the_native_twin_names_a_malformed_call() {
+        let store = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
+        let gcra = [GCRA, 5, 1_000, 1];
+        let good = call_args([&gcra, &gcra]);
+        let reply = store.run_script(&CHECKS, &["a", "b"], &good).await.unwrap();
+        assert_eq!(reply.as_array().map(<[ScriptValue]>::len), Some(2 * WIDTH));
+
+        let short = &good[..good.len() - 1];
+        let error = store
+            .run_script(&CHECKS, &["a", "b"], short)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("expected 1 + 4 per group + 1 per key"),
+            "{error}"
+        );
+
+        for group in [0, 2, -1] {
+            let mut wrong = good.clone();
+            wrong[1 + WIDTH] = ScriptArg::Int(group);
+            let error = store
+                .run_script(&CHECKS, &["a", "b"], &wrong)
+                .await
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("names group {group} of 1")),
+                "{error}"
+            );
+        }
+        let huge = [ScriptArg::Int(i64::MAX)];
+        let error = store.run_script(&CHECKS, &["a"], &huge).await.unwrap_err();
+        assert!(error.to_string().contains("arguments"), "{error}");
+    }
 }

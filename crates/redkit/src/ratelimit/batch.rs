@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::algorithm::{CHECKS, WIDTH};
+use super::algorithm::{CHECKS, CheckArgs, WIDTH, call_args};
 use crate::coalesce::Coalesced;
 use crate::error::{Error, Result};
-use crate::store::{Backend, ScriptArg, ScriptValue, Store};
+use crate::store::{Backend, ScriptValue, Store};
 
 /// The most checks in one call: bounds the time one call holds Redis.
 pub(super) const MAX_CHECKS: usize = 128;
@@ -43,18 +43,18 @@ pub(super) struct Batches {
 #[derive(Debug)]
 struct Waiting {
     key: String,
-    args: [ScriptArg; WIDTH],
+    args: CheckArgs,
     reply: oneshot::Sender<Result<Reply>>,
 }
 
 impl Batches {
-    /// Runs one check of `key` (the store key) with its `ARGV` numbers, in
-    /// the next call to the store.
+    /// Runs one check of `key` (the store key) in the next call to the
+    /// store.
     pub(super) async fn check<S: Store>(
         &self,
         store: &S,
         key: String,
-        args: [ScriptArg; WIDTH],
+        args: CheckArgs,
     ) -> Result<Reply> {
         if store.backend() == Backend::Embedded || store.is_cluster() {
             return run_one(store, &key, &args).await;
@@ -79,12 +79,10 @@ impl Batches {
 }
 
 /// One check on its own.
-pub(super) async fn run_one<S: Store>(
-    store: &S,
-    key: &str,
-    args: &[ScriptArg; WIDTH],
-) -> Result<Reply> {
-    let reply = store.run_script(&CHECKS, &[key], args).await?;
+pub(super) async fn run_one<S: Store>(store: &S, key: &str, args: &CheckArgs) -> Result<Reply> {
+    let reply = store
+        .run_script(&CHECKS, &[key], &call_args([args]))
+        .await?;
     // `split` checked the length: one reply for the one check.
     split(&reply, 1).map(|replies| replies[0])
 }
@@ -93,10 +91,7 @@ pub(super) async fn run_one<S: Store>(
 /// error.
 async fn send<S: Store>(store: &S, batch: Vec<Waiting>) {
     let keys: Vec<&str> = batch.iter().map(|waiting| waiting.key.as_str()).collect();
-    let args: Vec<ScriptArg> = batch
-        .iter()
-        .flat_map(|waiting| waiting.args.iter().cloned())
-        .collect();
+    let args = call_args(batch.iter().map(|waiting| &waiting.args));
     let replies = store
         .run_script(&CHECKS, &keys, &args)
         .await
