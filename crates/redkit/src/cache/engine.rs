@@ -310,7 +310,10 @@ impl<S: Store> Engine<S> {
     /// place: the write that follows a miss replaces it (or its TTL ends
     /// it, as for the invalidated entries nobody reads again), and deleting
     /// it first would cost every miss after an invalidation one more round
-    /// trip.
+    /// trip. The value itself is decoded last, once the envelope says the
+    /// entry is still kept and its tags are current: the miss that follows
+    /// every invalidation does not pay for decoding (and decompressing) a
+    /// value it throws away.
     pub(super) async fn accept<T>(
         &self,
         key: &str,
@@ -323,26 +326,16 @@ impl<S: Store> Engine<S> {
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let weight = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        let decoded = envelope::decode(&bytes).ok().and_then(|envelope| {
-            let value = envelope.codec.decode::<T>(&envelope.payload).ok()?;
-            Some((value, envelope.meta))
-        });
-        let Some((value, meta)) = decoded else {
-            self.counters.decode_errors(1);
-            tracing::warn!(
-                cache = self.layout.namespace(),
-                key,
-                "cached value does not decode (corrupt or incompatible); deleting it"
-            );
-            let _ = Box::pin(self.store.delete(&[entry_key])).await;
+        let Ok(envelope) = envelope::decode(&bytes) else {
+            self.corrupt(key, entry_key).await;
             return None;
         };
-        if now >= meta.keep_until {
+        if now >= envelope.meta.keep_until {
             return None;
         }
         match self
             .tags()
-            .are_current(&self.store, &self.layout, &meta.tags)
+            .are_current(&self.store, &self.layout, &envelope.meta.tags)
             .await
         {
             Ok(true) => {}
@@ -352,6 +345,15 @@ impl<S: Store> Engine<S> {
                 return None;
             }
         }
+        let value = envelope
+            .payload()
+            .ok()
+            .and_then(|payload| envelope.codec.decode::<T>(&payload).ok());
+        let Some(value) = value else {
+            self.corrupt(key, entry_key).await;
+            return None;
+        };
+        let meta = envelope.meta;
         let (fresh_until, fresh) = (meta.fresh_until, now < meta.fresh_until);
         if fill_l1 && let Some(l1) = self.local.l1() {
             l1.insert(key.to_owned(), l1::entry(value.clone(), meta, weight));
@@ -361,6 +363,18 @@ impl<S: Store> Engine<S> {
             fresh_until,
             fresh,
         })
+    }
+
+    /// Counts, logs and deletes an L2 entry that does not decode (corrupt,
+    /// or written by an incompatible version); it then reads as a miss.
+    async fn corrupt(&self, key: &str, entry_key: &str) {
+        self.counters.decode_errors(1);
+        tracing::warn!(
+            cache = self.layout.namespace(),
+            key,
+            "cached value does not decode (corrupt or incompatible); deleting it"
+        );
+        let _ = Box::pin(self.store.delete(&[entry_key])).await;
     }
 
     /// Fresh values of `keys` (checked), in order: each from L1 when

@@ -30,12 +30,35 @@ pub(crate) struct Meta {
     pub(crate) tags: Vec<(String, u64)>,
 }
 
-/// A decoded envelope: metadata and the (decompressed) payload.
+/// A decoded envelope header: metadata, codec, and the payload as stored —
+/// decompressed only when asked for ([`DecodedEntry::payload`]), so a
+/// reader that finds the entry stale never pays for it.
 #[derive(Debug)]
 pub(crate) struct DecodedEntry {
     pub(crate) meta: Meta,
     pub(crate) codec: Codec,
-    pub(crate) payload: Bytes,
+    body: Bytes,
+    compressed: bool,
+}
+
+impl DecodedEntry {
+    /// The payload, decompressed when it was stored compressed.
+    pub(crate) fn payload(&self) -> Result<Bytes, Corrupt> {
+        if !self.compressed {
+            return Ok(self.body.clone());
+        }
+        // The size prefix is data too: refuse sizes LZ4 cannot reach (its
+        // ratio is at most 255:1) before allocating them.
+        let declared = self
+            .body
+            .get(..4)
+            .map(|raw| u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+            .ok_or(Corrupt::Compression)?;
+        if declared > self.body.len().saturating_mul(255) {
+            return Err(Corrupt::Compression);
+        }
+        decompress(&self.body).map(Bytes::from)
+    }
 }
 
 /// Why stored bytes could not be read.
@@ -85,21 +108,6 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<DecodedEntry, Corrupt> {
         let tag = std::str::from_utf8(reader.take(len)?).map_err(|_| Corrupt::Header)?;
         tags.push((tag.to_owned(), reader.u64()?));
     }
-    let body = bytes.slice(reader.at..);
-    let payload = if flags & COMPRESSED != 0 {
-        // The size prefix is data too: refuse sizes LZ4 cannot reach (its
-        // ratio is at most 255:1) before allocating them.
-        let declared = body
-            .get(..4)
-            .map(|raw| u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
-            .ok_or(Corrupt::Compression)?;
-        if declared > body.len().saturating_mul(255) {
-            return Err(Corrupt::Compression);
-        }
-        Bytes::from(decompress(&body)?)
-    } else {
-        body
-    };
     Ok(DecodedEntry {
         meta: Meta {
             fresh_until,
@@ -107,7 +115,8 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<DecodedEntry, Corrupt> {
             tags,
         },
         codec,
-        payload,
+        body: bytes.slice(reader.at..),
+        compressed: flags & COMPRESSED != 0,
     })
 }
 
@@ -190,7 +199,7 @@ mod tests {
             let envelope = decode(&bytes).unwrap();
             assert_eq!(envelope.meta, meta());
             assert_eq!(envelope.codec, codec);
-            assert_eq!(envelope.payload, payload);
+            assert_eq!(envelope.payload().unwrap(), payload);
         }
         assert!(encode(&meta(), Codec::Json, &payload, 100).len() < 1000);
     }
@@ -205,11 +214,14 @@ mod tests {
         let mut compressed = encode(&meta(), Codec::Json, &[7u8; 3000], 10).to_vec();
         let last = compressed.len() - 1;
         compressed.truncate(last - 5);
-        assert!(decode(&Bytes::from(compressed)).is_err());
+        // The header still reads; the payload is where the damage shows.
+        let truncated = decode(&Bytes::from(compressed)).unwrap();
+        assert_eq!(truncated.meta, meta());
+        assert!(truncated.payload().is_err());
         for seed in 0..500u64 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let garbage: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
-            let _ = decode(&Bytes::from(garbage));
+            let _ = decode(&Bytes::from(garbage)).map(|entry| entry.payload());
         }
     }
 }

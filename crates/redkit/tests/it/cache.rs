@@ -757,6 +757,63 @@ async fn a_miss_after_a_tag_invalidation_reads_l2_once_and_deletes_nothing() {
     assert_eq!(other.get::<u32>("page").await.unwrap(), Some(2));
 }
 
+/// A value that counts how often it is decoded (only the test below uses it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct CountsDecodes(u32);
+
+static DECODES: AtomicUsize = AtomicUsize::new(0);
+
+impl<'de> Deserialize<'de> for CountsDecodes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        DECODES.fetch_add(1, Ordering::SeqCst);
+        u32::deserialize(deserializer).map(CountsDecodes)
+    }
+}
+
+/// The miss that follows every invalidation reads the stale L2 entry's
+/// header only: its value (here compressed) is neither decompressed nor
+/// decoded. A fresh L2 hit decodes it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_stale_by_its_tag_is_not_decoded() {
+    let server = RedisServer::new();
+    let build = || async {
+        Cache::builder(RedisStore::new(connected(&server).await), "lazy")
+            .compress_above(0)
+            .build()
+            .await
+            .unwrap()
+    };
+    let (writer, reader) = (build().await, build().await);
+    let options = writer.options().tag("user:7");
+    writer
+        .set("page", &CountsDecodes(1), &options)
+        .await
+        .unwrap();
+    writer.invalidate_tag("user:7").await.unwrap();
+    let value = reader
+        .get_or_set("page", &options, || async {
+            Ok::<_, std::io::Error>(CountsDecodes(2))
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, CountsDecodes(2));
+    assert_eq!(
+        DECODES.load(Ordering::SeqCst),
+        0,
+        "the stale value was decoded"
+    );
+    assert_eq!(reader.stats().decode_errors, 0);
+    // What the reload stored is served from the reader's L1 without a
+    // decode, and from L2 to a third instance with exactly one.
+    assert_eq!(reader.get("page").await.unwrap(), Some(CountsDecodes(2)));
+    assert_eq!(DECODES.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        build().await.get("page").await.unwrap(),
+        Some(CountsDecodes(2))
+    );
+    assert_eq!(DECODES.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_lock_loads_once_across_instances() {
     let server = RedisServer::new();
