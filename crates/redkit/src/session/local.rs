@@ -37,7 +37,7 @@ use crate::store::{FollowEvent, Following, Store, follow_in_background};
 pub(super) const CHANNEL: &str = "redkit:sessions";
 
 /// Entries kept at most.
-const MAX_ENTRIES: u64 = 100_000;
+const MAX_ENTRIES: usize = 100_000;
 
 /// A change every instance must forget.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,9 +56,22 @@ struct Entry {
     read_at: std::time::Instant,
 }
 
+/// The entries by digest, at most `MAX_ENTRIES`. `quick_cache`: a read
+/// takes a shard's read lock and clones one `Arc` (moka, used before,
+/// records every read for its housekeeping, which was most of a local
+/// session read). Entries carry their own age (`read_at`), checked on every
+/// read, so no time-to-live is needed from the map; an entry past it
+/// leaves by the size bound or the next change of its session.
+type Entries = quick_cache::sync::Cache<
+    u64,
+    Arc<Entry>,
+    quick_cache::UnitWeighter,
+    foldhash::quality::RandomState,
+>;
+
 /// Sessions this instance read recently.
 pub(super) struct LocalSessions {
-    entries: moka::sync::Cache<u64, Arc<Entry>>,
+    entries: Entries,
     /// How long an entry is served as fresh.
     fresh_for: Duration,
     /// How long an entry may stand in while the store is unavailable.
@@ -74,7 +87,7 @@ pub(super) struct LocalSessions {
 impl std::fmt::Debug for LocalSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalSessions")
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.entries.len())
             .field("coherent", &self.coherent.load(Ordering::Relaxed))
             .finish()
     }
@@ -86,11 +99,13 @@ impl LocalSessions {
     /// through `store`'s pub/sub. Needs a Tokio runtime.
     pub(super) fn start<S: Store>(store: S, fresh_for: Duration, fail_safe: Duration) -> Arc<Self> {
         let local = Arc::new(LocalSessions {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .time_to_live(fresh_for.max(fail_safe))
-                .support_invalidation_closures()
-                .build(),
+            entries: Entries::with(
+                MAX_ENTRIES,
+                MAX_ENTRIES as u64,
+                quick_cache::UnitWeighter,
+                foldhash::quality::RandomState::default(),
+                Default::default(),
+            ),
             fresh_for,
             fail_safe,
             coherent: AtomicBool::new(false),
@@ -119,7 +134,7 @@ impl LocalSessions {
 
     fn forget_everything(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 }
 
@@ -242,13 +257,12 @@ impl SessionCache for LocalSessions {
     fn forget(&self, change: &SessionChange) -> bool {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match change {
-            SessionChange::Session(digest) => self.entries.invalidate(digest),
+            SessionChange::Session(digest) => {
+                self.entries.remove(digest);
+            }
             SessionChange::User(user) => {
-                let user = user.clone();
-                // Only fails without `support_invalidation_closures`, set above.
-                let _ = self
-                    .entries
-                    .invalidate_entries_if(move |_, entry| entry.session.user_id == user);
+                self.entries
+                    .retain(|_, entry| entry.session.user_id != *user);
             }
         }
         true
