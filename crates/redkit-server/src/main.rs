@@ -146,6 +146,7 @@ async fn run(
     let (admin_listen, admin_token) = (service.admin_listen, service.admin_token.is_some());
     let state = AppState::new(kit, metrics, service).await?;
     tracing::info!(%database, "database ready");
+    let shutdown = shutdown_signal();
     let listener = redkit_server::bind(listen).await?;
     let address = redkit_server::local_address(&listener, listen)?;
     tracing::info!("listening on http://{address}");
@@ -161,31 +162,50 @@ async fn run(
         }
         None => None,
     };
-    redkit_server::serve_with_admin(listener, admin, state, shutdown_signal()).await?;
+    redkit_server::serve_with_admin(listener, admin, state, shutdown).await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called and
+/// resolves on the first. Called before the listener is bound: a handler
+/// registered only when the server first polls this future would leave a
+/// window after `listening on` in which a SIGTERM still takes its default
+/// action and kills the process without a clean shutdown (a test that
+/// signalled right after its first answer saw it under load).
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(signal) => Some(signal),
             Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+                tracing::warn!(%error, "cannot listen for {name}");
+                None
+            }
+        };
+        let received = |signal: Option<Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let interrupt = received(listen(SignalKind::interrupt(), "SIGINT"));
+        let terminate = received(listen(SignalKind::terminate(), "SIGTERM"));
+        async move {
+            tokio::select! {
+                () = interrupt => tracing::info!("SIGINT received; shutting down"),
+                () = terminate => tracing::info!("SIGTERM received; shutting down"),
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received; shutting down");
+        }
     }
 }
 

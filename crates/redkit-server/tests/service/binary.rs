@@ -213,31 +213,12 @@ fn help_documents_the_options_and_redis_variables() {
     }
 }
 
-#[test]
-fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = redkit()
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--db")
-        .arg(dir.path().join("redkit.db"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = crate::support::listening_address(&mut lines);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let body: serde_json::Value = runtime.block_on(async {
-        reqwest::get(format!("http://{address}/health"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    assert_eq!(body["status"], "healthy");
-    assert_eq!(body["backend"], "embedded");
+/// Sends SIGTERM to `child` and waits (at most 10 s) until it exits; asserts
+/// it exited by itself with success and said it shut down cleanly.
+fn terminate_cleanly(
+    mut child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -260,4 +241,56 @@ fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
         rest.iter().any(|line| line.contains("shut down cleanly")),
         "{rest:?}"
     );
+}
+
+fn start_embedded(
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    String,
+) {
+    let mut child = redkit()
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(dir.join("redkit.db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = crate::support::listening_address(&mut lines);
+    (child, lines, address)
+}
+
+#[test]
+fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines, address) = start_embedded(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let body: serde_json::Value = runtime.block_on(async {
+        reqwest::get(format!("http://{address}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["backend"], "embedded");
+    terminate_cleanly(child, lines);
+}
+
+/// The signal handlers are in place before the service says it listens: a
+/// SIGTERM sent the moment `listening on` is read still shuts it down
+/// cleanly (it was once registered only when the server first polled it,
+/// and a signal in between killed the process).
+#[test]
+fn a_sigterm_right_after_listening_still_shuts_down_cleanly() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, lines, _) = start_embedded(dir.path());
+        terminate_cleanly(child, lines);
+    }
 }
