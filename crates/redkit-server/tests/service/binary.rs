@@ -1,8 +1,9 @@
 //! The `redkit` binary: configuration errors, serving, graceful shutdown.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use crate::support::{ServiceOutput, start_service};
 
 /// Environment variables, and fragments the error message must contain.
 type Case = (
@@ -215,10 +216,7 @@ fn help_documents_the_options_and_redis_variables() {
 
 /// Sends SIGTERM to `child` and waits (at most 10 s) until it exits; asserts
 /// it exited by itself with success and said it shut down cleanly.
-fn terminate_cleanly(
-    mut child: std::process::Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
+fn terminate_cleanly(mut child: std::process::Child, lines: ServiceOutput) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -243,31 +241,10 @@ fn terminate_cleanly(
     );
 }
 
-fn start_embedded(
-    dir: &std::path::Path,
-) -> (
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStdout>>,
-    String,
-) {
-    let mut child = redkit()
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--db")
-        .arg(dir.join("redkit.db"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = crate::support::listening_address(&mut lines);
-    (child, lines, address)
-}
-
 #[test]
 fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, lines, address) = start_embedded(dir.path());
+    let (child, lines, address) = start_service(&[], &dir.path().join("redkit.db"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let body: serde_json::Value = runtime.block_on(async {
         reqwest::get(format!("http://{address}/health"))
@@ -290,7 +267,7 @@ fn serves_on_the_embedded_store_and_stops_cleanly_on_sigterm() {
 fn a_sigterm_right_after_listening_still_shuts_down_cleanly() {
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
-        let (child, lines, _) = start_embedded(dir.path());
+        let (child, lines, _) = start_service(&[], &dir.path().join("redkit.db"));
         terminate_cleanly(child, lines);
     }
 }

@@ -2,9 +2,9 @@
 //! connection cap, the request deadline under Redis latency, the password
 //! hashing pool, registration during an outage, policies turned off.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use redkit_testkit::{Fault, FaultProxy, RedisServer};
@@ -206,18 +206,7 @@ async fn a_registration_that_cannot_start_a_session_is_undone() {
 
 /// The `redkit` binary started with `args` on a fresh database; its address.
 fn spawn_service(args: &[&str], db: &std::path::Path) -> (Child, String) {
-    let mut command = crate::support::redkit_binary();
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = crate::support::listening_address(&mut lines);
+    let (child, lines, address) = crate::support::start_service(args, db);
     // Keep draining stdout so the service never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (child, address)

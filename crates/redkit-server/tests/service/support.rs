@@ -371,6 +371,29 @@ pub fn redkit_binary() -> std::process::Command {
     command
 }
 
+/// The service's stdout, line by line.
+pub type ServiceOutput = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// The `redkit` binary serving on a free port with a fresh database at `db`
+/// and `args`: the process, the rest of its stdout (drain it, or the service
+/// blocks on a full pipe) and the address it listens on.
+pub fn start_service(args: &[&str], db: &Path) -> (std::process::Child, ServiceOutput, String) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = redkit_binary()
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the redkit binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let address = listening_address(&mut lines);
+    (child, lines, address)
+}
+
 /// Reads a service's stdout until it prints the address it listens on.
 pub fn listening_address(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
     lines
