@@ -807,3 +807,52 @@ async fn checks_given_up_while_redis_hangs_strand_no_other_check() {
         .expect("later checks are answered");
     assert_eq!(later, 20);
 }
+
+/// Checks of different costs and policies that share script calls each
+/// count with their own cost: a call names each distinct check once and
+/// every key its own (on Redis the concurrent checks share calls; the
+/// embedded store runs them one by one, and both must agree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_of_different_costs_each_count_their_own_cost() {
+    let server = RedisServer::new();
+    let redis = RateLimiter::builder(RedisStore::new(connected(&server).await))
+        .local_block(false)
+        .build()
+        .unwrap();
+    each_check_counts_its_own_cost(redis).await;
+    each_check_counts_its_own_cost(embedded_limiter()).await;
+}
+
+async fn each_check_counts_its_own_cost<S: Store>(limiter: RateLimiter<S>) {
+    // Capacity 60 per key; each key is asked for 1 + 2 + 3 ten times over
+    // (60 in all), so every check fits and the key ends exactly full.
+    let gcra = Policy::gcra("costs_g", 60, Duration::from_secs(3600), 60).unwrap();
+    let sliding = Policy::new("costs_sw", 60, Duration::from_secs(3600)).unwrap();
+    let mut tasks = Vec::new();
+    for policy in [&gcra, &sliding] {
+        for key in ["a", "b", "c"] {
+            for cost in (1..=3).cycle().take(30) {
+                let (limiter, policy) = (limiter.clone(), policy.clone());
+                tasks.push(tokio::spawn(async move {
+                    limiter.check(&policy, key, cost).await.unwrap().allowed
+                }));
+            }
+        }
+    }
+    for task in tasks {
+        assert!(
+            task.await.unwrap(),
+            "a check within the capacity was refused"
+        );
+    }
+    for policy in [&gcra, &sliding] {
+        for key in ["a", "b", "c"] {
+            let next = limiter.check(policy, key, 1).await.unwrap();
+            assert!(
+                !next.allowed && next.remaining == 0,
+                "{} {key}: {next:?} after 60 units",
+                policy.name()
+            );
+        }
+    }
+}
