@@ -60,8 +60,8 @@ struct Entry {
 /// takes a shard's read lock and clones one `Arc` (moka, used before,
 /// records every read for its housekeeping, which was most of a local
 /// session read). Entries carry their own age (`read_at`), checked on every
-/// read, so no time-to-live is needed from the map; an entry past it
-/// leaves by the size bound or the next change of its session.
+/// read; a sweep ([`sweep`]) drops those past it, as moka's time-to-live
+/// did, so sessions nobody reads again do not stay until the size bound.
 type Entries = quick_cache::sync::Cache<
     u64,
     Arc<Entry>,
@@ -113,6 +113,7 @@ impl LocalSessions {
             pump: parking_lot::Mutex::new(None),
         });
         let weak = Arc::downgrade(&local);
+        tokio::spawn(sweep(weak.clone(), fresh_for.max(fail_safe)));
         let following = follow_in_background(store, &[CHANNEL], move |event| listen(&weak, event));
         *local.pump.lock() = Some(following);
         local
@@ -269,6 +270,24 @@ impl SessionCache for LocalSessions {
     }
 }
 
+/// Every `kept_for` (at least 100 ms), drops the entries read longer ago
+/// than that: neither fresh nor a fail-safe stand-in any more. Ends once
+/// the cache is dropped.
+async fn sweep(local: Weak<LocalSessions>, kept_for: Duration) {
+    let mut ticks = tokio::time::interval(kept_for.max(Duration::from_millis(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(local) = local.upgrade() else {
+            return;
+        };
+        local
+            .entries
+            .retain(|_, entry| entry.read_at.elapsed() < kept_for);
+    }
+}
+
 /// Announces `change` to every instance. A failed announcement is
 /// logged: the other instances' entries then expire on their own, within
 /// the local cache duration.
@@ -316,4 +335,53 @@ fn listen(local: &Weak<LocalSessions>, event: FollowEvent) -> ControlFlow<()> {
         }
     }
     ControlFlow::Continue(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::EmbeddedConfig;
+    use crate::store::EmbeddedStore;
+
+    fn session(user: &str) -> Session {
+        Session {
+            id: SessionId::generate().unwrap(),
+            user_id: user.to_owned(),
+            data: serde_json::Map::new(),
+            created_at_ms: 0,
+            absolute_expiry_ms: None,
+            version: 1,
+        }
+    }
+
+    /// Entries nobody reads again leave once past both durations, without a
+    /// read and well before the size bound.
+    #[tokio::test]
+    async fn entries_past_their_time_are_swept() {
+        let store = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
+        let kept_for = Duration::from_millis(150);
+        let local = LocalSessions::start(store, Duration::from_millis(100), kept_for);
+        while !local.coherent.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let sessions: Vec<Session> = (0..50).map(|i| session(&format!("u{i}"))).collect();
+        for session in &sessions {
+            local.put(session, local.epoch());
+        }
+        assert_eq!(local.entries.len(), 50);
+        assert!(local.fresh(&sessions[0].id).is_some());
+        // Swept within two sweep intervals; the deadline only absorbs a
+        // loaded machine's late timers.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while !local.entries.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "past {kept_for:?}, {} entries are still kept",
+                local.entries.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(local.stand_in(&sessions[0].id).is_none());
+    }
 }
