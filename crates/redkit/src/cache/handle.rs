@@ -14,7 +14,7 @@ use super::stats::CacheStats;
 use crate::error::Result;
 use crate::store::Store;
 
-/// A multi-tier cache: L1 in process (moka), L2 in the store (Redis or the
+/// A multi-tier cache: L1 in process (quick_cache), L2 in the store (Redis or the
 /// embedded store), coherent across instances. Clones share everything.
 ///
 /// See the [module docs](super) for the behaviour.

@@ -45,9 +45,9 @@ impl WriterLocks {
 /// (`BUCKETS` × `WAYS` slots, 512 KiB): a bucket fills one cache line with
 /// eight sessions, and a ninth evicts the one extended longest ago. (Four
 /// per line left half of every line empty and doubled the table: a read is
-/// usually a cache miss, and a table twice the size misses more often.) Losing a slot, a tag
-/// collision, or a wrap of the clock costs one extension more or one
-/// fewer, never a session.
+/// usually a cache miss, and a table twice the size misses more often.)
+/// Losing a slot, a tag collision, or a wrap of the clock costs one
+/// extension more or one fewer, never a session.
 pub(super) struct TouchMemo {
     /// Zero when the memo is off.
     interval_ms: u32,
