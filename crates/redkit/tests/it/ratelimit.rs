@@ -21,16 +21,22 @@ use tower::ServiceExt;
 
 use crate::support::connected;
 
+/// A limiter on `store` without local blocks: every check reaches the
+/// store (and local blocks follow the real clock).
+fn unblocked<S: Store>(store: S) -> RateLimiter<S> {
+    RateLimiter::builder(store)
+        .local_block(false)
+        .build()
+        .unwrap()
+}
+
 /// A limiter on an embedded store whose clock starts at `at_secs` (a window
 /// boundary), without local blocks (they follow the real clock).
 fn manual(at_secs: u64) -> (RateLimiter<EmbeddedStore>, ManualClock) {
     let clock = ManualClock::starting_at(Duration::from_secs(at_secs));
     let store =
         EmbeddedStore::with_clock(EmbeddedConfig::default(), Arc::new(clock.clone())).unwrap();
-    let limiter = RateLimiter::builder(store)
-        .local_block(false)
-        .build()
-        .unwrap();
+    let limiter = unblocked(store);
     (limiter, clock)
 }
 
@@ -146,10 +152,7 @@ async fn the_lua_scripts_agree_with_the_native_ones_on_a_cluster() {
 }
 
 async fn scripts_agree_with_native_ones(store: RedisStore) {
-    let limiter = RateLimiter::builder(store)
-        .local_block(false)
-        .build()
-        .unwrap();
+    let limiter = unblocked(store);
     // Hour-long windows: the test cannot straddle a window edge in practice.
     let sliding = Policy::new("sw", 10, Duration::from_secs(3600)).unwrap();
     assert_eq!(admitted(&limiter, &sliding, "k", 15).await, 10);
@@ -214,10 +217,7 @@ async fn instances_share_one_limit(a: RedisStore, b: RedisStore) {
 async fn insurance_limiter_while_redis_is_killed_then_redis_again() {
     let mut server = RedisServer::new();
     let connection = connected(&server).await;
-    let limiter = RateLimiter::builder(RedisStore::new(connection.clone()))
-        .local_block(false)
-        .build()
-        .unwrap();
+    let limiter = unblocked(RedisStore::new(connection.clone()));
     let policy = Policy::new("outage", 5, Duration::from_secs(3600)).unwrap();
     assert_eq!(admitted(&limiter, &policy, "k", 2).await, 2);
     server.kill();
@@ -284,10 +284,7 @@ async fn a_full_redis_is_an_outage_for_the_limiter_not_a_503() {
         .arg("maxmemory-policy", "noeviction")
         .start();
     let connection = connected(&server).await;
-    let limiter = RateLimiter::builder(RedisStore::new(connection.clone()))
-        .local_block(false)
-        .build()
-        .unwrap();
+    let limiter = unblocked(RedisStore::new(connection.clone()));
     let policy = Policy::new("full", 3, Duration::from_secs(3600)).unwrap();
     let router = Router::new()
         .route("/", get(|| async { "ok" }))
@@ -534,10 +531,7 @@ async fn local_leases_are_exact_near_the_limit_and_waste_nothing_on_quiet_keys()
         .local_leases(Duration::from_millis(50), 0.5)
         .build()
         .unwrap();
-    let plain = RateLimiter::builder(store)
-        .local_block(false)
-        .build()
-        .unwrap();
+    let plain = unblocked(store);
     // A small limit: leases shrink to nothing as the quota runs out.
     let small = Policy::new("small", 10, Duration::from_secs(3600)).unwrap();
     assert_eq!(admitted(&leasing, &small, "k", 20).await, 10);
@@ -643,10 +637,7 @@ async fn a_refused_key_is_a_400_in_the_documented_error_shape() {
 async fn concurrent_checks_share_calls_and_count_each_key_exactly() {
     let server = RedisServer::new();
     let connection = connected(&server).await;
-    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
-        .local_block(false)
-        .build()
-        .unwrap();
+    let limiter = unblocked(RedisStore::new(connected(&server).await));
     let sliding = Policy::new("batch_sw", 300, Duration::from_secs(3600)).unwrap();
     let gcra = Policy::gcra("batch_g", 200, Duration::from_secs(3600), 200).unwrap();
     let before = evalsha_calls(&connection).await;
@@ -775,10 +766,7 @@ async fn wrong_type_fails_alone<S: Store>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_given_up_while_redis_hangs_strand_no_other_check() {
     let server = RedisServer::new();
-    let limiter = RateLimiter::builder(RedisStore::new(connected(&server).await))
-        .local_block(false)
-        .build()
-        .unwrap();
+    let limiter = unblocked(RedisStore::new(connected(&server).await));
     let policy = Policy::new("given_up", 1000, Duration::from_secs(3600)).unwrap();
     assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
     server.pause();
@@ -815,10 +803,7 @@ async fn checks_given_up_while_redis_hangs_strand_no_other_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_of_different_costs_each_count_their_own_cost() {
     let server = RedisServer::new();
-    let redis = RateLimiter::builder(RedisStore::new(connected(&server).await))
-        .local_block(false)
-        .build()
-        .unwrap();
+    let redis = unblocked(RedisStore::new(connected(&server).await));
     each_check_counts_its_own_cost(redis).await;
     each_check_counts_its_own_cost(embedded_limiter()).await;
 }
