@@ -99,7 +99,7 @@ impl Database {
 
     /// Inserts a task for `user_id`.
     pub async fn create_task(&self, user_id: i64, task: &NewTask) -> Result<Task, sqlx::Error> {
-        sqlx::query_as::<_, Task>(concat!(
+        let insert = sqlx::query_as::<_, Task>(concat!(
             "INSERT INTO tasks (user_id, title, description, done, due_at) VALUES (?, ?, ?, ?, ?)
              RETURNING ",
             columns!(),
@@ -109,9 +109,10 @@ impl Database {
         .bind(&task.title)
         .bind(&task.description)
         .bind(task.done)
-        .bind(&task.due_at)
-        .fetch_one(&mut *self.writer().await?)
-        .await
+        .bind(&task.due_at);
+        self.write_returning(insert)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
     }
 
     /// Applies `patch` to task `id` of `user_id`, in one statement; `None`
@@ -122,7 +123,7 @@ impl Database {
         id: i64,
         patch: &TaskPatch,
     ) -> Result<Option<Task>, sqlx::Error> {
-        sqlx::query_as::<_, Task>(concat!(
+        let update = sqlx::query_as::<_, Task>(concat!(
             "UPDATE tasks SET
                 title = COALESCE(?, title),
                 description = COALESCE(?, description),
@@ -140,9 +141,8 @@ impl Database {
         .bind(patch.due_at.is_some())
         .bind(patch.due_at.clone().flatten())
         .bind(user_id)
-        .bind(id)
-        .fetch_optional(&mut *self.writer().await?)
-        .await
+        .bind(id);
+        self.write_returning(update).await
     }
 
     /// Deletes task `id` of `user_id`; false when there was none.

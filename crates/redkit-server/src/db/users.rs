@@ -32,16 +32,15 @@ impl Database {
         username: &str,
         password_hash: &str,
     ) -> Result<NewUserOutcome, sqlx::Error> {
-        let inserted = sqlx::query_as::<_, User>(
+        let insert = sqlx::query_as::<_, User>(
             "INSERT INTO users (username, password_hash) VALUES (?, ?)
              RETURNING id, username, password_hash",
         )
         .bind(username)
-        .bind(password_hash)
-        .fetch_one(&mut *self.writer().await?)
-        .await;
-        match inserted {
-            Ok(user) => Ok(NewUserOutcome::Created(user)),
+        .bind(password_hash);
+        match self.write_returning(insert).await {
+            Ok(Some(user)) => Ok(NewUserOutcome::Created(user)),
+            Ok(None) => Err(sqlx::Error::RowNotFound),
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 Ok(NewUserOutcome::Taken)
             }
