@@ -21,7 +21,7 @@
 //! stale, and that ping is one more round trip through the worker thread.
 //!
 //! A write that returns its row (`… RETURNING`) is read to its end
-//! ([`Database::write_returning`]), never stopped after the first row:
+//! (`Database::write_returning`), never stopped after the first row:
 //! SQLite commits an autocommit statement and runs its WAL checkpoint hook
 //! only when the statement is stepped to its end. A statement reset after
 //! its first row commits without the hook, so the WAL was never checkpointed
