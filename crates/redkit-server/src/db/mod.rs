@@ -27,6 +27,10 @@
 //! its first row commits without the hook, so the WAL was never checkpointed
 //! and grew by every write, without bound (about 12 KB per task created).
 //!
+//! A read that keeps its snapshot for long stops checkpoints meanwhile; the
+//! WAL then grows, and is cut back to `WAL_SIZE_LIMIT` once SQLite starts
+//! it over.
+//!
 //! Every task query is scoped by `user_id`, so a user can never reach
 //! another user's rows whatever id they send.
 
@@ -53,6 +57,12 @@ use crate::error::ServerError;
 
 /// Connections that read at once (WAL readers do not block each other).
 const READERS: u32 = 8;
+
+/// What the WAL file is cut back to when SQLite starts it over: twice what
+/// the automatic checkpoint lets it reach (1,000 pages of 4 KiB). A read
+/// that holds its snapshot for long (a backup, say) stops checkpoints, and
+/// the WAL grows meanwhile; without a limit the file would keep that size.
+const WAL_SIZE_LIMIT: u64 = 8 << 20;
 
 /// How long a writer waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,7 +93,8 @@ impl Database {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let mut writer = options.connect().await.map_err(failed)?;
         sqlx::migrate!("./migrations")
             .run(&mut writer)
@@ -259,6 +270,44 @@ mod tests {
             checkpointed > 100 << 10,
             "only {checkpointed} bytes reached the database file"
         );
+        db.close().await;
+    }
+
+    /// A read that keeps its snapshot stops checkpoints, so the WAL grows
+    /// past its usual size; once the read is over, the next checkpoint
+    /// starts the WAL over and the file is cut back to the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wal_grown_behind_a_long_read_is_cut_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tasks.db");
+        let db = Database::open(&path).await.expect("open");
+        let owner = user(&db, "writer").await;
+        let wal = || {
+            std::fs::metadata(dir.path().join("tasks.db-wal"))
+                .expect("the WAL file")
+                .len()
+        };
+        let mut new = task("a task");
+        new.description = "d".repeat(100);
+        let mut long_read = db.pool.begin().await.expect("begin");
+        sqlx::query("SELECT count(*) FROM tasks")
+            .fetch_one(&mut *long_read)
+            .await
+            .expect("read");
+        for _ in 0..1500 {
+            db.create_task(owner, &new).await.expect("create");
+        }
+        let grown = wal();
+        assert!(
+            grown > 2 * WAL_SIZE_LIMIT,
+            "the WAL only grew to {grown} bytes"
+        );
+        long_read.rollback().await.expect("end the read");
+        for _ in 0..1500 {
+            db.create_task(owner, &new).await.expect("create");
+        }
+        let cut = wal();
+        assert!(cut <= WAL_SIZE_LIMIT, "the WAL is still {cut} bytes");
         db.close().await;
     }
 
