@@ -162,6 +162,20 @@ mod tests {
         }
     }
 
+    /// A task with a description of 100 bytes.
+    fn described_task() -> NewTask {
+        let mut new = task("a task");
+        new.description = "d".repeat(100);
+        new
+    }
+
+    /// The size of the WAL file of the database at `path`.
+    fn wal_bytes(path: &Path) -> u64 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).expect("the WAL file").len()
+    }
+
     async fn user(db: &Database, name: &str) -> i64 {
         match db.create_user(name, "hash").await {
             Ok(NewUserOutcome::Created(user)) => user.id,
@@ -241,8 +255,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut new = task("a task");
-        new.description = "d".repeat(100);
+        let new = described_task();
         let mut ids = Vec::new();
         for _ in 0..2000 {
             ids.push(db.create_task(owner, &new).await.expect("create").id);
@@ -261,9 +274,7 @@ mod tests {
         for reader in readers {
             reader.await.expect("reader");
         }
-        let wal = std::fs::metadata(dir.path().join("tasks.db-wal"))
-            .expect("the WAL file")
-            .len();
+        let wal = wal_bytes(&path);
         assert!(wal < 6 << 20, "the WAL grew to {wal} bytes");
         let checkpointed = std::fs::metadata(&path).expect("the database file").len();
         assert!(
@@ -282,13 +293,7 @@ mod tests {
         let path = dir.path().join("tasks.db");
         let db = Database::open(&path).await.expect("open");
         let owner = user(&db, "writer").await;
-        let wal = || {
-            std::fs::metadata(dir.path().join("tasks.db-wal"))
-                .expect("the WAL file")
-                .len()
-        };
-        let mut new = task("a task");
-        new.description = "d".repeat(100);
+        let new = described_task();
         let mut long_read = db.pool.begin().await.expect("begin");
         sqlx::query("SELECT count(*) FROM tasks")
             .fetch_one(&mut *long_read)
@@ -297,7 +302,7 @@ mod tests {
         for _ in 0..1500 {
             db.create_task(owner, &new).await.expect("create");
         }
-        let grown = wal();
+        let grown = wal_bytes(&path);
         assert!(
             grown > 2 * WAL_SIZE_LIMIT,
             "the WAL only grew to {grown} bytes"
@@ -306,7 +311,7 @@ mod tests {
         for _ in 0..1500 {
             db.create_task(owner, &new).await.expect("create");
         }
-        let cut = wal();
+        let cut = wal_bytes(&path);
         assert!(cut <= WAL_SIZE_LIMIT, "the WAL is still {cut} bytes");
         db.close().await;
     }
