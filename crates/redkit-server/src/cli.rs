@@ -142,6 +142,9 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes (larger ones get 413).
     #[arg(long, env = "REDKIT_MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_body_bytes: u32,
+    /// Most tasks one user may keep (creating one more gets 409).
+    #[arg(long, env = "REDKIT_MAX_TASKS_PER_USER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tasks_per_user: u32,
     /// Limit of /auth/register and /auth/login per client IP: COUNT/WINDOW
     /// (WINDOW in s, m or h, e.g. 5/5m), or `off`.
     #[arg(long, env = "REDKIT_AUTH_RATE_LIMIT", default_value = "5/5m", value_parser = parse_limit)]
@@ -215,6 +218,7 @@ impl ServeArgs {
         let mut config = ServiceConfig::with_database(&self.db);
         config.cookie_secure = self.cookie_secure;
         config.max_body_bytes = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
+        config.max_tasks_per_user = self.max_tasks_per_user;
         config.auth_policy = self
             .auth_rate_limit
             .0
@@ -398,5 +402,23 @@ mod tests {
             .service_config()
             .unwrap();
         assert_eq!(longer.sessions.local_fail_safe, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_task_limit_follows_its_flag_and_refuses_zero() {
+        let config = |args: &[&str]| {
+            Cli::try_parse_from(["redkit", "serve"].iter().chain(args))
+                .map(|cli| cli.serve_args().service_config().unwrap())
+        };
+        assert_eq!(config(&[]).unwrap().max_tasks_per_user, 10_000);
+        let raised = config(&["--max-tasks-per-user", "50000"]).unwrap();
+        assert_eq!(raised.max_tasks_per_user, 50_000);
+        for bad in ["0", "-1", "many"] {
+            let error = config(&[&format!("--max-tasks-per-user={bad}")]).unwrap_err();
+            assert!(
+                error.to_string().contains("--max-tasks-per-user"),
+                "{error}"
+            );
+        }
     }
 }

@@ -22,6 +22,10 @@ pub struct ServiceConfig {
     pub cookie_secure: bool,
     /// Largest accepted request body, in bytes. Default: 64 KiB.
     pub max_body_bytes: usize,
+    /// Most tasks one user may keep: creating one more gets 409
+    /// (`task_limit`). The API limit bounds how fast an account writes;
+    /// this bounds how much of the database it can fill. Default: 10,000.
+    pub max_tasks_per_user: u32,
     /// Limit of `/auth/register` and `/auth/login`, per client IP; `None`
     /// disables it. Default: the AUTH preset, 5 per 5 minutes.
     pub auth_policy: Option<Policy>,
@@ -80,6 +84,7 @@ impl Default for ServiceConfig {
             database: PathBuf::from("./redkit.db"),
             cookie_secure: false,
             max_body_bytes: 64 * 1024,
+            max_tasks_per_user: 10_000,
             auth_policy: Some(Policy::auth()),
             api_policy: Some(Policy::default_preset()),
             rate_limit_leases: Some((Duration::from_millis(100), 0.1)),

@@ -251,9 +251,10 @@ async fn fill(state: &AppState, address: SocketAddr) -> Vec<User> {
             };
             let created = state
                 .db
-                .create_task(id, &task)
+                .create_task(id, &task, u32::MAX)
                 .await
-                .unwrap_or_else(|err| panic!("create task: {err}"));
+                .unwrap_or_else(|err| panic!("create task: {err}"))
+                .unwrap_or_else(|| panic!("create task: no limit, yet refused"));
             tasks.push(created.id);
         }
         users.push(User { cookie, tasks });

@@ -176,6 +176,14 @@ mod tests {
         std::fs::metadata(wal).expect("the WAL file").len()
     }
 
+    /// Creates `new` for `owner`, with no task limit.
+    async fn create(db: &Database, owner: i64, new: &NewTask) -> Task {
+        db.create_task(owner, new, u32::MAX)
+            .await
+            .expect("create")
+            .expect("no limit")
+    }
+
     async fn user(db: &Database, name: &str) -> i64 {
         match db.create_user(name, "hash").await {
             Ok(NewUserOutcome::Created(user)) => user.id,
@@ -195,13 +203,67 @@ mod tests {
         let tasks: Vec<NewTask> = (0..100).map(|i| task(&format!("task {i}"))).collect();
         let writes = tasks.iter().enumerate().map(|(i, new)| {
             let db = if i % 2 == 0 { &first } else { &second };
-            db.create_task(owner, new)
+            db.create_task(owner, new, u32::MAX)
         });
         for written in futures_util::future::join_all(writes).await {
-            written.expect("every write lands");
+            written.expect("every write lands").expect("no limit");
         }
         let listed = second.list_tasks(owner, 0, 200).await.expect("list");
         assert_eq!(listed.len(), 100);
+        first.close().await;
+        second.close().await;
+    }
+
+    /// The task limit is counted in the insert itself: 100 creates at once
+    /// from two processes against a limit of 37 leave exactly 37 tasks,
+    /// and another user is not affected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_task_limit_holds_for_concurrent_creates_of_two_processes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tasks.db");
+        let first = Database::open(&path).await.expect("open");
+        let second = Database::open(&path).await.expect("open again");
+        let owner = user(&first, "writer").await;
+        let new = task("one of many");
+        let writes = (0..100).map(|i| {
+            let db = if i % 2 == 0 { &first } else { &second };
+            db.create_task(owner, &new, 37)
+        });
+        let created = futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .map(|written| written.expect("no error"))
+            .filter(Option::is_some)
+            .count();
+        assert_eq!(created, 37);
+        assert_eq!(
+            first.list_tasks(owner, 0, 200).await.expect("list").len(),
+            37
+        );
+        let other = user(&second, "other").await;
+        assert!(
+            second
+                .create_task(other, &new, 37)
+                .await
+                .expect("create")
+                .is_some()
+        );
+        let oldest = first.list_tasks(owner, 0, 1).await.expect("list")[0].id;
+        assert!(first.delete_task(owner, oldest).await.expect("delete"));
+        assert!(
+            first
+                .create_task(owner, &new, 37)
+                .await
+                .expect("create")
+                .is_some()
+        );
+        assert!(
+            first
+                .create_task(owner, &new, 37)
+                .await
+                .expect("create")
+                .is_none()
+        );
         first.close().await;
         second.close().await;
     }
@@ -216,9 +278,7 @@ mod tests {
             .expect("open");
         let owner = user(&db, "pager").await;
         for i in 0..10 {
-            db.create_task(owner, &task(&format!("task {i}")))
-                .await
-                .expect("create");
+            create(&db, owner, &task(&format!("task {i}"))).await;
         }
         for limit in [3, 1, 7, 3, 20] {
             let page = db.list_tasks(owner, 0, limit).await.expect("list");
@@ -258,7 +318,7 @@ mod tests {
         let new = described_task();
         let mut ids = Vec::new();
         for _ in 0..2000 {
-            ids.push(db.create_task(owner, &new).await.expect("create").id);
+            ids.push(create(&db, owner, &new).await.id);
         }
         let done = TaskPatch {
             done: Some(true),
@@ -300,7 +360,7 @@ mod tests {
             .await
             .expect("read");
         for _ in 0..1500 {
-            db.create_task(owner, &new).await.expect("create");
+            create(&db, owner, &new).await;
         }
         let grown = wal_bytes(&path);
         assert!(
@@ -309,7 +369,7 @@ mod tests {
         );
         long_read.rollback().await.expect("end the read");
         for _ in 0..1500 {
-            db.create_task(owner, &new).await.expect("create");
+            create(&db, owner, &new).await;
         }
         let cut = wal_bytes(&path);
         assert!(cut <= WAL_SIZE_LIMIT, "the WAL is still {cut} bytes");

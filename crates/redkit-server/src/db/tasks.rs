@@ -97,10 +97,19 @@ impl Database {
         .await
     }
 
-    /// Inserts a task for `user_id`.
-    pub async fn create_task(&self, user_id: i64, task: &NewTask) -> Result<Task, sqlx::Error> {
+    /// Inserts a task for `user_id` unless they have `max_tasks` already
+    /// (`None` then). The count and the insert are one statement, so two
+    /// creates at once, from any process, cannot both pass the count.
+    pub async fn create_task(
+        &self,
+        user_id: i64,
+        task: &NewTask,
+        max_tasks: u32,
+    ) -> Result<Option<Task>, sqlx::Error> {
         let insert = sqlx::query_as::<_, Task>(concat!(
-            "INSERT INTO tasks (user_id, title, description, done, due_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO tasks (user_id, title, description, done, due_at)
+             SELECT ?, ?, ?, ?, ?
+             WHERE (SELECT count(*) FROM tasks WHERE user_id = ?) < ?
              RETURNING ",
             columns!(),
             ""
@@ -109,10 +118,10 @@ impl Database {
         .bind(&task.title)
         .bind(&task.description)
         .bind(task.done)
-        .bind(&task.due_at);
-        self.write_returning(insert)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
+        .bind(&task.due_at)
+        .bind(user_id)
+        .bind(max_tasks);
+        self.write_returning(insert).await
     }
 
     /// Applies `patch` to task `id` of `user_id`, in one statement; `None`

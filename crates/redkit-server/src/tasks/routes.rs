@@ -116,7 +116,20 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = body.validate()?;
-    let task = state.db.create_task(user.id, &new).await?;
+    let max_tasks = state.config.max_tasks_per_user;
+    let task = state
+        .db
+        .create_task(user.id, &new, max_tasks)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "task_limit",
+                format!(
+                    "you have {max_tasks} tasks, the most one user may keep; delete some to create more"
+                ),
+            )
+        })?;
     state
         .reminders
         .changed(user.id, task.id, None, Some(&task))

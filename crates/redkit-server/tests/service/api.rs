@@ -246,6 +246,43 @@ async fn the_cookie_is_secure_when_configured() {
     server.stop().await;
 }
 
+/// Past `max_tasks_per_user`, a create gets 409 naming the limit and
+/// creates nothing; another user is not affected; a delete makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_at_the_task_limit_gets_409_until_a_delete_makes_room() {
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    config.max_tasks_per_user = 3;
+    let server = start_with(None, db, config).await;
+    let mut alice = Client::registered(&server, "alice").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let reply = alice
+            .post("/tasks", json!({"title": format!("task {i}")}))
+            .await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        ids.push(reply.body["id"].as_i64().unwrap());
+    }
+    let refused = alice.post("/tasks", json!({"title": "one too many"})).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "task_limit");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("3 tasks"), "{message}");
+    assert_eq!(alice.get("/tasks").await.body.as_array().unwrap().len(), 3);
+    let mut bob = Client::registered(&server, "bob").await;
+    assert_eq!(
+        bob.post("/tasks", json!({"title": "bob's"})).await.status,
+        201
+    );
+    let deleted = alice
+        .send("DELETE", &format!("/tasks/{}", ids[0]), None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    let again = alice.post("/tasks", json!({"title": "room again"})).await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    server.stop().await;
+}
+
 async fn tasks_crud_is_scoped_to_their_owner(redis: Option<RedisConfig>) {
     let server = start(redis).await;
     let mut alice = Client::registered(&server, "alice").await;
