@@ -176,6 +176,23 @@ mod tests {
         std::fs::metadata(wal).expect("the WAL file").len()
     }
 
+    /// A new database file in a temporary directory (kept while the
+    /// returned directory lives), its path, and a handle on it.
+    async fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Database) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tasks.db");
+        let db = Database::open(&path).await.expect("open");
+        (dir, path, db)
+    }
+
+    /// Whether `new` was created for `owner` under a limit of `max_tasks`.
+    async fn created(db: &Database, owner: i64, new: &NewTask, max_tasks: u32) -> bool {
+        db.create_task(owner, new, max_tasks)
+            .await
+            .expect("create")
+            .is_some()
+    }
+
     /// Creates `new` for `owner`, with no task limit.
     async fn create(db: &Database, owner: i64, new: &NewTask) -> Task {
         db.create_task(owner, new, u32::MAX)
@@ -195,9 +212,7 @@ mod tests {
     /// queues its own writers, and the busy timeout covers the other's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_of_two_processes_all_land() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("tasks.db");
-        let first = Database::open(&path).await.expect("open");
+        let (_dir, path, first) = fresh().await;
         let second = Database::open(&path).await.expect("open again");
         let owner = user(&first, "writer").await;
         let tasks: Vec<NewTask> = (0..100).map(|i| task(&format!("task {i}"))).collect();
@@ -219,9 +234,7 @@ mod tests {
     /// and another user is not affected.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_task_limit_holds_for_concurrent_creates_of_two_processes() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("tasks.db");
-        let first = Database::open(&path).await.expect("open");
+        let (_dir, path, first) = fresh().await;
         let second = Database::open(&path).await.expect("open again");
         let owner = user(&first, "writer").await;
         let new = task("one of many");
@@ -229,41 +242,23 @@ mod tests {
             let db = if i % 2 == 0 { &first } else { &second };
             db.create_task(owner, &new, 37)
         });
-        let created = futures_util::future::join_all(writes)
+        let landed = futures_util::future::join_all(writes)
             .await
             .into_iter()
             .map(|written| written.expect("no error"))
             .filter(Option::is_some)
             .count();
-        assert_eq!(created, 37);
+        assert_eq!(landed, 37);
         assert_eq!(
             first.list_tasks(owner, 0, 200).await.expect("list").len(),
             37
         );
         let other = user(&second, "other").await;
-        assert!(
-            second
-                .create_task(other, &new, 37)
-                .await
-                .expect("create")
-                .is_some()
-        );
+        assert!(created(&second, other, &new, 37).await);
         let oldest = first.list_tasks(owner, 0, 1).await.expect("list")[0].id;
         assert!(first.delete_task(owner, oldest).await.expect("delete"));
-        assert!(
-            first
-                .create_task(owner, &new, 37)
-                .await
-                .expect("create")
-                .is_some()
-        );
-        assert!(
-            first
-                .create_task(owner, &new, 37)
-                .await
-                .expect("create")
-                .is_none()
-        );
+        assert!(created(&first, owner, &new, 37).await);
+        assert!(!created(&first, owner, &new, 37).await);
         first.close().await;
         second.close().await;
     }
@@ -272,10 +267,7 @@ mod tests {
     /// its own limit, never the one the statement was prepared with.
     #[tokio::test]
     async fn each_page_has_the_limit_it_asks_for() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Database::open(&dir.path().join("tasks.db"))
-            .await
-            .expect("open");
+        let (_dir, _, db) = fresh().await;
         let owner = user(&db, "pager").await;
         for i in 0..10 {
             create(&db, owner, &task(&format!("task {i}"))).await;
@@ -298,9 +290,7 @@ mod tests {
     /// every write (38 MB after these writes when it was never checkpointed).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_write_ahead_log_stays_bounded_under_writes() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("tasks.db");
-        let db = Database::open(&path).await.expect("open");
+        let (_dir, path, db) = fresh().await;
         let owner = user(&db, "writer").await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..4)
@@ -349,9 +339,7 @@ mod tests {
     /// starts the WAL over and the file is cut back to the limit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wal_grown_behind_a_long_read_is_cut_back() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("tasks.db");
-        let db = Database::open(&path).await.expect("open");
+        let (_dir, path, db) = fresh().await;
         let owner = user(&db, "writer").await;
         let new = described_task();
         let mut long_read = db.pool.begin().await.expect("begin");
@@ -379,10 +367,7 @@ mod tests {
     /// After `close`, a write is an error, not a hang or a panic.
     #[tokio::test]
     async fn a_write_after_close_is_an_error() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Database::open(&dir.path().join("tasks.db"))
-            .await
-            .expect("open");
+        let (_dir, _, db) = fresh().await;
         db.close().await;
         let written = db.create_user("late", "hash").await;
         assert!(
