@@ -11,6 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::error::ServerError;
+
 /// An error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -111,10 +113,11 @@ impl From<redkit::Error> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<ServerError> for ApiError {
+    fn from(error: ServerError) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut => ApiError::unavailable("the database"),
+            ServerError::Redkit(error) => error.into(),
+            error if error.is_database_unavailable() => ApiError::unavailable("the database"),
             error => ApiError::internal("database call failed", &error),
         }
     }

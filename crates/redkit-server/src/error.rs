@@ -28,7 +28,7 @@ pub enum ServerError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: sqlx::Error,
+        source: rusqlite::Error,
     },
     /// The embedded migrations could not be applied.
     #[error("cannot migrate the database {}", path.display())]
@@ -37,12 +37,48 @@ pub enum ServerError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: sqlx::migrate::MigrateError,
+        source: rusqlite::Error,
     },
+    /// The database's schema is newer than this binary: a later release
+    /// migrated it.
+    #[error(
+        "the database {} has schema version {found}, newer than this binary's {known}; run a release that knows it",
+        path.display()
+    )]
+    DatabaseTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The file's schema version.
+        found: i64,
+        /// The latest version this binary knows.
+        known: i64,
+    },
+    /// A database query failed.
+    #[error("a database query failed")]
+    Query(#[source] rusqlite::Error),
+    /// The database was closed (the service is stopping).
+    #[error("the database is closed")]
+    DatabaseClosed,
     /// The password-hashing threads could not be started.
     #[error("cannot start the password-hashing threads")]
     HashingThreads(#[source] std::io::Error),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+}
+
+impl ServerError {
+    /// Whether this is the database being out of reach for now (another
+    /// process held its lock past the busy timeout, or the service is
+    /// stopping) rather than a fault: a client may retry.
+    pub fn is_database_unavailable(&self) -> bool {
+        match self {
+            ServerError::DatabaseClosed => true,
+            ServerError::Query(error) => matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
 }

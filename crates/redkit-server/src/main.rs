@@ -12,7 +12,7 @@ use redkit_server::{AppState, ServerError, ServiceConfig, install_metrics_record
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than glibc's allocator: the service allocates per
-/// request (hyper, sqlx, JSON); on glibc the realistic HTTP mix served about
+/// request (hyper, SQLite, JSON); on glibc the realistic HTTP mix served about
 /// a third fewer requests with a longer tail, and mimalloc held more memory
 /// per embedded-store entry (docs/BENCHMARKS.md, 2026-11-29 afternoon).
 #[global_allocator]

@@ -1,31 +1,16 @@
-//! The service's database: SQLite through sqlx, one file shared by every
-//! instance.
+//! The service's database: SQLite through rusqlite, one file shared by
+//! every instance.
 //!
-//! The file is opened in WAL mode with a busy timeout, so several service
-//! processes can read and write it at once; migrations are embedded in the
-//! binary and applied at start.
+//! The file is opened in WAL mode, so several service processes can read
+//! and write it at once; migrations are embedded in the binary and applied
+//! at start (`migrate.rs`).
 //!
-//! Reads go through a pool of connections; writes through **one**
-//! connection behind a queue (an async mutex). SQLite lets one writer in at
-//! a time: a second connection of the same process that tries to write
-//! meanwhile gets `SQLITE_BUSY` and sleeps in SQLite's busy handler (1, 2,
-//! 5, 10 … ms) before it retries. Queued in the process, writers start in
-//! order the moment the previous one is done; the busy timeout is left for
-//! other processes sharing the file. The writer is a bare connection rather
-//! than a pool of one: sqlx's pool pings a connection through its worker
-//! thread each time it comes back, one more thread hand-off per write
-//! (docs/BENCHMARKS.md, session 9, measures each step).
-//!
-//! The read pool does not ping a connection before lending it
-//! (`test_before_acquire` is off): a connection to a local file does not go
-//! stale, and that ping is one more round trip through the worker thread.
-//!
-//! A write that returns its row (`… RETURNING`) is read to its end
-//! (`Database::write_returning`), never stopped after the first row:
-//! SQLite commits an autocommit statement and runs its WAL checkpoint hook
-//! only when the statement is stepped to its end. A statement reset after
-//! its first row commits without the hook, so the WAL was never checkpointed
-//! and grew by every write, without bound (about 12 KB per task created).
+//! A query runs on the thread of the task that asks for it, never handed
+//! to another thread and back; `connections.rs` says why, and how that
+//! thread never sleeps in SQLite: another process' lock is waited for with
+//! async pauses, and the WAL is checkpointed on a blocking thread every few
+//! hundred writes. Reads use a stack of idle connections; writes queue in
+//! the process behind one connection.
 //!
 //! A read that keeps its snapshot for long stops checkpoints meanwhile; the
 //! WAL then grows, and is cut back to `WAL_SIZE_LIMIT` once SQLite starts
@@ -34,118 +19,86 @@
 //! Every task query is scoped by `user_id`, so a user can never reach
 //! another user's rows whatever id they send.
 
+mod connections;
+mod migrate;
 mod tasks;
 mod users;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::query::QueryAs;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, FromRow, Sqlite, SqliteConnection, SqlitePool};
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
-
-pub use tasks::{NewTask, Task, TaskPatch};
+pub use tasks::{NewTask, Task, TaskPageJson, TaskPatch};
 pub use users::{NewUserOutcome, User};
 
+#[cfg(test)]
+use self::connections::WAL_SIZE_LIMIT;
+use self::connections::{BUSY_TIMEOUT, Connections};
+use self::migrate::Migrated;
 use crate::error::ServerError;
-
-/// Connections that read at once (WAL readers do not block each other).
-const READERS: u32 = 8;
-
-/// What the WAL file is cut back to when SQLite starts it over: twice what
-/// the automatic checkpoint lets it reach (1,000 pages of 4 KiB). A read
-/// that holds its snapshot for long (a backup, say) stops checkpoints, and
-/// the WAL grows meanwhile; without a limit the file would keep that size.
-const WAL_SIZE_LIMIT: u64 = 8 << 20;
-
-/// How long a writer waits for another process's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Database {
-    /// For reads.
-    pool: SqlitePool,
-    /// For writes: one connection, so this process' writers queue here
-    /// rather than in SQLite's busy handler (module docs); `None` once
-    /// closed.
-    writer: Arc<Mutex<Option<SqliteConnection>>>,
+    connections: Arc<Connections>,
 }
 
 impl Database {
     /// Opens (creating it if needed) the SQLite file at `path` and applies
     /// the embedded migrations.
+    ///
+    /// Runs on the calling thread; at start, while another process applies
+    /// the migrations, it waits for it (up to the busy timeout).
     pub async fn open(path: &Path) -> Result<Self, ServerError> {
-        let failed = |source| ServerError::Database {
-            path: path.to_path_buf(),
-            source,
-        };
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(failed)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-        let mut writer = options.connect().await.map_err(failed)?;
-        sqlx::migrate!("./migrations")
-            .run(&mut writer)
-            .await
-            .map_err(|source| ServerError::Migrate {
+        let mut writer =
+            connections::open(path, BUSY_TIMEOUT).map_err(|source| ServerError::Database {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(failed)?;
+        let migrated = migrate::apply(&mut writer).map_err(|source| ServerError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Migrated::TooNew { found, known } = migrated {
+            return Err(ServerError::DatabaseTooNew {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        let connections =
+            Connections::new(path, writer).map_err(|source| ServerError::Database {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Database {
-            pool,
-            writer: Arc::new(Mutex::new(Some(writer))),
+            connections: Arc::new(connections),
         })
     }
 
-    /// The writer connection, once the writes queued before are done.
-    async fn writer(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
-        MutexGuard::try_map(self.writer.lock().await, Option::as_mut)
-            .map_err(|_closed| sqlx::Error::PoolClosed)
-    }
-
-    /// Runs `query`, a write that returns rows (`… RETURNING`), on the
-    /// writer and gives its first row (`None` when it changed none).
-    ///
-    /// Every row is read: the statement commits, and SQLite checkpoints the
-    /// WAL when it has grown past its 1,000 pages, only once the statement
-    /// has run to its end (module docs).
+    /// Runs `sql`, a write that returns rows (`… RETURNING`), with
+    /// `params`, and gives its first row (`None` when it changed none).
+    /// The statement is stepped to its end, so it has committed when this
+    /// returns.
     async fn write_returning<T>(
         &self,
-        query: QueryAs<'_, Sqlite, T, SqliteArguments>,
-    ) -> Result<Option<T>, sqlx::Error>
-    where
-        T: Send + Unpin + for<'row> FromRow<'row, SqliteRow>,
-    {
-        let rows = query.fetch_all(&mut *self.writer().await?).await?;
-        Ok(rows.into_iter().next())
+        sql: &'static str,
+        params: impl rusqlite::Params + Copy,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, ServerError> {
+        self.connections
+            .write(|connection| {
+                let rows = connection
+                    .prepare_cached(sql)?
+                    .query_map(params, row)?
+                    .collect::<rusqlite::Result<Vec<T>>>()?;
+                Ok(rows.into_iter().next())
+            })
+            .await
     }
 
     /// Closes every connection (at shutdown), after the writes under way.
     pub async fn close(&self) {
-        self.pool.close().await;
-        if let Some(writer) = self.writer.lock().await.take()
-            && let Err(error) = writer.close().await
-        {
-            tracing::warn!(%error, "closing the database's writer connection");
-        }
+        self.connections.close().await;
     }
 }
 
@@ -283,6 +236,62 @@ mod tests {
         db.close().await;
     }
 
+    /// SQLite's rendering of a page holds what `Task`'s `Serialize` gives
+    /// for the same page, whatever the text holds (quotes, backslashes,
+    /// control characters, non-ASCII), and names the next page exactly
+    /// while more tasks remain.
+    #[tokio::test]
+    async fn a_page_rendered_by_sqlite_equals_the_typed_page_encoded() {
+        let (_dir, _, db) = fresh().await;
+        let owner = user(&db, "renderer").await;
+        let other = user(&db, "someone else").await;
+        let texts = [
+            "plain",
+            "a \"quoted\" \\ back\\slash",
+            "tab\tnew\nline\r\u{1}\u{1f}\u{7f}",
+            "ünïcödé — 日本語 🦀",
+            "</script><b>&amp;",
+            "",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let mut new = task(text);
+            new.description = text.repeat(3);
+            new.done = i % 2 == 0;
+            new.due_at = (i % 3 == 0).then(|| "2030-01-02T03:04:05.678Z".to_owned());
+            create(&db, owner, &new).await;
+            create(&db, other, &task("not yours")).await;
+        }
+        let empty = db
+            .task_page_json(owner, i64::MAX - 1, 20)
+            .await
+            .expect("page");
+        assert_eq!((empty.json.as_str(), empty.next_after), ("[]", None));
+        for limit in [1, 2, 4, 6, 20] {
+            let mut after = 0;
+            let mut seen = 0;
+            loop {
+                let page = db.task_page_json(owner, after, limit).await.expect("page");
+                let typed = db.list_tasks(owner, after, limit).await.expect("list");
+                let rendered: serde_json::Value =
+                    serde_json::from_str(&page.json).expect("the page is JSON");
+                assert_eq!(rendered, serde_json::to_value(&typed).expect("encode"));
+                seen += typed.len();
+                let more = seen < texts.len();
+                assert_eq!(
+                    page.next_after,
+                    more.then(|| typed.last().expect("a full page").id),
+                    "limit {limit}, after {after}"
+                );
+                match page.next_after {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+            assert_eq!(seen, texts.len(), "limit {limit}");
+        }
+        db.close().await;
+    }
+
     /// Every write that returns its row (users, new tasks, changed tasks)
     /// lets SQLite checkpoint the WAL, with readers of every kind busy
     /// meanwhile (a read that stops after its first row too): the WAL
@@ -342,11 +351,10 @@ mod tests {
         let (_dir, path, db) = fresh().await;
         let owner = user(&db, "writer").await;
         let new = described_task();
-        let mut long_read = db.pool.begin().await.expect("begin");
-        sqlx::query("SELECT count(*) FROM tasks")
-            .fetch_one(&mut *long_read)
-            .await
-            .expect("read");
+        let long_read = rusqlite::Connection::open(&path).expect("open");
+        long_read
+            .execute_batch("BEGIN; SELECT count(*) FROM tasks;")
+            .expect("a read that keeps its snapshot");
         for _ in 0..1500 {
             create(&db, owner, &new).await;
         }
@@ -355,12 +363,61 @@ mod tests {
             grown > 2 * WAL_SIZE_LIMIT,
             "the WAL only grew to {grown} bytes"
         );
-        long_read.rollback().await.expect("end the read");
+        long_read.execute_batch("ROLLBACK").expect("end the read");
         for _ in 0..1500 {
             create(&db, owner, &new).await;
         }
         let cut = wal_bytes(&path);
         assert!(cut <= WAL_SIZE_LIMIT, "the WAL is still {cut} bytes");
+        db.close().await;
+    }
+
+    /// While another process holds the write lock, a write waits for it
+    /// with async pauses, not in SQLite: on a runtime of one thread, a
+    /// ticking task keeps running meanwhile; and the write lands once the
+    /// lock is released. A read meanwhile is not held up at all.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_waits_for_another_process_lock_without_blocking_its_thread() {
+        let (_dir, path, db) = fresh().await;
+        let owner = user(&db, "waiter").await;
+        let other_process = rusqlite::Connection::open(&path).expect("open");
+        other_process
+            .execute_batch(
+                "BEGIN IMMEDIATE; INSERT INTO users (username, password_hash) VALUES ('x', 'h');",
+            )
+            .expect("take the write lock");
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let write = tokio::spawn({
+            let db = db.clone();
+            async move { create(&db, owner, &task("after the lock")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!write.is_finished(), "the write did not wait for the lock");
+        let read = db.list_tasks(owner, 0, 20).await.expect("a read meanwhile");
+        assert!(read.is_empty());
+        let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            ticked >= 20,
+            "the thread was blocked: {ticked} ticks in 300 ms"
+        );
+        other_process
+            .execute_batch("COMMIT")
+            .expect("release the lock");
+        let written = tokio::time::timeout(std::time::Duration::from_secs(2), write)
+            .await
+            .expect("the write lands soon after the lock is released")
+            .expect("write task");
+        assert_eq!(written.title, "after the lock");
+        ticker.abort();
         db.close().await;
     }
 
@@ -371,7 +428,7 @@ mod tests {
         db.close().await;
         let written = db.create_user("late", "hash").await;
         assert!(
-            matches!(written, Err(sqlx::Error::PoolClosed)),
+            matches!(written, Err(ServerError::DatabaseClosed)),
             "{written:?}"
         );
     }

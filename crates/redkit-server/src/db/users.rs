@@ -1,11 +1,13 @@
 //! Users: username and argon2 password hash.
 
+use rusqlite::{OptionalExtension, Row};
 use serde::Serialize;
 
 use super::Database;
+use crate::error::ServerError;
 
 /// A registered user.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct User {
     /// Row id.
     pub id: i64,
@@ -14,6 +16,17 @@ pub struct User {
     /// The PHC-format argon2 hash; never serialised.
     #[serde(skip)]
     pub password_hash: String,
+}
+
+impl User {
+    /// A row of `id, username, password_hash`.
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(User {
+            id: row.get(0)?,
+            username: row.get(1)?,
+            password_hash: row.get(2)?,
+        })
+    }
 }
 
 /// What inserting a user did.
@@ -31,17 +44,21 @@ impl Database {
         &self,
         username: &str,
         password_hash: &str,
-    ) -> Result<NewUserOutcome, sqlx::Error> {
-        let insert = sqlx::query_as::<_, User>(
-            "INSERT INTO users (username, password_hash) VALUES (?, ?)
-             RETURNING id, username, password_hash",
-        )
-        .bind(username)
-        .bind(password_hash);
-        match self.write_returning(insert).await {
+    ) -> Result<NewUserOutcome, ServerError> {
+        let inserted = self
+            .write_returning(
+                "INSERT INTO users (username, password_hash) VALUES (?, ?)
+                 RETURNING id, username, password_hash",
+                (username, password_hash),
+                User::from_row,
+            )
+            .await;
+        match inserted {
             Ok(Some(user)) => Ok(NewUserOutcome::Created(user)),
-            Ok(None) => Err(sqlx::Error::RowNotFound),
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            Ok(None) => Err(ServerError::Query(rusqlite::Error::QueryReturnedNoRows)),
+            Err(ServerError::Query(rusqlite::Error::SqliteFailure(error, _)))
+                if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
                 Ok(NewUserOutcome::Taken)
             }
             Err(error) => Err(error),
@@ -49,21 +66,29 @@ impl Database {
     }
 
     /// Deletes the user `id` (and, by cascade, their tasks); true when it existed.
-    pub async fn delete_user(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let deleted = sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id)
-            .execute(&mut *self.writer().await?)
+    pub async fn delete_user(&self, id: i64) -> Result<bool, ServerError> {
+        let deleted = self
+            .connections
+            .write(|connection| {
+                connection
+                    .prepare_cached("DELETE FROM users WHERE id = ?")?
+                    .execute([id])
+            })
             .await?;
-        Ok(deleted.rows_affected() > 0)
+        Ok(deleted > 0)
     }
 
     /// The user named `username` (case-insensitively).
-    pub async fn find_user_by_name(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
-        sqlx::query_as::<_, User>(
-            "SELECT id, username, password_hash FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
+    pub async fn find_user_by_name(&self, username: &str) -> Result<Option<User>, ServerError> {
+        self.connections
+            .read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT id, username, password_hash FROM users WHERE username = ?",
+                    )?
+                    .query_row([username], User::from_row)
+                    .optional()
+            })
+            .await
     }
 }

@@ -20,6 +20,11 @@ impl Rendered {
     pub(crate) fn of<T: Serialize>(value: &T) -> Result<Self, serde_json::Error> {
         serde_json::to_vec(value).map(|json| Rendered(Bytes::from(json)))
     }
+
+    /// A body already encoded as JSON (by SQLite, for a page of tasks).
+    pub(crate) fn from_json(json: String) -> Self {
+        Rendered(Bytes::from(json))
+    }
 }
 
 impl IntoResponse for Rendered {

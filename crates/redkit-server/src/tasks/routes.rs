@@ -61,14 +61,10 @@ pub(crate) async fn list(
             &format!("u:{}:list:{}:{}", user.id, page.after, page.limit),
             &cache_options(&state, user.id),
             move || async move {
-                // One more than the page, to know whether a next one exists.
-                let mut tasks = db.list_tasks(user.id, page.after, page.limit + 1).await?;
-                let more = tasks.len() > page.limit as usize;
-                tasks.truncate(page.limit as usize);
-                let next_after = more.then(|| tasks.last().map(|task| task.id)).flatten();
+                let listed = db.task_page_json(user.id, page.after, page.limit).await?;
                 Ok::<_, LoadError>(Page {
-                    body: Rendered::of(&tasks)?,
-                    next_after,
+                    body: Rendered::from_json(listed.json),
+                    next_after: listed.next_after,
                 })
             },
         )

@@ -1,0 +1,311 @@
+//! How a query reaches SQLite: on the thread of the task that asks, with
+//! no hand-off to another thread and back.
+//!
+//! A query on this database takes tens of microseconds; handing it to a
+//! connection's own thread and waking the task again afterwards (what sqlx
+//! does) cost more than the query itself (docs/BENCHMARKS.md, session 13).
+//! So a query runs where it is asked, like the JSON rendering next to it,
+//! and the rules below keep such a thread from ever waiting long:
+//!
+//! - **No sleeping in SQLite.** The connections' busy timeout is zero: when
+//!   another process holds the lock, SQLite answers `SQLITE_BUSY` at once
+//!   and the query is tried again after an async pause (1, 2, 4 … 50 ms,
+//!   for up to [`BUSY_TIMEOUT`]), so the thread serves other requests
+//!   meanwhile.
+//! - **No checkpoint on a request's thread.** The writer's automatic
+//!   checkpoint is off; every [`CHECKPOINT_EVERY`] writes, one passive
+//!   checkpoint runs on a blocking thread, on a connection of its own,
+//!   while this process' writes wait (a few milliseconds): only a WAL
+//!   copied to its last frame is started over by the next write. Readers
+//!   are never blocked. A checkpoint that could not copy every frame (a
+//!   read still needed them) is tried again at the next write.
+//! - **Yielding.** A query never waits, so each one counts against the
+//!   task's cooperative budget (`tokio::task::consume_budget`): a task
+//!   that runs queries in a loop yields its thread now and then.
+//! - **Reads never wait for writes** (WAL mode). Idle read connections wait
+//!   in a stack; a read takes one, or opens one when none is idle (at most
+//!   one per thread running a query at once), and gives it back.
+//! - **Writes queue in the process**, behind one connection in an async
+//!   mutex: SQLite lets one writer in at a time, and a second connection of
+//!   this process would only meet `SQLITE_BUSY`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::error::ServerError;
+
+/// How long a query keeps trying while another process holds the lock.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest pause between two tries of a query that met a lock.
+const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+
+/// Idle read connections kept for the next reads.
+const IDLE_READERS: usize = 8;
+
+/// Writes between two passive checkpoints. A write of this service adds
+/// about three pages to the WAL, so it stays near 1.5 MiB.
+const CHECKPOINT_EVERY: u32 = 128;
+
+/// What the WAL file is cut back to when SQLite starts it over. A read that
+/// holds its snapshot for long (a backup, say) stops checkpoints, and the
+/// WAL grows meanwhile; without a limit the file would keep that size.
+pub(super) const WAL_SIZE_LIMIT: u64 = 8 << 20;
+
+/// The connections to one database file.
+pub(super) struct Connections {
+    path: PathBuf,
+    /// Read connections not in use.
+    idle_readers: parking_lot::Mutex<Vec<Connection>>,
+    /// The one write connection; `None` once closed.
+    writer: tokio::sync::Mutex<Option<Connection>>,
+    closed: AtomicBool,
+    writes_since_checkpoint: AtomicU32,
+    /// Whether a checkpoint is running now.
+    checkpointing: AtomicBool,
+    /// The connection checkpoints run on, once one has run.
+    checkpointer: parking_lot::Mutex<Option<Connection>>,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Connections")
+            .field("path", &self.path)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a connection to `path` with the settings every connection shares,
+/// and the given busy timeout.
+pub(super) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(busy_timeout)?;
+    let mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode stayed {mode}, WAL is required"
+        )));
+    }
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT.to_string())?;
+    Ok(connection)
+}
+
+impl Connections {
+    /// Takes `writer`, already migrated, as the write connection.
+    pub(super) fn new(path: &Path, writer: Connection) -> rusqlite::Result<Self> {
+        writer.busy_timeout(Duration::ZERO)?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(Connections {
+            path: path.to_path_buf(),
+            idle_readers: parking_lot::Mutex::new(Vec::new()),
+            writer: tokio::sync::Mutex::new(Some(writer)),
+            closed: AtomicBool::new(false),
+            writes_since_checkpoint: AtomicU32::new(0),
+            checkpointing: AtomicBool::new(false),
+            checkpointer: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// Runs `query` on a read connection.
+    pub(super) async fn read<T>(
+        &self,
+        mut query: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ServerError> {
+        // A query never waits, so a task that runs queries in a loop would
+        // keep its thread for ever: each one counts against the task's
+        // budget, and the task yields when the budget is spent.
+        tokio::task::consume_budget().await;
+        // A read cancelled during a pause drops its connection, which
+        // closes it; the next read opens another.
+        let reader = self.lend_reader()?;
+        let mut busy = Busy::new();
+        let result = loop {
+            match busy.pause_after(query(&reader)) {
+                Tried::Done(result) => break result,
+                Tried::Again(pause) => tokio::time::sleep(pause).await,
+            }
+        };
+        self.give_back(reader);
+        result.map_err(ServerError::Query)
+    }
+
+    /// Runs `statement` on the write connection, after the writes queued
+    /// before it; one checkpoint every [`CHECKPOINT_EVERY`] writes.
+    pub(super) async fn write<T>(
+        self: &Arc<Self>,
+        mut statement: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ServerError> {
+        tokio::task::consume_budget().await;
+        let writer = self.writer.lock().await;
+        let mut busy = Busy::new();
+        let written = loop {
+            let result = match writer.as_ref() {
+                Some(connection) => statement(connection),
+                None => return Err(ServerError::DatabaseClosed),
+            };
+            match busy.pause_after(result) {
+                Tried::Done(result) => break result.map_err(ServerError::Query)?,
+                Tried::Again(pause) => tokio::time::sleep(pause).await,
+            }
+        };
+        drop(writer);
+        self.count_write();
+        Ok(written)
+    }
+
+    /// Closes the write connection and every idle reader; reads and writes
+    /// after this are [`ServerError::DatabaseClosed`].
+    pub(super) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.idle_readers.lock().clear();
+        self.checkpointer.lock().take();
+        if let Some(writer) = self.writer.lock().await.take()
+            && let Err((_, error)) = writer.close()
+        {
+            tracing::warn!(%error, "closing the database's writer connection");
+        }
+    }
+
+    /// An idle read connection, or a new one when none is idle.
+    fn lend_reader(&self) -> Result<Connection, ServerError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ServerError::DatabaseClosed);
+        }
+        let idle = self.idle_readers.lock().pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => {
+                let connection = open(&self.path, Duration::ZERO)?;
+                connection.pragma_update(None, "query_only", "ON")?;
+                connection
+            }
+        };
+        Ok(connection)
+    }
+
+    /// `reader` back among the idle ones, unless enough are idle already
+    /// or the database is closed (it is closed then).
+    fn give_back(&self, reader: Connection) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut idle = self.idle_readers.lock();
+        if idle.len() < IDLE_READERS {
+            idle.push(reader);
+        }
+    }
+
+    /// Counts a write; every [`CHECKPOINT_EVERY`] writes, starts a
+    /// checkpoint in the background.
+    fn count_write(self: &Arc<Self>) {
+        let writes = self.writes_since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
+        if writes < CHECKPOINT_EVERY || self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.writes_since_checkpoint.store(0, Ordering::Relaxed);
+        let connections = self.clone();
+        tokio::spawn(async move {
+            connections.checkpoint().await;
+            connections.checkpointing.store(false, Ordering::Release);
+        });
+    }
+
+    /// One passive checkpoint, on a blocking thread, with this process'
+    /// writes held back meanwhile: only a WAL checkpointed to its last
+    /// frame is started over (and cut back to [`WAL_SIZE_LIMIT`]) by the
+    /// next write. Readers are never blocked.
+    async fn checkpoint(self: &Arc<Self>) {
+        let writer = self.writer.lock().await;
+        if writer.is_none() {
+            return;
+        }
+        let connections = self.clone();
+        let checkpointed = tokio::task::spawn_blocking(move || {
+            let mut checkpointer = connections.checkpointer.lock();
+            let connection = match checkpointer.take() {
+                Some(connection) => connection,
+                None => open(&connections.path, BUSY_TIMEOUT)?,
+            };
+            // Its row: whether it was blocked, the WAL's frames, and how
+            // many of them are in the database file now.
+            let (frames, copied): (i64, i64) =
+                connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get(1)?, row.get(2)?))
+                })?;
+            *checkpointer = Some(connection);
+            Ok::<_, rusqlite::Error>(copied >= frames)
+        })
+        .await;
+        drop(writer);
+        match checkpointed {
+            Ok(Ok(true)) => {}
+            // A read that began before the last write still needs frames
+            // of the WAL: the next write tries again.
+            Ok(Ok(false)) => self
+                .writes_since_checkpoint
+                .store(CHECKPOINT_EVERY - 1, Ordering::Relaxed),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot checkpoint the database's WAL"),
+            Err(error) => tracing::warn!(%error, "the database's checkpoint stopped"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ServerError {
+    fn from(error: rusqlite::Error) -> Self {
+        ServerError::Query(error)
+    }
+}
+
+/// What to do after one try of a query.
+enum Tried<T> {
+    /// Its result, final.
+    Done(rusqlite::Result<T>),
+    /// It met another process' lock: try again after this pause.
+    Again(Duration),
+}
+
+/// The pauses between tries of a query that meets a lock: doubling from
+/// 1 ms up to [`LONGEST_PAUSE`], until [`BUSY_TIMEOUT`] has passed.
+struct Busy {
+    started: Instant,
+    pause: Duration,
+}
+
+impl Busy {
+    fn new() -> Self {
+        Busy {
+            started: Instant::now(),
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    fn pause_after<T>(&mut self, result: rusqlite::Result<T>) -> Tried<T> {
+        let locked = matches!(
+            result
+                .as_ref()
+                .err()
+                .and_then(rusqlite::Error::sqlite_error_code),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        );
+        if !locked || self.started.elapsed() + self.pause > BUSY_TIMEOUT {
+            return Tried::Done(result);
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+        Tried::Again(pause)
+    }
+}
