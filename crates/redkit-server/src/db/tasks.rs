@@ -129,7 +129,11 @@ impl Database {
         limit: u32,
     ) -> Result<TaskPageJson, ServerError> {
         // `done` is stored as 0 or 1; `json('true')` makes it a JSON
-        // boolean. `LIMIT +?3`: see `list_tasks`.
+        // boolean (a constant, computed once per statement, not per row).
+        // The array takes the rows in the order the inner query gives
+        // them: an `ORDER BY` inside the aggregate would sort them again
+        // through a temporary b-tree (the page test holds the order).
+        // `LIMIT +?3`: see `list_tasks`.
         let sql = "SELECT page.json,
                     CASE WHEN EXISTS (SELECT 1 FROM tasks WHERE user_id = ?1 AND id > page.last)
                          THEN page.last END
@@ -137,10 +141,10 @@ impl Database {
                               'id', id,
                               'title', title,
                               'description', description,
-                              'done', json(CASE WHEN done THEN 'true' ELSE 'false' END),
+                              'done', CASE WHEN done THEN json('true') ELSE json('false') END,
                               'created_at', created_at,
                               'updated_at', updated_at,
-                              'due_at', due_at) ORDER BY id) AS json,
+                              'due_at', due_at)) AS json,
                           max(id) AS last
                    FROM (SELECT * FROM tasks
                          WHERE user_id = ?1 AND id > ?2 ORDER BY id LIMIT +?3)) AS page";

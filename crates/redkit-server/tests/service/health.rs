@@ -150,11 +150,7 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
     ] {
         assert!(text.contains(metric), "/metrics lacks {metric}:\n{text}");
     }
-    let reconnects: f64 = text
-        .lines()
-        .find_map(|line| line.strip_prefix("redkit_redis_reconnects_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap();
+    let reconnects = metric_value(&text, "redkit_redis_reconnects_total ");
     assert!(reconnects >= 1.0, "the restart was not counted:\n{text}");
     server.stop().await;
 }
@@ -193,7 +189,31 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
         !text.contains("BREW"),
         "unknown methods must not become labels"
     );
+    // Every later request counts too (their metrics' handles are kept
+    // after the first); other tests of this process count as well, so the
+    // count grows by at least these requests.
+    let listed = r#"redkit_http_requests_total{method="GET",route="/tasks",status="200"} "#;
+    let before = metric_value(&text, listed);
+    for _ in 0..3 {
+        assert_eq!(client.get("/tasks").await.status, 200);
+    }
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let after = metric_value(&text, listed);
+    assert!(after >= before + 3.0, "{before} then {after}");
     server.stop().await;
+}
+
+/// The value of the metric whose line starts with `prefix`.
+fn metric_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
 }
 
 /// A wrong Redis password is not "Redis is down": `/health` is 503
