@@ -13,12 +13,12 @@
 //!   for up to [`BUSY_TIMEOUT`]), so the thread serves other requests
 //!   meanwhile.
 //! - **No checkpoint on a request's thread.** The writer's automatic
-//!   checkpoint is off; every [`CHECKPOINT_EVERY`] writes, one passive
+//!   checkpoint is off; every [`CHECKPOINT_EVERY`] writes, one `RESTART`
 //!   checkpoint runs on a blocking thread, on a connection of its own,
-//!   while this process' writes wait (a few milliseconds): only a WAL
-//!   copied to its last frame is started over by the next write. Readers
-//!   are never blocked. A checkpoint that could not copy every frame (a
-//!   read still needed them) is tried again at the next write.
+//!   while this process' writes wait (a few milliseconds), so the next
+//!   write starts the WAL over. Readers are never blocked. A checkpoint
+//!   that could not finish (a read still needed the WAL's frames, another
+//!   process was writing) is tried again a few writes later.
 //! - **Yielding.** A query never waits, so each one counts against the
 //!   task's cooperative budget (`tokio::task::consume_budget`): a task
 //!   that runs queries in a loop yields its thread now and then.
@@ -47,9 +47,17 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 /// Idle read connections kept for the next reads.
 const IDLE_READERS: usize = 8;
 
-/// Writes between two passive checkpoints. A write of this service adds
-/// about three pages to the WAL, so it stays near 1.5 MiB.
-const CHECKPOINT_EVERY: u32 = 128;
+/// Writes between two checkpoints. A write of this service adds about
+/// three pages to the WAL, so it stays near 3 MiB. Fewer checkpoints cost
+/// less: a page written often is copied once per checkpoint.
+const CHECKPOINT_EVERY: u32 = 256;
+
+/// How long a checkpoint waits for reads that began before it, or for
+/// another process' writer, before it gives up.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
+
+/// Writes before a checkpoint that could not finish is tried again.
+const RETRY_AFTER: u32 = 32;
 
 /// What the WAL file is cut back to when SQLite starts it over. A read that
 /// holds its snapshot for long (a backup, say) stops checkpoints, and the
@@ -224,10 +232,8 @@ impl Connections {
         });
     }
 
-    /// One passive checkpoint, on a blocking thread, with this process'
-    /// writes held back meanwhile: only a WAL checkpointed to its last
-    /// frame is started over (and cut back to [`WAL_SIZE_LIMIT`]) by the
-    /// next write. Readers are never blocked.
+    /// One checkpoint ([`checkpoint_and_restart`]), on a blocking thread,
+    /// with this process' writes held back meanwhile.
     async fn checkpoint(self: &Arc<Self>) {
         let writer = self.writer.lock().await;
         if writer.is_none() {
@@ -238,30 +244,54 @@ impl Connections {
             let mut checkpointer = connections.checkpointer.lock();
             let connection = match checkpointer.take() {
                 Some(connection) => connection,
-                None => open(&connections.path, BUSY_TIMEOUT)?,
+                None => open(&connections.path, CHECKPOINT_WAIT)?,
             };
-            // Its row: whether it was blocked, the WAL's frames, and how
-            // many of them are in the database file now.
-            let (frames, copied): (i64, i64) =
-                connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    Ok((row.get(1)?, row.get(2)?))
-                })?;
+            let finished = checkpoint_and_restart(&connection);
             *checkpointer = Some(connection);
-            Ok::<_, rusqlite::Error>(copied >= frames)
+            finished
         })
         .await;
         drop(writer);
         match checkpointed {
             Ok(Ok(true)) => {}
-            // A read that began before the last write still needs frames
-            // of the WAL: the next write tries again.
+            // A read still needed frames of the WAL, or another process
+            // was writing: tried again a few writes later.
             Ok(Ok(false)) => self
                 .writes_since_checkpoint
-                .store(CHECKPOINT_EVERY - 1, Ordering::Relaxed),
+                .store(CHECKPOINT_EVERY - RETRY_AFTER, Ordering::Relaxed),
             Ok(Err(error)) => tracing::warn!(%error, "cannot checkpoint the database's WAL"),
             Err(error) => tracing::warn!(%error, "the database's checkpoint stopped"),
         }
     }
+}
+
+/// Copies the WAL into the database file, then (`RESTART`) waits up to
+/// [`CHECKPOINT_WAIT`] for the reads that began before the copy to end, so
+/// that the next write starts the WAL over and cuts it back to
+/// [`WAL_SIZE_LIMIT`]. Left to chance, that start-over rarely came while
+/// reads kept coming, and the WAL grew past 8 MiB under steady reads.
+/// Readers are never blocked. True when both steps finished.
+///
+/// The copy runs first on its own (`PASSIVE`, no waiting): when a long
+/// read still needs the WAL's frames, waiting for it is pointless.
+fn checkpoint_and_restart(connection: &Connection) -> rusqlite::Result<bool> {
+    // The row: whether it gave up waiting, the WAL's frames, and how many
+    // of them are in the database file now.
+    let checkpoint = |mode: &str| {
+        connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+    };
+    let (_, frames, copied) = checkpoint("PASSIVE")?;
+    if copied < frames {
+        return Ok(false);
+    }
+    let (gave_up, frames, copied) = checkpoint("RESTART")?;
+    Ok(gave_up == 0 && copied >= frames)
 }
 
 impl From<rusqlite::Error> for ServerError {
