@@ -23,8 +23,8 @@
 //!   task's cooperative budget (`tokio::task::consume_budget`): a task
 //!   that runs queries in a loop yields its thread now and then.
 //! - **Reads never wait for writes** (WAL mode). Idle read connections wait
-//!   in a stack; a read takes one, or opens one when none is idle (at most
-//!   one per thread running a query at once), and gives it back.
+//!   in a stack; a read takes one, or opens one when none is idle, and
+//!   gives it back; at most [`READERS`] exist, lent or idle.
 //! - **Writes queue in the process**, behind one connection in an async
 //!   mutex: SQLite lets one writer in at a time, and a second connection of
 //!   this process would only meet `SQLITE_BUSY`.
@@ -44,8 +44,11 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pause between two tries of a query that met a lock.
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 
-/// Idle read connections kept for the next reads.
-const IDLE_READERS: usize = 8;
+/// Read connections at most, lent or idle. A read holds one only while it
+/// runs (tens of microseconds) or waits for another process' lock, so a
+/// few serve every thread; the bound matters when reads wait: each waiting
+/// read would otherwise open one more connection, with its own page cache.
+pub(super) const READERS: usize = 8;
 
 /// Writes between two checkpoints. A write of this service adds about
 /// three pages to the WAL, so it stays near 3 MiB. Fewer checkpoints cost
@@ -69,6 +72,8 @@ pub(super) struct Connections {
     path: PathBuf,
     /// Read connections not in use.
     idle_readers: parking_lot::Mutex<Vec<Connection>>,
+    /// One per read under way: at most [`READERS`] connections exist.
+    reader_slots: tokio::sync::Semaphore,
     /// The one write connection; `None` once closed.
     writer: tokio::sync::Mutex<Option<Connection>>,
     closed: AtomicBool,
@@ -120,6 +125,7 @@ impl Connections {
         Ok(Connections {
             path: path.to_path_buf(),
             idle_readers: parking_lot::Mutex::new(Vec::new()),
+            reader_slots: tokio::sync::Semaphore::new(READERS),
             writer: tokio::sync::Mutex::new(Some(writer)),
             closed: AtomicBool::new(false),
             writes_since_checkpoint: AtomicU32::new(0),
@@ -137,6 +143,11 @@ impl Connections {
         // keep its thread for ever: each one counts against the task's
         // budget, and the task yields when the budget is spent.
         tokio::task::consume_budget().await;
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_closed| ServerError::DatabaseClosed)?;
         // A read cancelled during a pause drops its connection, which
         // closes it; the next read opens another.
         let reader = self.lend_reader()?;
@@ -179,6 +190,7 @@ impl Connections {
     /// after this are [`ServerError::DatabaseClosed`].
     pub(super) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.reader_slots.close();
         self.idle_readers.lock().clear();
         self.checkpointer.lock().take();
         if let Some(writer) = self.writer.lock().await.take()
@@ -205,15 +217,11 @@ impl Connections {
         Ok(connection)
     }
 
-    /// `reader` back among the idle ones, unless enough are idle already
-    /// or the database is closed (it is closed then).
+    /// `reader` back among the idle ones, unless the database is closed
+    /// (it is closed then).
     fn give_back(&self, reader: Connection) {
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let mut idle = self.idle_readers.lock();
-        if idle.len() < IDLE_READERS {
-            idle.push(reader);
+        if !self.closed.load(Ordering::Acquire) {
+            self.idle_readers.lock().push(reader);
         }
     }
 

@@ -30,9 +30,9 @@ use std::sync::Arc;
 pub use tasks::{NewTask, Task, TaskPageJson, TaskPatch};
 pub use users::{NewUserOutcome, User};
 
-#[cfg(test)]
-use self::connections::WAL_SIZE_LIMIT;
 use self::connections::{BUSY_TIMEOUT, Connections};
+#[cfg(test)]
+use self::connections::{READERS, WAL_SIZE_LIMIT};
 use self::migrate::Migrated;
 use crate::error::ServerError;
 
@@ -418,6 +418,63 @@ mod tests {
             .expect("write task");
         assert_eq!(written.title, "after the lock");
         ticker.abort();
+        db.close().await;
+    }
+
+    /// The open file descriptors of this process on the file at `path`:
+    /// one per SQLite connection to it.
+    fn connections_to(path: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target == path)
+            .count()
+    }
+
+    /// While the database is locked, reads wait for it with async pauses,
+    /// each holding a connection: 40 of them open no more than `READERS`
+    /// connections, and all are answered once the lock is gone. (The lock
+    /// is simulated: in WAL mode another process can hardly keep readers
+    /// out, so each read meets `SQLITE_BUSY` for its first 300 ms.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_waiting_for_a_lock_open_a_bounded_number_of_connections() {
+        let (_dir, path, db) = fresh().await;
+        let path = path.canonicalize().expect("path");
+        let before = connections_to(&path);
+        let locked_until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        let reads: Vec<_> = (0..40)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.connections
+                        .read(|connection| {
+                            if std::time::Instant::now() < locked_until {
+                                let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
+                                return Err(rusqlite::Error::SqliteFailure(busy, None));
+                            }
+                            connection.query_row("SELECT count(*) FROM users", [], |row| {
+                                row.get::<_, i64>(0)
+                            })
+                        })
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(
+            reads.iter().all(|read| !read.is_finished()),
+            "a read did not wait"
+        );
+        let opened = connections_to(&path) - before;
+        assert!(opened <= READERS, "{opened} read connections for 40 reads");
+        for read in reads {
+            let counted = tokio::time::timeout(std::time::Duration::from_secs(3), read)
+                .await
+                .expect("answered once the lock is gone")
+                .expect("read task")
+                .expect("read");
+            assert_eq!(counted, 0);
+        }
         db.close().await;
     }
 
