@@ -22,6 +22,10 @@
 //! - **Yielding.** A query never waits, so each one counts against the
 //!   task's cooperative budget (`tokio::task::consume_budget`): a task
 //!   that runs queries in a loop yields its thread now and then.
+//! - **Long reads go to a blocking thread.** A page of up to 1,000 of the
+//!   largest tasks (8.8 MB of JSON) takes about 50 ms to render; pages
+//!   past a few dozen tasks are read on a blocking thread instead
+//!   ([`Connections::read_on_blocking_thread`]).
 //! - **Reads never wait for writes** (WAL mode). Idle read connections wait
 //!   in a stack; a read takes one, or opens one when none is idle, and
 //!   gives it back; at most [`READERS`] exist, lent or idle.
@@ -154,6 +158,46 @@ impl Connections {
         let mut busy = Busy::new();
         let result = loop {
             match busy.pause_after(query(&reader)) {
+                Tried::Done(result) => break result,
+                Tried::Again(pause) => tokio::time::sleep(pause).await,
+            }
+        };
+        self.give_back(reader);
+        result.map_err(ServerError::Query)
+    }
+
+    /// Runs `query` on a read connection on a blocking thread: for a read
+    /// that may take milliseconds (a large page), which would hold up
+    /// every task of a runtime thread meanwhile.
+    pub(super) async fn read_on_blocking_thread<T: Send + 'static>(
+        &self,
+        query: impl Fn(&Connection) -> rusqlite::Result<T> + Send + Sync + 'static,
+    ) -> Result<T, ServerError> {
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_closed| ServerError::DatabaseClosed)?;
+        let query = Arc::new(query);
+        let mut reader = self.lend_reader()?;
+        let mut busy = Busy::new();
+        let result = loop {
+            let query = query.clone();
+            let ran = tokio::task::spawn_blocking(move || {
+                let result = query(&reader);
+                (reader, result)
+            })
+            .await;
+            let result = match ran {
+                Ok((back, result)) => {
+                    reader = back;
+                    result
+                }
+                Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+                // The runtime is shutting down.
+                Err(_cancelled) => return Err(ServerError::DatabaseClosed),
+            };
+            match busy.pause_after(result) {
                 Tried::Done(result) => break result,
                 Tried::Again(pause) => tokio::time::sleep(pause).await,
             }

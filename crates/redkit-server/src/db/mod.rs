@@ -266,7 +266,8 @@ mod tests {
             .await
             .expect("page");
         assert_eq!((empty.json.as_str(), empty.next_after), ("[]", None));
-        for limit in [1, 2, 4, 6, 20] {
+        // 100: past `INLINE_PAGE_MAX`, rendered on a blocking thread.
+        for limit in [1, 2, 4, 6, 20, 100] {
             let mut after = 0;
             let mut seen = 0;
             loop {

@@ -77,6 +77,12 @@ pub struct TaskPageJson {
     pub next_after: Option<i64>,
 }
 
+/// The largest page rendered on the asking task's thread: about 1 ms for
+/// 50 of the largest tasks a user may write (8.8 KB of JSON each; measured
+/// 2.0 ms for 100 of them, 50 ms for 1,000). Larger pages are rendered on a
+/// blocking thread.
+const INLINE_PAGE_MAX: u32 = 50;
+
 /// The columns of [`Task`], as a literal for `concat!`.
 macro_rules! columns {
     () => {
@@ -148,18 +154,21 @@ impl Database {
                           max(id) AS last
                    FROM (SELECT * FROM tasks
                          WHERE user_id = ?1 AND id > ?2 ORDER BY id LIMIT +?3)) AS page";
-        self.connections
-            .read(|connection| {
-                connection
-                    .prepare_cached(sql)?
-                    .query_row((user_id, after, limit), |row| {
-                        Ok(TaskPageJson {
-                            json: row.get(0)?,
-                            next_after: row.get(1)?,
-                        })
+        let query = move |connection: &rusqlite::Connection| {
+            connection
+                .prepare_cached(sql)?
+                .query_row((user_id, after, limit), |row| {
+                    Ok(TaskPageJson {
+                        json: row.get(0)?,
+                        next_after: row.get(1)?,
                     })
-            })
-            .await
+                })
+        };
+        if limit > INLINE_PAGE_MAX {
+            self.connections.read_on_blocking_thread(query).await
+        } else {
+            self.connections.read(query).await
+        }
     }
 
     /// Task `id` if it belongs to `user_id`.
