@@ -134,3 +134,34 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> ServerError {
+        ServerError::Query(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    /// A database locked past the busy timeout, or closed at shutdown, is
+    /// a 503 to retry; any other database failure is a 500 that says
+    /// nothing of its cause.
+    #[test]
+    fn database_errors_answer_503_when_passing_and_500_otherwise() {
+        for passing in [
+            sqlite(rusqlite::ffi::SQLITE_BUSY),
+            sqlite(rusqlite::ffi::SQLITE_LOCKED),
+            ServerError::DatabaseClosed,
+        ] {
+            let response = ApiError::from(passing).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        let failed = ApiError::from(sqlite(rusqlite::ffi::SQLITE_CORRUPT));
+        assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(failed.message, "internal error; it has been logged");
+    }
+}
