@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redkit_testkit::RedisServer;
 
-use crate::support::{fast_redis_config, get_json, start};
+use crate::support::{TestServer, fast_redis_config, get_json, start};
 
 #[tokio::test]
 async fn embedded_mode_is_healthy_without_redis() {
@@ -104,12 +104,7 @@ async fn metrics_expose_connection_state_commands_latency_and_reconnects() {
     // to count the reconnect rather than for /health.
     let reconnected = async {
         loop {
-            let text = reqwest::get(server.url("/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = metrics_text(&server).await;
             let reconnects: f64 = text
                 .lines()
                 .find_map(|line| line.strip_prefix("redkit_redis_reconnects_total "))
@@ -163,12 +158,7 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
     assert_eq!(client.get("/tasks/7").await.status, 404);
     assert_eq!(client.get("/no/such/path/12345").await.status, 404);
     assert_eq!(client.send("BREW", "/tasks", None).await.status, 405);
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     for metric in [
         r#"redkit_http_requests_total{method="GET",route="/tasks",status="200"}"#,
         r#"redkit_http_requests_total{method="GET",route="/tasks/{id}",status="404"}"#,
@@ -197,15 +187,20 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
     for _ in 0..3 {
         assert_eq!(client.get("/tasks").await.status, 200);
     }
-    let text = reqwest::get(server.url("/metrics"))
+    let text = metrics_text(&server).await;
+    let after = metric_value(&text, listed);
+    assert!(after >= before + 3.0, "{before} then {after}");
+    server.stop().await;
+}
+
+/// The text `GET /metrics` answers.
+async fn metrics_text(server: &TestServer) -> String {
+    reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    let after = metric_value(&text, listed);
-    assert!(after >= before + 3.0, "{before} then {after}");
-    server.stop().await;
+        .unwrap()
 }
 
 /// The value of the metric whose line starts with `prefix`.
