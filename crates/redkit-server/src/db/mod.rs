@@ -5,9 +5,10 @@
 //! and write it at once; migrations are embedded in the binary and applied
 //! at start (`migrate.rs`).
 //!
-//! A query runs on the thread of the task that asks for it, never handed
-//! to another thread and back; `connections.rs` says why, and how that
-//! thread never sleeps in SQLite: another process' lock is waited for with
+//! A query runs on the thread of the task that asks for it, not handed to
+//! another thread and back (except a page of more than 50 tasks, which
+//! takes milliseconds and runs on a blocking thread); `connections.rs`
+//! says why, and how that thread never sleeps in SQLite: another process' lock is waited for with
 //! async pauses, and the WAL is checkpointed on a blocking thread every few
 //! hundred writes. Reads use a stack of idle connections; writes queue in
 //! the process behind one connection.
