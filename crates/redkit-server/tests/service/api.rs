@@ -790,7 +790,8 @@ async fn the_api_policy_limits_task_routes() {
         Duration::from_secs(60),
     ));
     let redis = RedisServer::new();
-    let server = start_with(Some(fast_redis_config(&redis.url())), db, config).await;
+    let redis = crate::support::patient(&fast_redis_config(&redis.url()));
+    let server = start_with(Some(redis), db, config).await;
     let mut client = Client::registered(&server, "dave").await;
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();

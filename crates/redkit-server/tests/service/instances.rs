@@ -12,21 +12,15 @@ use redkit_testkit::{Fault, FaultProxy, RedisCluster, RedisSentinel, RedisServer
 use serde_json::json;
 
 use crate::support::{
-    Client, Events, TestDb, TestServer, eventually, fast_redis_config, start_with, test_config,
+    Client, Events, TestDb, TestServer, eventually, fast_redis_config, patient, start_with,
+    test_config,
 };
 
 /// Servers A and B on `redis` and one database, with `auth_limit` logins
 /// and registrations per client IP across both.
-///
-/// Nothing here is about outages, so commands and health checks get 5 s
-/// instead of the test default's 500 ms: on a loaded two-core CI machine one
-/// reply slower than 500 ms made a limiter answer from its per-instance
-/// insurance (as it should during an outage), and the shared count looked
-/// lost.
+/// Nothing here is about outages: [`patient`] timeouts.
 async fn pair(redis: &RedisConfig, auth_limit: u64) -> (TestServer, TestServer) {
-    let mut redis = redis.clone();
-    redis.command_timeout = Duration::from_secs(5);
-    let redis = &redis;
+    let redis = &patient(redis);
     let db = TestDb::new();
     let mut config = test_config(&db.path());
     config.auth_policy = Some(crate::support::exact_policy(
