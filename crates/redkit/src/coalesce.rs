@@ -1,6 +1,6 @@
 //! Work queued by many tasks and sent in batches by one of them at a time:
-//! the cache backplane's "keys written" notices and the queue's
-//! acknowledgements. While a batch is in flight the next items gather, so
+//! the cache backplane's "keys written" notices, the queue's
+//! acknowledgements, rate-limit checks and session reads. While a batch is in flight the next items gather, so
 //! under load one round trip carries many of them, and when idle an item
 //! goes out at once.
 

@@ -238,6 +238,37 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error again, for each caller a batched call carried: the same
+    /// kind, so that each tells an outage from a refusal as it would alone.
+    /// `None` for kinds a batched call does not produce (the caller names
+    /// its own).
+    pub(crate) fn duplicate(&self) -> Option<Error> {
+        Some(match self {
+            Error::Unavailable { state } => Error::Unavailable { state: *state },
+            Error::Closed => Error::Closed,
+            Error::Timeout { command, after } => Error::Timeout {
+                command: command.clone(),
+                after: *after,
+            },
+            Error::NotWritable { address, role } => Error::NotWritable {
+                address: address.clone(),
+                role: role.clone(),
+            },
+            Error::Command { command, source } => Error::Command {
+                command: command.clone(),
+                source: match source.downcast_ref::<redis::RedisError>() {
+                    Some(redis_error) => Box::new(redis_error.clone()),
+                    None => source.to_string().into(),
+                },
+            },
+            Error::Connect { address, source } => Error::Connect {
+                address: address.clone(),
+                source: source.to_string().into(),
+            },
+            _ => return None,
+        })
+    }
+
     /// Whether the error means "Redis could not be reached" (as opposed to
     /// "Redis answered no"): the fallback store switches to the embedded store
     /// on these. A node that cannot take writes (`READONLY`, `MASTERDOWN`,

@@ -9,10 +9,19 @@
 //! before a single ack costs: the job runs again after the visibility
 //! timeout. Fencing is unchanged: an entry whose lease was taken back no
 //! longer exists, so acknowledging it changes nothing.
+//!
+//! Every recorded outcome, batched here or a worker's single retry or
+//! failure, is retried while the store is unavailable, until the job's lease
+//! would have expired ([`while_available`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::handle::Queue;
-use super::worker::while_available;
 use crate::coalesce::Coalesced;
+use crate::error::Result;
 
 /// Entries acknowledged by one command, at most.
 const MAX_BATCH: usize = 500;
@@ -51,6 +60,27 @@ async fn send<T>(queue: &Queue<T>, batch: &[String]) {
         }
         Err(error) => {
             tracing::error!(queue = queue.name(), jobs = batch.len(), %error, "cannot record finished jobs; they run again after their visibility timeout");
+        }
+    }
+}
+
+/// Runs `record` (a job's outcome), retrying while the store is
+/// unavailable until the job's lease would have expired: after that the
+/// job is someone else's and the last error is returned.
+pub(super) async fn while_available<T, R, F>(
+    queue: &Queue<T>,
+    mut record: impl FnMut() -> F,
+) -> Result<R>
+where
+    F: Future<Output = Result<R>>,
+{
+    let give_up = Instant::now() + queue.config.visibility_timeout;
+    loop {
+        match record().await {
+            Err(error) if error.is_unavailable() && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
         }
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::acks::Acks;
+use super::acks::{Acks, while_available};
 use super::handle::Queue;
 use super::job::Job;
 use super::leases::{self, Leases};
@@ -504,27 +504,6 @@ pub(super) async fn finish<T>(queue: &Queue<T>, fetched: &Fetched, outcome: Outc
         Err(error) => {
             tracing::error!(queue = queue.name(), job = %fetched.job.id, %error, "cannot record a job's outcome; it runs again after its visibility timeout");
             false
-        }
-    }
-}
-
-/// Runs `record` (a job's outcome), retrying while the store is
-/// unavailable until the job's lease would have expired: after that the
-/// job is someone else's and the last error is returned.
-pub(super) async fn while_available<T, R, F>(
-    queue: &Queue<T>,
-    mut record: impl FnMut() -> F,
-) -> Result<R>
-where
-    F: Future<Output = Result<R>>,
-{
-    let give_up = Instant::now() + queue.config.visibility_timeout;
-    loop {
-        match record().await {
-            Err(error) if error.is_unavailable() && Instant::now() < give_up => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            result => return result,
         }
     }
 }

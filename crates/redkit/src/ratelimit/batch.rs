@@ -129,36 +129,13 @@ fn split(reply: &ScriptValue, checks: usize) -> Result<Vec<Reply>> {
     }
 }
 
-/// The call's error again, for each check it carried: the same kind, so
-/// that each caller tells an outage from a refusal as it would alone.
+/// The call's error again, for each check it carried (see
+/// [`Error::duplicate`]).
 fn duplicate(error: &Error) -> Error {
-    match error {
-        Error::Unavailable { state } => Error::Unavailable { state: *state },
-        Error::Closed => Error::Closed,
-        Error::Timeout { command, after } => Error::Timeout {
-            command: command.clone(),
-            after: *after,
-        },
-        Error::NotWritable { address, role } => Error::NotWritable {
-            address: address.clone(),
-            role: role.clone(),
-        },
-        Error::Command { command, source } => Error::Command {
-            command: command.clone(),
-            source: match source.downcast_ref::<redis::RedisError>() {
-                Some(redis_error) => Box::new(redis_error.clone()),
-                None => source.to_string().into(),
-            },
-        },
-        Error::Connect { address, source } => Error::Connect {
-            address: address.clone(),
-            source: source.to_string().into(),
-        },
-        other => Error::Script {
-            script: CHECKS.name(),
-            message: other.to_string(),
-        },
-    }
+    error.duplicate().unwrap_or_else(|| Error::Script {
+        script: CHECKS.name(),
+        message: error.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@
 //! - ids carry 256 bits from the OS CSPRNG and never appear in `Debug`;
 //! - rolling expiry costs nothing extra on reads: the read itself extends
 //!   the session (`GETEX … PX`), at most once per touch interval per instance
-//!   (plain `GET`s in between), with an optional absolute maximum lifetime;
+//!   (plain reads in between), with an optional absolute maximum lifetime;
+//! - plain reads that reach Redis together share one `MGET` (auto-pipelined,
+//!   as ioredis does), so under load Redis pays one command's machinery for
+//!   many loads;
 //! - the per-user index is updated atomically with the session (scripts) and
 //!   cleaned: destroyed sessions leave it at once, expired ones on the next
 //!   listing or write, and the index itself expires shortly after the user's

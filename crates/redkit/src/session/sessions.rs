@@ -18,7 +18,7 @@ use super::{SessionConfig, SessionId};
 use crate::clock::{Clock, SystemClock, millis};
 use crate::connection::ConnectionState;
 use crate::error::{Error, Result};
-use crate::store::{AnyStore, RedisStore, Replay, ScriptArg, ScriptValue, Store};
+use crate::store::{AnyStore, BatchedGets, RedisStore, Replay, ScriptArg, ScriptValue, Store};
 
 /// Attempts of a conflicting concurrent update before giving up.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
@@ -90,6 +90,8 @@ struct SessionsInner<S> {
     /// The in-process cache reads go through ([`NoLocalCache`] unless
     /// [`SessionConfig::local_cache`] is set).
     cache: Arc<dyn SessionCache>,
+    /// Loads that reach Redis together share one `MGET`.
+    reads: BatchedGets,
 }
 
 impl<S: Store> std::fmt::Debug for Sessions<S> {
@@ -148,6 +150,7 @@ impl<S: Store> Sessions<S> {
                 touched,
                 writers: WriterLocks::new(),
                 cache,
+                reads: BatchedGets::default(),
             }),
         })
     }
@@ -362,7 +365,7 @@ impl<S: Store> Sessions<S> {
         let raw = if extend {
             store.get_and_expire(&key, self.inner.config.ttl).await?
         } else {
-            store.get(&key).await?
+            self.inner.reads.get(store, &key).await?
         };
         let Some(raw) = raw else {
             return Ok(None);

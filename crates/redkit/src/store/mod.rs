@@ -20,6 +20,7 @@
 //! difference between them is a bug unless documented here.
 
 mod any;
+mod batched_get;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod embedded;
@@ -34,6 +35,7 @@ mod stream_id;
 mod ttl;
 
 pub use any::AnyStore;
+pub(crate) use batched_get::BatchedGets;
 pub use embedded::{EmbeddedStats, EmbeddedStore};
 pub use follow::{FollowEvent, Following, follow, follow_in_background};
 pub use glob::escape_glob;

@@ -650,3 +650,78 @@ async fn unknown_session_ids_are_not_remembered() {
         "{sessions:?}"
     );
 }
+
+/// Loads that reach Redis together share `MGET`s (rolling off, so every
+/// load is a plain read): each caller gets its own session, or `None` for
+/// an id that does not exist or a key holding another type; callers that
+/// give up strand no one; and an outage fails every waiting load as an
+/// outage, not as some other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_loads_share_mgets_and_each_gets_its_own_session() {
+    let mut server = RedisServer::new();
+    let counter = connected(&server).await;
+    let store = RedisStore::new(connected(&server).await);
+    let sessions = Sessions::new(store.clone(), SessionConfig::default().rolling(false)).unwrap();
+    let mut known = Vec::new();
+    for user in 0..50 {
+        let session = sessions
+            .create(&format!("user{user}"), data(&[("n", json!(user))]))
+            .await
+            .unwrap();
+        known.push(session.id);
+    }
+    let known = std::sync::Arc::new(known);
+    // A session key that holds a set reads as no session.
+    let wrong_type = SessionId::generate().unwrap();
+    store
+        .set_add(&redkit::session::session_key(&wrong_type), &["x"])
+        .await
+        .unwrap();
+    let before = crate::support::command_calls(&counter, "mget").await;
+    let mut tasks = Vec::new();
+    for task in 0..40usize {
+        let (sessions, known, wrong_type) = (sessions.clone(), known.clone(), wrong_type.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25usize {
+                let user = (task * 7 + i) % known.len();
+                let session = sessions.get(&known[user]).await.unwrap().unwrap();
+                assert_eq!(session.user_id, format!("user{user}"));
+                assert_eq!(session.data["n"], json!(user));
+                if i % 5 == 0 {
+                    let made_up = SessionId::generate().unwrap();
+                    assert_eq!(sessions.get(&made_up).await.unwrap(), None);
+                    assert_eq!(sessions.get(&wrong_type).await.unwrap(), None);
+                }
+            }
+        }));
+    }
+    // Loads abandoned at once, while the others wait in the same MGETs.
+    for i in 0..40usize {
+        let (sessions, known) = (sessions.clone(), known.clone());
+        let load = tokio::spawn(async move { sessions.get(&known[i % known.len()]).await });
+        if i % 2 == 0 {
+            load.abort();
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mgets = crate::support::command_calls(&counter, "mget").await - before;
+    assert!(
+        (1..700).contains(&mgets),
+        "{mgets} MGETs for 1,400 concurrent loads: they should share calls"
+    );
+    assert_eq!(crate::support::command_calls(&counter, "get").await, 0);
+
+    server.kill();
+    let loads: Vec<_> = (0..20usize)
+        .map(|i| {
+            let (sessions, known) = (sessions.clone(), known.clone());
+            tokio::spawn(async move { sessions.get(&known[i]).await })
+        })
+        .collect();
+    for load in loads {
+        let error = load.await.unwrap().unwrap_err();
+        assert!(error.is_unavailable(), "{error:?}");
+    }
+}
