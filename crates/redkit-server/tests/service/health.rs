@@ -183,13 +183,20 @@ async fn metrics_count_requests_by_route_template_and_rate_limit_decisions() {
     // after the first); other tests of this process count as well, so the
     // count grows by at least these requests.
     let listed = r#"redkit_http_requests_total{method="GET",route="/tasks",status="200"} "#;
+    let admitted = r#"redkit_ratelimit_decisions_total{policy="api",outcome="allowed","#;
     let before = metric_value(&text, listed);
+    let admitted_before = metric_sum(&text, admitted);
     for _ in 0..3 {
         assert_eq!(client.get("/tasks").await.status, 200);
     }
     let text = metrics_text(&server).await;
     let after = metric_value(&text, listed);
     assert!(after >= before + 3.0, "{before} then {after}");
+    let admitted_after = metric_sum(&text, admitted);
+    assert!(
+        admitted_after >= admitted_before + 3.0,
+        "{admitted_before} then {admitted_after} admitted by the API policy"
+    );
     server.stop().await;
 }
 
@@ -204,6 +211,14 @@ async fn metrics_text(server: &TestServer) -> String {
 }
 
 /// The value of the metric whose line starts with `prefix`.
+/// The sum of every series starting with `prefix` (any further labels).
+fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn metric_value(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(prefix))

@@ -34,10 +34,19 @@ pub(super) fn apply(
     if let Some(value) = policy_header {
         headers.insert("ratelimit-policy", value.clone());
     }
-    // Without `format!`: this runs on every response.
-    let (remaining, reset_text) = (decision.remaining.to_string(), reset.to_string());
-    let state = ["\"", policy.name(), "\";r=", &remaining, ";t=", &reset_text].concat();
-    if let Ok(value) = HeaderValue::from_str(&state) {
+    // Without `format!` or a copy into the header: this runs on every
+    // response.
+    let (mut remaining, mut reset_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let state = [
+        "\"",
+        policy.name(),
+        "\";r=",
+        remaining.format(decision.remaining),
+        ";t=",
+        reset_text.format(reset),
+    ]
+    .concat();
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(state)) {
         headers.insert("ratelimit", value);
     }
     if legacy {

@@ -37,8 +37,27 @@ impl KeyBy {
                 .map(|value| format!("h:{value}")),
             KeyBy::Custom(f) => f(parts, ip).map(|key| format!("c:{key}")),
         };
-        custom.unwrap_or_else(|| format!("ip:{ip}"))
+        custom.unwrap_or_else(|| ip_key(ip))
     }
+}
+
+/// `ip:` and the address, as `format!("ip:{ip}")` writes it; IPv4 without
+/// the formatting machinery, since every request of a client-IP policy
+/// makes one.
+fn ip_key(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return format!("ip:{ip}");
+    };
+    let mut digits = itoa::Buffer::new();
+    let mut key = String::with_capacity("ip:255.255.255.255".len());
+    key.push_str("ip:");
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            key.push('.');
+        }
+        key.push_str(digits.format(octet));
+    }
+    key
 }
 
 impl std::fmt::Debug for KeyBy {
@@ -47,6 +66,29 @@ impl std::fmt::Debug for KeyBy {
             KeyBy::ClientIp => f.write_str("ClientIp"),
             KeyBy::Header(name) => f.debug_tuple("Header").field(name).finish(),
             KeyBy::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_keys_read_as_the_address_formatted() {
+        let addresses = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.9",
+            "192.168.1.255",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ];
+        for address in addresses {
+            let ip: IpAddr = address.parse().expect("a test address");
+            assert_eq!(ip_key(ip), format!("ip:{ip}"));
         }
     }
 }
