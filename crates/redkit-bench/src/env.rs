@@ -47,6 +47,9 @@ impl Env {
             (Some(url), _) => (url, None, None),
             (None, Topology::Standalone) => {
                 let server = RedisServer::new();
+                if let Some(pid) = server.pid() {
+                    let _ = crate::measure::REDIS_PID.set(pid);
+                }
                 (server.url(), Some(server), None)
             }
             (None, Topology::Cluster) => {

@@ -13,6 +13,11 @@ pub(crate) struct Measurement {
     pub(crate) ops_per_sec: f64,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
+    /// CPU time this process and the harness' Redis spent per operation
+    /// while measuring, in µs (see [`cpu_micros`]): steadier than
+    /// throughput on a shared machine, since time the machine gives to
+    /// others is not counted.
+    pub(crate) cpu_us_per_op: f64,
 }
 
 /// How load is applied.
@@ -53,6 +58,12 @@ where
     let start = Instant::now() + Duration::from_millis(5);
     let measure_from = start + load.warmup;
     let stop = measure_from + load.duration;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu_micros();
+        tokio::time::sleep_until(stop.into()).await;
+        cpu_micros().saturating_sub(before)
+    });
     let handles: Vec<_> = states
         .into_iter()
         .enumerate()
@@ -89,11 +100,39 @@ where
             count += n;
         }
     }
+    let cpu = cpu.await.unwrap_or_default();
     Measurement {
         ops_per_sec: count as f64 / load.duration.as_secs_f64(),
         p50_us: total.value_at_quantile(0.50) as f64,
         p99_us: total.value_at_quantile(0.99) as f64,
+        cpu_us_per_op: cpu as f64 / count.max(1) as f64,
     }
+}
+
+/// The process id of the Redis the harness started, if it did: its CPU
+/// time counts in [`cpu_micros`] (a `--redis` server's cannot be read).
+pub(crate) static REDIS_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// CPU time (user + system) used so far by this process and the harness'
+/// Redis, in µs, at the 10 ms resolution of `/proc/<pid>/stat`.
+fn cpu_micros() -> u64 {
+    let redis = REDIS_PID.get().map_or(0, |pid| cpu_ticks(&pid.to_string()));
+    (cpu_ticks("self") + redis) * 10_000
+}
+
+/// `utime + stime` of `pid` in clock ticks (`USER_HZ`, 100 per second on
+/// Linux); 0 when it cannot be read.
+fn cpu_ticks(pid: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
+    field(11).unwrap_or(0) + field(12).unwrap_or(0)
 }
 
 pub(crate) fn new_histogram() -> Histogram<u64> {

@@ -124,6 +124,8 @@ pub(crate) fn rounds_json(paired: &crate::measure::Paired) -> serde_json::Value 
                 "p50_us": round.scenario.p50_us,
                 "p99_us": round.scenario.p99_us,
                 "ratio": (round.ratio * 1000.0).round() / 1000.0,
+                "baseline_cpu_us_per_op": (round.baseline.cpu_us_per_op * 100.0).round() / 100.0,
+                "cpu_us_per_op": (round.scenario.cpu_us_per_op * 100.0).round() / 100.0,
             })
         })
         .collect::<Vec<_>>()
