@@ -54,11 +54,15 @@ pub(crate) struct TagVersions {
     max_age: Duration,
 }
 
+/// Tag → value, hashed with foldhash (randomly seeded): SipHash was most
+/// of an L1 hit's tag check.
+type Map<V> = HashMap<String, V, foldhash::quality::RandomState>;
+
 #[derive(Debug, Default)]
 struct State {
-    known: HashMap<String, Known>,
+    known: Map<Known>,
     /// Versions written here that the store has not taken yet.
-    pending: HashMap<String, u64>,
+    pending: Map<u64>,
     /// Counts changes (messages, writes, forgetting), so that a store read
     /// does not overwrite what changed while it was in flight.
     changes: u64,
@@ -195,12 +199,34 @@ impl TagVersions {
         if recorded.is_empty() {
             return Ok(true);
         }
+        if let Some(current) = self.known_current(recorded) {
+            return Ok(current);
+        }
         let tags: Vec<&str> = recorded.iter().map(|(tag, _)| tag.as_str()).collect();
         let current = self.current(store, layout, &tags).await?;
         Ok(recorded
             .iter()
             .zip(current)
             .all(|((_, version), current)| *version == current))
+    }
+
+    /// [`TagVersions::are_current`] when every tag's version is pending or
+    /// known here (the usual case for an L1 hit): one lock, no allocation.
+    /// `None` when one must be read from the store.
+    fn known_current(&self, recorded: &[(String, u64)]) -> Option<bool> {
+        let state = self.state.lock();
+        let mut all_current = true;
+        for (tag, version) in recorded {
+            let current = match state.pending.get(tag) {
+                Some(pending) => *pending,
+                None => match state.known.get(tag) {
+                    Some(known) if known.at.elapsed() < self.max_age => known.version,
+                    _ => return None,
+                },
+            };
+            all_current &= current == *version;
+        }
+        Some(all_current)
     }
 
     /// Records a version seen elsewhere (a backplane message, a write): it
