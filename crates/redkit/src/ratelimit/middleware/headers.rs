@@ -7,6 +7,7 @@
 //! IETF `draft-ietf-httpapi-ratelimit-headers`: `RateLimit-Policy:
 //! "name";q=limit;w=window_seconds` and `RateLimit: "name";r=remaining;t=reset_seconds`.
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::ratelimit::{Decision, Policy};
@@ -23,6 +24,13 @@ pub(super) fn policy_header(policy: &Policy) -> Option<HeaderValue> {
     HeaderValue::from_str(&value).ok()
 }
 
+// Names made once: a `&str` name is parsed on every insert.
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
 pub(super) fn apply(
     headers: &mut HeaderMap,
     policy: &Policy,
@@ -32,7 +40,7 @@ pub(super) fn apply(
 ) {
     let reset = ceil_secs(decision.reset_after);
     if let Some(value) = policy_header {
-        headers.insert("ratelimit-policy", value.clone());
+        headers.insert(RATELIMIT_POLICY, value.clone());
     }
     // Without `format!` or a copy into the header: this runs on every
     // response.
@@ -47,15 +55,12 @@ pub(super) fn apply(
     ]
     .concat();
     if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(state)) {
-        headers.insert("ratelimit", value);
+        headers.insert(RATELIMIT, value);
     }
     if legacy {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(policy.limit()));
-        headers.insert(
-            "x-ratelimit-remaining",
-            HeaderValue::from(decision.remaining),
-        );
-        headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(policy.limit()));
+        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
     }
     if !decision.allowed {
         headers.insert(
