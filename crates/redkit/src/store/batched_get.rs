@@ -14,7 +14,9 @@
 //! round trip to save and answers directly.
 //!
 //! Background tasks send the `MGET`s, so a caller that gives up (a dropped
-//! request) never strands the reads of others.
+//! request) never strands the reads of others. A read that arrives while
+//! its lane's `MGET` is in flight waits for that one, then for its own: at
+//! most two command timeouts when Redis hangs, where a lone `GET` waits one.
 
 use std::sync::Arc;
 
