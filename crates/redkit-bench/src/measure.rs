@@ -58,10 +58,12 @@ where
     let start = Instant::now() + Duration::from_millis(5);
     let measure_from = start + load.warmup;
     let stop = measure_from + load.duration;
-    let cpu = tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from.into()).await;
+    // On a blocking thread: load tasks that never yield (an L1 hit) would
+    // starve a sampling task on the runtime.
+    let cpu = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
         let before = cpu_micros();
-        tokio::time::sleep_until(stop.into()).await;
+        std::thread::sleep(stop.saturating_duration_since(Instant::now()));
         cpu_micros().saturating_sub(before)
     });
     let handles: Vec<_> = states
