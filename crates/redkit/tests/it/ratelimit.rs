@@ -19,7 +19,7 @@ use redkit::store::{EmbeddedStore, RedisStore, Store};
 use redkit_testkit::RedisServer;
 use tower::ServiceExt;
 
-use crate::support::connected;
+use crate::support::{connected, patiently_connected};
 
 /// A limiter on `store` without local blocks: every check reaches the
 /// store (and local blocks follow the real clock).
@@ -143,7 +143,7 @@ async fn presets_match_the_seeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lua_scripts_agree_with_the_native_ones_on_redis() {
     let server = RedisServer::new();
-    scripts_agree_with_native_ones(RedisStore::new(connected(&server).await)).await;
+    scripts_agree_with_native_ones(RedisStore::new(patiently_connected(&server).await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,8 +177,8 @@ async fn scripts_agree_with_native_ones(store: RedisStore) {
 async fn two_instances_share_one_limit() {
     let server = RedisServer::new();
     instances_share_one_limit(
-        RedisStore::new(connected(&server).await),
-        RedisStore::new(connected(&server).await),
+        RedisStore::new(patiently_connected(&server).await),
+        RedisStore::new(patiently_connected(&server).await),
     )
     .await;
 }
@@ -497,8 +497,8 @@ async fn local_leases_save_round_trips_and_never_over_admit_across_instances() {
             .build()
             .unwrap()
     };
-    let a = leasing(connected(&server).await);
-    let b = leasing(connected(&server).await);
+    let a = leasing(patiently_connected(&server).await);
+    let b = leasing(patiently_connected(&server).await);
     let policy = Policy::new("leased", 1000, Duration::from_secs(3600)).unwrap();
     let before = evalsha_calls(&connection).await;
     let mut tasks = Vec::new();
@@ -637,7 +637,7 @@ async fn a_refused_key_is_a_400_in_the_documented_error_shape() {
 async fn concurrent_checks_share_calls_and_count_each_key_exactly() {
     let server = RedisServer::new();
     let connection = connected(&server).await;
-    let limiter = unblocked(RedisStore::new(connected(&server).await));
+    let limiter = unblocked(RedisStore::new(patiently_connected(&server).await));
     let sliding = Policy::new("batch_sw", 300, Duration::from_secs(3600)).unwrap();
     let gcra = Policy::gcra("batch_g", 200, Duration::from_secs(3600), 200).unwrap();
     let before = evalsha_calls(&connection).await;
@@ -691,7 +691,7 @@ async fn concurrent_checks_share_calls_and_count_each_key_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_of_another_type_fails_only_its_own_check() {
     let server = RedisServer::new();
-    let redis = RedisStore::new(connected(&server).await);
+    let redis = RedisStore::new(patiently_connected(&server).await);
     let embedded = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
     wrong_type_fails_alone_on_every_path(RateLimiter::new(redis.clone()).unwrap(), redis).await;
     wrong_type_fails_alone_on_every_path(RateLimiter::new(embedded.clone()).unwrap(), embedded)
@@ -803,7 +803,7 @@ async fn checks_given_up_while_redis_hangs_strand_no_other_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_of_different_costs_each_count_their_own_cost() {
     let server = RedisServer::new();
-    let redis = unblocked(RedisStore::new(connected(&server).await));
+    let redis = unblocked(RedisStore::new(patiently_connected(&server).await));
     each_check_counts_its_own_cost(redis).await;
     each_check_counts_its_own_cost(embedded_limiter()).await;
 }
