@@ -12,8 +12,8 @@ use redkit_testkit::{Fault, FaultProxy, RedisCluster, RedisSentinel, RedisServer
 use serde_json::json;
 
 use crate::support::{
-    Client, Events, TestDb, TestServer, eventually, fast_redis_config, patient, start_with,
-    test_config,
+    Client, Events, TestDb, TestServer, eventually, fast_redis_config, patient, start_ready,
+    start_with, test_config,
 };
 
 /// Servers A and B on `redis` and one database, with `auth_limit` logins
@@ -28,8 +28,8 @@ async fn pair(redis: &RedisConfig, auth_limit: u64) -> (TestServer, TestServer) 
         auth_limit,
         Duration::from_secs(300),
     ));
-    let a = start_with(Some(redis.clone()), db.clone(), config.clone()).await;
-    let b = start_with(Some(redis.clone()), db, config).await;
+    let a = start_ready(redis.clone(), db.clone(), config.clone()).await;
+    let b = start_ready(redis.clone(), db, config).await;
     (a, b)
 }
 

@@ -94,12 +94,35 @@ pub async fn start_with(
     db: TestDb,
     config: ServiceConfig,
 ) -> TestServer {
-    let metrics = install_metrics_recorder();
+    start_kit(kit_for(redis), db, config).await
+}
+
+/// Like [`start_with`], once Redis is ready (5 s at most): a service that
+/// starts while its Redis is still connecting serves from the embedded
+/// fallback store meanwhile, where two instances do not share counts.
+/// Connecting to a Cluster (the topology is discovered first) took long
+/// enough on a loaded CI for the first requests to land there.
+pub async fn start_ready(redis: RedisConfig, db: TestDb, config: ServiceConfig) -> TestServer {
+    let kit = kit_for(Some(redis));
+    if let Some(connection) = kit.connection() {
+        connection
+            .wait_ready(Duration::from_secs(5))
+            .await
+            .expect("the test's Redis is ready within 5 s");
+    }
+    start_kit(kit, db, config).await
+}
+
+fn kit_for(redis: Option<RedisConfig>) -> Redkit {
     let mut builder = Redkit::builder();
     if let Some(redis) = redis {
         builder = builder.redis(redis);
     }
-    let kit = builder.build().unwrap();
+    builder.build().unwrap()
+}
+
+async fn start_kit(kit: Redkit, db: TestDb, config: ServiceConfig) -> TestServer {
+    let metrics = install_metrics_recorder();
     let state = AppState::new(kit, metrics, config).await.unwrap();
     let server = RunningServer::start(([127, 0, 0, 1], 0).into(), state)
         .await
