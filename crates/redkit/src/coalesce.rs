@@ -1,9 +1,12 @@
 //! Work queued by many tasks and sent in batches by one of them at a time:
 //! the cache backplane's "keys written" notices, the queue's
-//! acknowledgements, rate-limit checks and session reads. While a batch is in flight the next items gather, so
+//! acknowledgements, and, through [`Lanes`], rate-limit checks and session
+//! reads. While a batch is in flight the next items gather, so
 //! under load one round trip carries many of them, and when idle an item
 //! goes out at once.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
@@ -50,6 +53,49 @@ impl<T> Coalesced<T> {
             if self.pending.lock().is_empty() || self.flushing.swap(true, Ordering::AcqRel) {
                 return None;
             }
+        }
+    }
+}
+
+/// Calls one [`Lanes`] may have in flight at once: while Redis runs one, the
+/// replies of another are handed out and the next gathers.
+const LANES: usize = 2;
+
+/// Items answered by calls in background tasks (the rate limiter's checks,
+/// session reads): each lane sends one call at a time, the items arriving
+/// meanwhile gather for its next one, and an item joins a lane at random.
+/// The tasks send the calls, so a caller that gives up never strands the
+/// items of others.
+#[derive(Debug)]
+pub(crate) struct Lanes<T> {
+    lanes: [Arc<Coalesced<T>>; LANES],
+}
+
+impl<T> Default for Lanes<T> {
+    fn default() -> Self {
+        Lanes {
+            lanes: std::array::from_fn(|_| Arc::default()),
+        }
+    }
+}
+
+impl<T: Send + 'static> Lanes<T> {
+    /// Queues `item`; when its lane has no call running, starts a task that
+    /// sends the lane's batches of at most `max` items with `send` until
+    /// none is left.
+    pub(crate) fn push<F, Fut>(&self, item: T, max: usize, send: F)
+    where
+        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let lane = &self.lanes[fastrand::usize(..LANES)];
+        if lane.push([item]) {
+            let lane = lane.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = lane.next_batch(max) {
+                    send(batch).await;
+                }
+            });
         }
     }
 }

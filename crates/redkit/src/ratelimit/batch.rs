@@ -14,12 +14,10 @@
 //! goes alone there; the embedded store has no round trip to save and runs
 //! each check directly.
 
-use std::sync::Arc;
-
 use tokio::sync::oneshot;
 
 use super::algorithm::{CHECKS, CheckArgs, WIDTH, call_args};
-use crate::coalesce::Coalesced;
+use crate::coalesce::Lanes;
 use crate::error::{Error, Result};
 use crate::store::{Backend, ScriptValue, Store};
 
@@ -29,15 +27,10 @@ pub(super) const MAX_CHECKS: usize = 128;
 /// One check's reply: `allowed, remaining, retry_after_us, reset_after_us`.
 pub(super) type Reply = [i64; WIDTH];
 
-/// Calls one limiter may have in flight at once: while Redis runs one, the
-/// replies of another are handed out and the next gathers.
-const LANES: usize = 2;
-
-/// The checks waiting for the next calls of one limiter: each lane sends
-/// one call at a time, and a check joins a lane at random.
+/// The checks waiting for the next calls of one limiter.
 #[derive(Debug, Default)]
 pub(super) struct Batches {
-    lanes: [Arc<Coalesced<Waiting>>; LANES],
+    lanes: Lanes<Waiting>,
 }
 
 #[derive(Debug)]
@@ -60,15 +53,12 @@ impl Batches {
             return run_one(store, &key, &args).await;
         }
         let (reply, answer) = oneshot::channel();
-        let lane = &self.lanes[fastrand::usize(..LANES)];
-        if lane.push([Waiting { key, args, reply }]) {
-            let (store, waiting) = (store.clone(), lane.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = waiting.next_batch(MAX_CHECKS) {
-                    send(&store, batch).await;
-                }
+        let store = store.clone();
+        self.lanes
+            .push(Waiting { key, args, reply }, MAX_CHECKS, move |batch| {
+                let store = store.clone();
+                async move { send(&store, batch).await }
             });
-        }
         answer.await.unwrap_or_else(|_| {
             Err(Error::Script {
                 script: CHECKS.name(),

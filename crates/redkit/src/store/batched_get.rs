@@ -13,31 +13,26 @@
 //! slot, so each read is a plain `GET` there; the embedded store has no
 //! round trip to save and answers directly.
 //!
+//! Reads join one of two lanes ([`Lanes`]), each with one `MGET` in flight.
 //! Background tasks send the `MGET`s, so a caller that gives up (a dropped
 //! request) never strands the reads of others. A read that arrives while
 //! its lane's `MGET` is in flight waits for that one, then for its own: at
 //! most two command timeouts when Redis hangs, where a lone `GET` waits one.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::{Backend, Store};
-use crate::coalesce::Coalesced;
+use crate::coalesce::Lanes;
 use crate::error::{Error, Result};
 
 /// The most keys in one `MGET`: bounds the time one call holds Redis.
 pub(crate) const MAX_KEYS: usize = 128;
 
-/// `MGET`s one [`BatchedGets`] may have in flight at once: while Redis runs
-/// one, the replies of another are handed out and the next gathers.
-const LANES: usize = 2;
-
 /// Reads waiting for the next `MGET`s of one reader.
 #[derive(Debug, Default)]
 pub(crate) struct BatchedGets {
-    lanes: [Arc<Coalesced<Waiting>>; LANES],
+    lanes: Lanes<Waiting>,
 }
 
 #[derive(Debug)]
@@ -54,19 +49,15 @@ impl BatchedGets {
             return store.get(key).await;
         }
         let (reply, answer) = oneshot::channel();
-        let lane = &self.lanes[fastrand::usize(..LANES)];
         let waiting = Waiting {
             key: key.to_owned(),
             reply,
         };
-        if lane.push([waiting]) {
-            let (store, lane) = (store.clone(), lane.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = lane.next_batch(MAX_KEYS) {
-                    send(&store, batch).await;
-                }
-            });
-        }
+        let store = store.clone();
+        self.lanes.push(waiting, MAX_KEYS, move |batch| {
+            let store = store.clone();
+            async move { send(&store, batch).await }
+        });
         answer.await.unwrap_or_else(|_| {
             Err(Error::Command {
                 command: "MGET".to_owned(),
