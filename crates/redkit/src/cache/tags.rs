@@ -123,15 +123,9 @@ impl TagVersions {
         let started = {
             let state = self.state.lock();
             for (i, tag) in tags.iter().enumerate() {
-                if let Some(version) = state.pending.get(*tag) {
-                    versions[i] = *version;
-                    continue;
-                }
-                match state.known.get(*tag) {
-                    Some(known) if known.at.elapsed() < self.max_age => {
-                        versions[i] = known.version;
-                    }
-                    _ => missing.push(i),
+                match self.version_here(&state, tag) {
+                    Some(version) => versions[i] = version,
+                    None => missing.push(i),
                 }
             }
             state.changes
@@ -217,16 +211,22 @@ impl TagVersions {
         let state = self.state.lock();
         let mut all_current = true;
         for (tag, version) in recorded {
-            let current = match state.pending.get(tag) {
-                Some(pending) => *pending,
-                None => match state.known.get(tag) {
-                    Some(known) if known.at.elapsed() < self.max_age => known.version,
-                    _ => return None,
-                },
-            };
-            all_current &= current == *version;
+            all_current &= self.version_here(&state, tag)? == *version;
         }
         Some(all_current)
+    }
+
+    /// The version of `tag` this instance can answer for without the store:
+    /// its pending one, else a known one younger than `max_age`.
+    fn version_here(&self, state: &State, tag: &str) -> Option<u64> {
+        if let Some(pending) = state.pending.get(tag) {
+            return Some(*pending);
+        }
+        state
+            .known
+            .get(tag)
+            .filter(|known| known.at.elapsed() < self.max_age)
+            .map(|known| known.version)
     }
 
     /// Records a version seen elsewhere (a backplane message, a write): it
