@@ -42,11 +42,16 @@ impl Codec {
         }
     }
 
-    pub(crate) fn encode<T: Serialize>(self, value: &T) -> Result<Vec<u8>, BoxError> {
+    /// Appends the encoded `value` to `out`.
+    pub(crate) fn encode_into<T: Serialize>(
+        self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BoxError> {
         match self {
-            Codec::Json => Ok(serde_json::to_vec(value)?),
+            Codec::Json => Ok(serde_json::to_writer(out, value)?),
             #[cfg(feature = "msgpack")]
-            Codec::MessagePack => Ok(rmp_serde::to_vec_named(value)?),
+            Codec::MessagePack => Ok(rmp_serde::encode::write_named(out, value)?),
         }
     }
 

@@ -462,18 +462,8 @@ impl<S: Store> Engine<S> {
             ));
         }
         self.check_tags(&options.tags)?;
-        let mut payloads = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
+        for (key, _) in entries {
             self.check_key(key)?;
-            let payload = self
-                .settings
-                .codec
-                .encode(*value)
-                .map_err(|source| Error::Encode {
-                    key: (*key).to_owned(),
-                    source,
-                })?;
-            payloads.push(payload);
         }
         let tag_names: Vec<&str> = options.tags.iter().map(String::as_str).collect();
         let versions = if tag_names.is_empty() {
@@ -487,8 +477,8 @@ impl<S: Store> Engine<S> {
         };
         let tags: Vec<(String, u64)> = options.tags.iter().cloned().zip(versions).collect();
         let now = self.now_ms();
-        let mut encoded = Vec::with_capacity(entries.len());
-        for payload in &payloads {
+        let mut prepared = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
             let ttl = jittered(options.ttl, options.ttl_jitter);
             let fresh_until = now.saturating_add(millis(ttl));
             let meta = Meta {
@@ -499,38 +489,40 @@ impl<S: Store> Engine<S> {
             let bytes = envelope::encode(
                 &meta,
                 self.settings.codec,
-                payload,
+                *value,
                 self.settings.compress_above,
-            );
-            encoded.push((meta, bytes));
+            )
+            .map_err(|source| Error::Encode {
+                key: (*key).to_owned(),
+                source,
+            })?;
+            prepared.push(Prepared {
+                entry_key: self.layout.entry(key),
+                ttl: Duration::from_millis(meta.keep_until.saturating_sub(now).max(1)),
+                meta,
+                bytes,
+            });
         }
-        let entry_keys: Vec<String> = entries
-            .iter()
-            .map(|(key, _)| self.layout.entry(key))
-            .collect();
         if self.breaker.allows(now) {
-            let sets: Vec<SetEntry<'_>> = entry_keys
-                .iter()
-                .zip(&encoded)
-                .map(|(key, (meta, bytes))| SetEntry {
-                    key,
-                    value: bytes,
-                    ttl: Some(Duration::from_millis(
-                        meta.keep_until.saturating_sub(now).max(1),
-                    )),
-                })
-                .collect();
-            let result = if sets.len() == 1 {
+            let result = if let [one] = prepared.as_slice() {
                 self.store
-                    .set(sets[0].key, sets[0].value, sets[0].ttl)
+                    .set(&one.entry_key, &one.bytes, Some(one.ttl))
                     .await
             } else {
+                let sets: Vec<SetEntry<'_>> = prepared
+                    .iter()
+                    .map(|entry| SetEntry {
+                        key: &entry.entry_key,
+                        value: &entry.bytes,
+                        ttl: Some(entry.ttl),
+                    })
+                    .collect();
                 self.store.set_many(&sets).await
             };
             match result {
                 Ok(()) => {
                     self.breaker.success();
-                    let written: usize = encoded.iter().map(|(_, bytes)| bytes.len()).sum();
+                    let written: usize = prepared.iter().map(|entry| entry.bytes.len()).sum();
                     self.counters.bytes_written(written as u64);
                 }
                 Err(error) => self.l2_failed("set", &error),
@@ -539,9 +531,12 @@ impl<S: Store> Engine<S> {
         if options.l1
             && let Some(l1) = self.local.l1()
         {
-            for ((key, value), (meta, bytes)) in entries.iter().zip(encoded) {
-                let weight = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-                l1.insert((*key).to_owned(), l1::entry((*value).clone(), meta, weight));
+            for ((key, value), entry) in entries.iter().zip(prepared) {
+                let weight = u32::try_from(entry.bytes.len()).unwrap_or(u32::MAX);
+                l1.insert(
+                    (*key).to_owned(),
+                    l1::entry((*value).clone(), entry.meta, weight),
+                );
             }
         } else {
             self.evict_locally(entries.iter().map(|(key, _)| *key));
@@ -555,6 +550,15 @@ impl<S: Store> Engine<S> {
         );
         Ok(())
     }
+}
+
+/// One entry of a write, encoded and ready for L2 and L1.
+struct Prepared {
+    entry_key: String,
+    meta: Meta,
+    bytes: Bytes,
+    /// How long L2 keeps it: until `meta.keep_until`.
+    ttl: Duration,
 }
 
 /// `ttl` plus a uniformly random extra in `0..=jitter`.

@@ -11,13 +11,17 @@
 //! is plain JSON, readable from any language once the header is skipped.
 //! Anything that does not parse is corrupt: the cache treats it as a miss.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
+use serde::Serialize;
 
 use super::codec::Codec;
+use crate::error::BoxError;
 
 const MAGIC: &[u8; 2] = b"RK";
 const VERSION: u8 = 1;
 const COMPRESSED: u8 = 0b0000_0001;
+/// Where the flags byte sits: after the magic and the version.
+const FLAGS_AT: usize = 3;
 
 /// Metadata stored with every entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,18 +72,33 @@ pub(crate) enum Corrupt {
     Compression,
 }
 
-pub(crate) fn encode(meta: &Meta, codec: Codec, payload: &[u8], compress_above: usize) -> Bytes {
-    let compressed = cfg!(feature = "lz4") && payload.len() > compress_above;
-    let body: std::borrow::Cow<'_, [u8]> = if compressed {
-        compress(payload).into()
-    } else {
-        payload.into()
-    };
+/// The stored form of `value`: the header, then the payload `codec` writes
+/// straight into the same buffer (one allocation, no copy), compressed in
+/// place when longer than `compress_above`.
+pub(crate) fn encode<T: Serialize>(
+    meta: &Meta,
+    codec: Codec,
+    value: &T,
+    compress_above: usize,
+) -> Result<Bytes, BoxError> {
+    frame(meta, codec, compress_above, |out| {
+        codec.encode_into(value, out)
+    })
+}
+
+/// The header of `meta`, then what `write_payload` appends.
+fn frame(
+    meta: &Meta,
+    codec: Codec,
+    compress_above: usize,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), BoxError>,
+) -> Result<Bytes, BoxError> {
     let tag_bytes: usize = meta.tags.iter().map(|(tag, _)| tag.len() + 10).sum();
-    let mut out = BytesMut::with_capacity(24 + tag_bytes + body.len());
+    // The header, and room for a small payload (as serde_json starts with).
+    let mut out = Vec::with_capacity(24 + tag_bytes + 128);
     out.put_slice(MAGIC);
     out.put_u8(VERSION);
-    out.put_u8((codec.id() << 4) | if compressed { COMPRESSED } else { 0 });
+    out.put_u8(codec.id() << 4);
     out.put_u64_le(meta.fresh_until);
     out.put_u64_le(meta.keep_until);
     out.put_u16_le(u16::try_from(meta.tags.len()).unwrap_or(u16::MAX));
@@ -88,8 +107,15 @@ pub(crate) fn encode(meta: &Meta, codec: Codec, payload: &[u8], compress_above: 
         out.put_slice(&tag.as_bytes()[..tag.len().min(usize::from(u16::MAX))]);
         out.put_u64_le(*version);
     }
-    out.put_slice(&body);
-    out.freeze()
+    let body_at = out.len();
+    write_payload(&mut out)?;
+    if cfg!(feature = "lz4") && out.len() - body_at > compress_above {
+        let compressed = compress(&out[body_at..]);
+        out.truncate(body_at);
+        out.extend_from_slice(&compressed);
+        out[FLAGS_AT] |= COMPRESSED;
+    }
+    Ok(Bytes::from(out))
 }
 
 pub(crate) fn decode(bytes: &Bytes) -> Result<DecodedEntry, Corrupt> {
@@ -178,6 +204,15 @@ impl<'a> Reader<'a> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The stored form of ready-made payload bytes.
+    fn encode(meta: &Meta, codec: Codec, payload: &[u8], compress_above: usize) -> Bytes {
+        frame(meta, codec, compress_above, |out| {
+            out.extend_from_slice(payload);
+            Ok(())
+        })
+        .unwrap()
+    }
 
     fn meta() -> Meta {
         Meta {
