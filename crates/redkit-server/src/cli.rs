@@ -180,6 +180,11 @@ pub struct ServeArgs {
     /// a fallback, or as 503 with Retry-After — whatever Redis' latency.
     #[arg(long, env = "REDKIT_REQUEST_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// With Redis configured, wait this long (ms, s or m) for it before
+    /// listening, or `off`; past it the service starts degraded (limits per
+    /// instance, no new sessions) and moves to Redis once it connects.
+    #[arg(long, env = "REDKIT_REDIS_WAIT", default_value = "5s", value_parser = parse_optional_duration)]
+    pub redis_wait: Toggle<Duration>,
     /// Client connections served at once; more are closed as they arrive.
     #[arg(long, env = "REDKIT_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
@@ -246,6 +251,7 @@ impl ServeArgs {
             config.rate_limit_leases = None;
         }
         config.request_timeout = self.request_timeout;
+        config.redis_startup_wait = self.redis_wait.0.unwrap_or(Duration::ZERO);
         config.connections.max_connections =
             usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         config.connections.header_read_timeout = self.header_read_timeout;

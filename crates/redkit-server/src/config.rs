@@ -74,6 +74,12 @@ pub struct ServiceConfig {
     pub request_timeout: Duration,
     /// Client connections: cap and header-read timeout. Default: 512, 5 s.
     pub connections: ConnectionLimits,
+    /// How long `redkit serve` waits for Redis before it listens. Until
+    /// Redis is ready the store serves from its embedded fallback, where
+    /// instances share no rate-limit counts and sessions cannot be created;
+    /// past the wait the service starts anyway, degraded, and moves to
+    /// Redis once it connects. Zero listens at once. Default: 5 s.
+    pub redis_startup_wait: Duration,
     /// Password hashing threads and queue. Default: CPUs (≤ 4), 32.
     pub password_hashing: HashingLimits,
 }
@@ -99,6 +105,7 @@ impl Default for ServiceConfig {
             events_kept: 1000,
             request_timeout: Duration::from_secs(2),
             connections: ConnectionLimits::default(),
+            redis_startup_wait: Duration::from_secs(5),
             password_hashing: HashingLimits::default(),
         }
     }

@@ -133,11 +133,14 @@ async fn run(
     let metrics = install_metrics_recorder();
     let kit = Redkit::builder().redis(redis).build()?;
     match kit.connection() {
-        Some(connection) => tracing::info!(
-            backend = %kit.backend(),
-            redis = %connection.config().address(),
-            "using redis (connecting in the background)"
-        ),
+        Some(connection) => {
+            tracing::info!(
+                backend = %kit.backend(),
+                redis = %connection.config().address(),
+                "using redis"
+            );
+            wait_for_redis(connection, service.redis_startup_wait).await;
+        }
         None => {
             tracing::info!(backend = %kit.backend(), "using the embedded store (no REDIS_URL / REDIS_HOST)")
         }
@@ -165,6 +168,28 @@ async fn run(
     redkit_server::serve_with_admin(listener, admin, state, shutdown).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Waits at most `wait` for the connection to be ready, so the first
+/// requests are served from Redis, not from the embedded fallback a
+/// connecting store uses meanwhile (where two instances count rate limits
+/// apart). Past the wait, or when Redis refuses this client, the service
+/// starts anyway, degraded, and says so.
+async fn wait_for_redis(
+    connection: &redkit::connection::RedisConnection,
+    wait: std::time::Duration,
+) {
+    if wait.is_zero() {
+        return;
+    }
+    match connection.wait_ready(wait).await {
+        Ok(()) => tracing::info!("redis ready"),
+        Err(error) => tracing::warn!(
+            %error,
+            waited = ?wait,
+            "redis is not ready; starting degraded (rate limits per instance, no logins) until it is"
+        ),
+    }
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called and

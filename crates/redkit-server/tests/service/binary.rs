@@ -138,6 +138,8 @@ fn bad_service_options_are_named_and_exit_non_zero() {
         (&["--session-ttl", "forever"], &[], "--session-ttl"),
         (&["--cookie-secure", "maybe"], &[], "--cookie-secure"),
         (&[], &[("REDKIT_SESSION_CACHE", "soon")], "--session-cache"),
+        (&["--redis-wait", "0"], &[], "--redis-wait"),
+        (&[], &[("REDKIT_REDIS_WAIT", "a while")], "--redis-wait"),
         (
             &["--rate-limit-leases", "sometimes"],
             &[],
@@ -200,6 +202,7 @@ fn help_documents_the_options_and_redis_variables() {
         "--session-ttl",
         "--session-cache",
         "--rate-limit-leases",
+        "--redis-wait",
         "REDIS_URL",
         "REDIS_PASSWORD",
         "REDIS_FALLBACK",
@@ -270,4 +273,116 @@ fn a_sigterm_right_after_listening_still_shuts_down_cleanly() {
         let (child, lines, _) = start_service(&[], &dir.path().join("redkit.db"));
         terminate_cleanly(child, lines);
     }
+}
+
+/// The `serving` backend of `/health` and the status of a registration, the
+/// moment the service listens at `address`.
+fn first_answers(address: &str) -> (String, u16) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let health: serde_json::Value = http
+            .get(format!("http://{address}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let register = http
+            .post(format!("http://{address}/auth/register"))
+            .json(&serde_json::json!({ "username": "early", "password": "early-password" }))
+            .send()
+            .await
+            .unwrap();
+        (
+            health["serving"].as_str().unwrap_or_default().to_owned(),
+            register.status().as_u16(),
+        )
+    })
+}
+
+/// A service started before its Redis listens only once Redis is ready:
+/// its first requests are served from Redis (a registration needs it),
+/// not from the embedded fallback where instances count limits apart.
+#[test]
+fn the_service_listens_once_its_redis_is_ready() {
+    let mut redis = redkit_testkit::RedisServer::builder().prepare();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let late_start = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(800));
+        redis.start();
+        redis
+    });
+    let (child, lines, address) = crate::support::start_service_with_env(
+        &["--redis-wait", "20s"],
+        &dir.path().join("redkit.db"),
+        &[("REDIS_URL", &url)],
+    );
+    let listened_after = started.elapsed();
+    let _redis = late_start.join().unwrap();
+    assert!(
+        listened_after >= Duration::from_millis(800),
+        "listened after {listened_after:?}, before Redis was started"
+    );
+    assert_eq!(first_answers(&address), ("redis".to_owned(), 201));
+    terminate_cleanly(child, lines);
+}
+
+/// Without Redis the wait is bounded: the service starts degraded after it,
+/// says why, and serves what needs no Redis.
+#[test]
+fn without_redis_the_service_starts_degraded_after_its_wait() {
+    let never_started = redkit_testkit::RedisServer::builder().prepare();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (mut child, mut lines) = {
+        use std::io::BufRead;
+        let mut child = crate::support::redkit_binary()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis-wait",
+                "1s",
+                "--db",
+            ])
+            .arg(dir.path().join("redkit.db"))
+            .env("REDIS_URL", never_started.url())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        (child, std::io::BufReader::new(stdout).lines())
+    };
+    let mut before_listening = Vec::new();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the service printed its address")
+            .unwrap();
+        if let Some((_, rest)) = line.split_once("listening on http://") {
+            break rest.trim().to_owned();
+        }
+        before_listening.push(line);
+    };
+    let listened_after = started.elapsed();
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(10)).contains(&listened_after),
+        "listened after {listened_after:?}; expected just after the 1 s wait"
+    );
+    assert!(
+        before_listening
+            .iter()
+            .any(|line| line.contains("redis is not ready; starting degraded")),
+        "{before_listening:?}"
+    );
+    let (serving, register) = first_answers(&address);
+    assert_eq!(serving, "embedded");
+    assert_eq!(register, 503, "no sessions without Redis");
+    let _ = child.kill();
+    let _ = child.wait();
 }

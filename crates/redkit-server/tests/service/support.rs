@@ -412,12 +412,22 @@ pub type ServiceOutput = std::io::Lines<std::io::BufReader<std::process::ChildSt
 /// and `args`: the process, the rest of its stdout (drain it, or the service
 /// blocks on a full pipe) and the address it listens on.
 pub fn start_service(args: &[&str], db: &Path) -> (std::process::Child, ServiceOutput, String) {
+    start_service_with_env(args, db, &[])
+}
+
+/// [`start_service`] with environment variables (`REDIS_URL`, …).
+pub fn start_service_with_env(
+    args: &[&str],
+    db: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, ServiceOutput, String) {
     use std::io::BufRead;
     use std::process::Stdio;
     let mut child = redkit_binary()
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
