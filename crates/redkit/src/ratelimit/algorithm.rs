@@ -20,11 +20,12 @@
 //!
 //! `ARGV` names each distinct check of the call once — a group: the
 //! algorithm (`GCRA` = 1, `SLIDING_WINDOW` = 2) and its three numbers — and
-//! then one group number per key: `G, (algorithm, x, y, cost) × G, group × N`.
-//! A call of many keys of one policy (the usual batch) sends and parses its
-//! four numbers once: per key, Redis turns one argument into a Lua string and
-//! the script one into a number, where four of each measured 20 % more of the
-//! script's time (see docs/BENCHMARKS.md). The reply holds four
+//! then, when there is more than one group, one group number per key:
+//! `G, (algorithm, x, y, cost) × G [, group × N]`. A call of many keys of
+//! one policy (the usual batch) sends and parses its four numbers once and
+//! nothing per key: each argument per key costs Redis a Lua string and the
+//! script a number, and four of each measured 20 % more of the script's
+//! time (see docs/BENCHMARKS.md). The reply holds four
 //! integers per key, `allowed, remaining, retry_after_us, reset_after_us`;
 //! `allowed` is `WRONG_TYPE` for a key that holds a value of another type
 //! (the other keys of the call are checked as usual). A negative cost gives
@@ -158,7 +159,8 @@ local first = 4 * groups + 1
 
 local out = {}
 for i = 1, #KEYS do
-  local g = tonumber(ARGV[first + i])
+  local g = 1
+  if groups > 1 then g = tonumber(ARGV[first + i]) end
   local key = KEYS[i]
   local raw = written[key]
   if raw == nil then raw = stored[i] end
@@ -180,13 +182,15 @@ return out
 fn checks_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<ScriptValue> {
     let keys = ctx.key_count();
     let groups = usize::try_from(arg(args, 0)?).unwrap_or(usize::MAX);
+    let per_key = if groups == 1 { 0 } else { keys };
     if groups
         .checked_mul(WIDTH)
-        .and_then(|numbers| numbers.checked_add(1 + keys))
+        .and_then(|numbers| numbers.checked_add(1 + per_key))
         != Some(args.len())
     {
         return Err(script_error(format!(
-            "{} arguments for {keys} keys and {groups} groups; expected 1 + {WIDTH} per group + 1 per key",
+            "{} arguments for {keys} keys and {groups} groups; expected 1 + {WIDTH} per group, \
+             then (with more than one group) 1 per key",
             args.len()
         )));
     }
@@ -194,7 +198,11 @@ fn checks_native(ctx: &mut dyn ScriptContext, args: &[ScriptArg]) -> Result<Scri
     let first = 1 + groups * WIDTH;
     let mut out = Vec::with_capacity(keys * WIDTH);
     for key in 0..keys {
-        let group = arg(args, first + key)?;
+        let group = if groups == 1 {
+            1
+        } else {
+            arg(args, first + key)?
+        };
         let at = usize::try_from(group)
             .ok()
             .filter(|group| (1..=groups).contains(group))
@@ -351,7 +359,10 @@ pub(crate) fn call_args<'a>(checks: impl IntoIterator<Item = &'a CheckArgs>) -> 
     let mut args = Vec::with_capacity(1 + groups.len() * WIDTH + of_key.len());
     args.push(ScriptArg::Int(groups.len() as i64));
     args.extend(groups.iter().flat_map(|check| check.map(ScriptArg::Int)));
-    args.extend(of_key.into_iter().map(|group| ScriptArg::Int(group as i64)));
+    // One group (the usual batch): every key is in it, nothing to say per key.
+    if groups.len() > 1 {
+        args.extend(of_key.into_iter().map(|group| ScriptArg::Int(group as i64)));
+    }
     args
 }
 
@@ -421,39 +432,51 @@ mod tests {
             .concat()
         );
         assert_eq!(call_args([]).len(), 1, "no checks: no groups");
+        assert_eq!(
+            call_args([&gcra, &gcra, &gcra]).len(),
+            1 + WIDTH,
+            "one group: nothing per key"
+        );
     }
 
     #[tokio::test]
     async fn the_native_twin_names_a_malformed_call() {
         let store = EmbeddedStore::new(EmbeddedConfig::default()).unwrap();
         let gcra = [GCRA, 5, 1_000, 1];
-        let good = call_args([&gcra, &gcra]);
-        let reply = store.run_script(&CHECKS, &["a", "b"], &good).await.unwrap();
+        let sliding = [SLIDING_WINDOW, 10, 60_000_000, 1];
+        let one_group = call_args([&gcra, &gcra]);
+        let reply = store
+            .run_script(&CHECKS, &["a", "b"], &one_group)
+            .await
+            .unwrap();
+        assert_eq!(reply.as_array().map(<[ScriptValue]>::len), Some(2 * WIDTH));
+        let good = call_args([&gcra, &sliding]);
+        let reply = store.run_script(&CHECKS, &["c", "d"], &good).await.unwrap();
         assert_eq!(reply.as_array().map(<[ScriptValue]>::len), Some(2 * WIDTH));
 
         let short = &good[..good.len() - 1];
         let error = store
-            .run_script(&CHECKS, &["a", "b"], short)
+            .run_script(&CHECKS, &["c", "d"], short)
             .await
             .unwrap_err();
         assert!(
             error
                 .to_string()
-                .contains("expected 1 + 4 per group + 1 per key"),
+                .contains("expected 1 + 4 per group, then (with more than one group) 1 per key"),
             "{error}"
         );
 
-        for group in [0, 2, -1] {
+        for group in [0, 3, -1] {
             let mut wrong = good.clone();
-            wrong[1 + WIDTH] = ScriptArg::Int(group);
+            wrong[1 + 2 * WIDTH] = ScriptArg::Int(group);
             let error = store
-                .run_script(&CHECKS, &["a", "b"], &wrong)
+                .run_script(&CHECKS, &["c", "d"], &wrong)
                 .await
                 .unwrap_err();
             assert!(
                 error
                     .to_string()
-                    .contains(&format!("names group {group} of 1")),
+                    .contains(&format!("names group {group} of 2")),
                 "{error}"
             );
         }
