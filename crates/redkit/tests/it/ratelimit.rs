@@ -455,6 +455,34 @@ async fn spoofed_forwarding_headers_from_an_untrusted_peer_do_not_change_the_key
     }
 }
 
+/// A client with an IPv6 network cannot reset its limit by moving to
+/// another address of it: the key is its /56; the next /56 is another client.
+#[tokio::test]
+async fn ipv6_addresses_of_one_network_share_a_limit() {
+    let limiter = embedded_limiter();
+    let policy = Policy::new("v6", 3, Duration::from_secs(60)).unwrap();
+    let router = app(RateLimitLayer::new(limiter, policy));
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let peer = format!("[2001:db8:7:{:x}::{i}]:1000", i * 7);
+        statuses.push(send(&router, &peer, &[]).await.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429],
+        "rotating addresses reset the limit"
+    );
+    let next_network = send(&router, "[2001:db8:7:100::1]:1000", &[]).await;
+    assert_eq!(next_network.status(), StatusCode::OK);
+    // An IPv4-mapped peer is its IPv4 client.
+    for _ in 0..3 {
+        let response = send(&router, "192.0.2.44:1000", &[]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let mapped = send(&router, "[::ffff:192.0.2.44]:1000", &[]).await;
+    assert_eq!(mapped.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn keys_by_header_or_custom_function_and_scope() {
     let limiter = embedded_limiter();

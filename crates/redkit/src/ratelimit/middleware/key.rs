@@ -1,6 +1,6 @@
 //! [`KeyBy`]: how a request is turned into a rate-limit key.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -12,6 +12,13 @@ pub type KeyFn = Arc<dyn Fn(&Parts, IpAddr) -> Option<String> + Send + Sync>;
 #[derive(Clone)]
 pub enum KeyBy {
     /// The client IP (see [`TrustedProxies`](crate::ratelimit::TrustedProxies)). Default.
+    ///
+    /// An IPv6 client is keyed by its /56 network, not its address: one
+    /// subscriber is given at least a /64 (usually a /56) and could rotate
+    /// through its addresses, one fresh limit each (express-rate-limit keys
+    /// the same /56 by default). An IPv4-mapped IPv6 address is keyed as
+    /// its IPv4 address. To key every IPv6 address apart, use
+    /// `KeyBy::custom(|_, ip| Some(ip.to_string()))`.
     ClientIp,
     /// The value of a request header (for example an API key); requests
     /// without it are keyed by client IP.
@@ -41,12 +48,20 @@ impl KeyBy {
     }
 }
 
-/// `ip:` and the address, as `format!("ip:{ip}")` writes it; IPv4 without
+/// The prefix length an IPv6 client is keyed by (see [`KeyBy::ClientIp`]).
+const IPV6_PREFIX_BITS: u32 = 56;
+
+/// `ip:` and the IPv4 address, as `format!("ip:{ip}")` writes it (without
 /// the formatting machinery, since every request of a client-IP policy
-/// makes one.
+/// makes one); `ip:<network>/56` for IPv6.
 fn ip_key(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return format!("ip:{ip}");
+    let v4 = match ip.to_canonical() {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - IPV6_PREFIX_BITS);
+            let network = Ipv6Addr::from(u128::from(v6) & mask);
+            return format!("ip:{network}/{IPV6_PREFIX_BITS}");
+        }
     };
     let mut digits = itoa::Buffer::new();
     let mut key = String::with_capacity("ip:255.255.255.255".len());
@@ -75,20 +90,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ip_keys_read_as_the_address_formatted() {
-        let addresses = [
+    fn ipv4_keys_read_as_the_address_formatted() {
+        for address in [
             "0.0.0.0",
             "127.0.0.1",
             "10.0.100.9",
             "192.168.1.255",
             "255.255.255.255",
-            "::1",
-            "2001:db8::8a2e:370:7334",
-            "::ffff:192.0.2.1",
-        ];
-        for address in addresses {
+        ] {
             let ip: IpAddr = address.parse().expect("a test address");
             assert_eq!(ip_key(ip), format!("ip:{ip}"));
         }
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_56_bit_network() {
+        let key = |address: &str| ip_key(address.parse().expect("a test address"));
+        // Addresses a subscriber can rotate through share one key.
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1::/56");
+        assert_eq!(
+            key("2001:db8:1:ff:ffff:ffff:ffff:ffff"),
+            "ip:2001:db8:1::/56"
+        );
+        assert_eq!(key("2001:db8:1:ab00::7"), "ip:2001:db8:1:ab00::/56");
+        // The next /56 is another client.
+        assert_ne!(key("2001:db8:1:100::1"), key("2001:db8:1:ff::1"));
+        assert_eq!(key("::1"), "ip:::/56");
+        // An IPv4-mapped address is its IPv4 client.
+        assert_eq!(key("::ffff:192.0.2.1"), "ip:192.0.2.1");
     }
 }
