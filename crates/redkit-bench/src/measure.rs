@@ -162,8 +162,9 @@ pub(crate) struct Round {
     pub(crate) ratio: f64,
 }
 
-/// Alternates baseline and scenario `rounds` times; reports the median run of
-/// each side and the median of the per-round ratios.
+/// Runs baseline and scenario `rounds` times, alternating which goes first;
+/// reports the median run of each side and the median of the per-round
+/// ratios.
 pub(crate) async fn paired<B, BF, S, SF>(rounds: usize, baseline: B, scenario: S) -> Paired
 where
     B: Fn() -> BF,
@@ -175,9 +176,16 @@ where
     let mut scenarios = Vec::new();
     let mut ratios = Vec::new();
     let mut all = Vec::new();
-    for _ in 0..rounds.max(1) {
-        let b = baseline().await;
-        let s = scenario().await;
+    for round in 0..rounds.max(1) {
+        // Every other round runs the scenario first, so a side that runs
+        // second is never always the one to follow the other's load.
+        let (b, s) = if round % 2 == 0 {
+            let b = baseline().await;
+            (b, scenario().await)
+        } else {
+            let s = scenario().await;
+            (baseline().await, s)
+        };
         let ratio = s.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE);
         ratios.push(ratio);
         baselines.push(b);
