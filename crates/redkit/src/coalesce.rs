@@ -81,9 +81,10 @@ impl<T> Default for Lanes<T> {
 
 impl<T: Send + 'static> Lanes<T> {
     /// Queues `item`; when its lane has no call running, starts a task that
-    /// sends the lane's batches of at most `max` items with `send` until
-    /// none is left.
-    pub(crate) fn push<F, Fut>(&self, item: T, max: usize, send: F)
+    /// sends the lane's batches of at most `max` items with the function
+    /// `sender` makes until none is left. `sender` runs only then, so what
+    /// it clones is cloned once per run of batches, not once per item.
+    pub(crate) fn push<F, Fut>(&self, item: T, max: usize, sender: impl FnOnce() -> F)
     where
         F: Fn(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
@@ -91,6 +92,7 @@ impl<T: Send + 'static> Lanes<T> {
         let lane = &self.lanes[fastrand::usize(..LANES)];
         if lane.push([item]) {
             let lane = lane.clone();
+            let send = sender();
             tokio::spawn(async move {
                 while let Some(batch) = lane.next_batch(max) {
                     send(batch).await;

@@ -53,11 +53,13 @@ impl Batches {
             return run_one(store, &key, &args).await;
         }
         let (reply, answer) = oneshot::channel();
-        let store = store.clone();
         self.lanes
-            .push(Waiting { key, args, reply }, MAX_CHECKS, move |batch| {
+            .push(Waiting { key, args, reply }, MAX_CHECKS, || {
                 let store = store.clone();
-                async move { send(&store, batch).await }
+                move |batch| {
+                    let store = store.clone();
+                    async move { send(&store, batch).await }
+                }
             });
         answer.await.unwrap_or_else(|_| {
             Err(Error::Script {

@@ -53,10 +53,12 @@ impl BatchedGets {
             key: key.to_owned(),
             reply,
         };
-        let store = store.clone();
-        self.lanes.push(waiting, MAX_KEYS, move |batch| {
+        self.lanes.push(waiting, MAX_KEYS, || {
             let store = store.clone();
-            async move { send(&store, batch).await }
+            move |batch| {
+                let store = store.clone();
+                async move { send(&store, batch).await }
+            }
         });
         answer.await.unwrap_or_else(|_| {
             Err(Error::Command {
