@@ -145,6 +145,9 @@ pub struct ServeArgs {
     /// Most tasks one user may keep (creating one more gets 409).
     #[arg(long, env = "REDKIT_MAX_TASKS_PER_USER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tasks_per_user: u32,
+    /// Most accounts the service keeps (registering one more gets 409).
+    #[arg(long, env = "REDKIT_MAX_ACCOUNTS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_accounts: u32,
     /// Limit of /auth/register and /auth/login per client IP: COUNT/WINDOW
     /// (WINDOW in s, m or h, e.g. 5/5m), or `off`.
     #[arg(long, env = "REDKIT_AUTH_RATE_LIMIT", default_value = "5/5m", value_parser = parse_limit)]
@@ -224,6 +227,7 @@ impl ServeArgs {
         config.cookie_secure = self.cookie_secure;
         config.max_body_bytes = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
         config.max_tasks_per_user = self.max_tasks_per_user;
+        config.max_accounts = self.max_accounts;
         config.auth_policy = self
             .auth_rate_limit
             .0
@@ -417,6 +421,13 @@ mod tests {
                 .map(|cli| cli.serve_args().service_config().unwrap())
         };
         assert_eq!(config(&[]).unwrap().max_tasks_per_user, 10_000);
+        assert_eq!(config(&[]).unwrap().max_accounts, 1_000_000);
+        assert_eq!(
+            config(&["--max-accounts", "500"]).unwrap().max_accounts,
+            500
+        );
+        let error = config(&["--max-accounts", "0"]).unwrap_err();
+        assert!(error.to_string().contains("--max-accounts"), "{error}");
         let raised = config(&["--max-tasks-per-user", "50000"]).unwrap();
         assert_eq!(raised.max_tasks_per_user, 50_000);
         for bad in ["0", "-1", "many"] {

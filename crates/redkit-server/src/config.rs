@@ -26,6 +26,11 @@ pub struct ServiceConfig {
     /// (`task_limit`). The API limit bounds how fast an account writes;
     /// this bounds how much of the database it can fill. Default: 10,000.
     pub max_tasks_per_user: u32,
+    /// Most accounts the service keeps: registering one more gets 409
+    /// (`account_limit`). The auth limit bounds registrations per client
+    /// (IPv6: per /56); this bounds them all, so clients on many addresses
+    /// cannot fill the database with accounts. Default: 1,000,000.
+    pub max_accounts: u32,
     /// Limit of `/auth/register` and `/auth/login`, per client IP; `None`
     /// disables it. Default: the AUTH preset, 5 per 5 minutes.
     pub auth_policy: Option<Policy>,
@@ -91,6 +96,7 @@ impl Default for ServiceConfig {
             cookie_secure: false,
             max_body_bytes: 64 * 1024,
             max_tasks_per_user: 10_000,
+            max_accounts: 1_000_000,
             auth_policy: Some(Policy::auth()),
             api_policy: Some(Policy::default_preset()),
             rate_limit_leases: Some((Duration::from_millis(100), 0.1)),

@@ -216,9 +216,9 @@ async fn fill(state: &AppState, address: SocketAddr) -> Vec<User> {
             (1, first_cookie.clone())
         } else {
             let username = format!("mix{index}");
-            let user = match state.db.create_user(&username, &hash).await {
+            let user = match state.db.create_user(&username, &hash, u32::MAX).await {
                 Ok(NewUserOutcome::Created(user)) => user,
-                Ok(_) => panic!("create user {username}: taken"),
+                Ok(other) => panic!("create user {username}: {other:?}"),
                 Err(err) => panic!("create user {username}: {err}"),
             };
             let mut data = serde_json::Map::new();

@@ -62,13 +62,27 @@ pub(crate) async fn register(
 ) -> Result<impl IntoResponse, ApiError> {
     credentials.validate()?;
     let hash = state.passwords.hash(credentials.password).await?;
-    let user = match state.db.create_user(&credentials.username, &hash).await? {
+    let max_accounts = state.config.max_accounts;
+    let outcome = state
+        .db
+        .create_user(&credentials.username, &hash, max_accounts)
+        .await?;
+    let user = match outcome {
         NewUserOutcome::Created(user) => user,
         NewUserOutcome::Taken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "username_taken",
                 format!("the username {:?} is already taken", credentials.username),
+            ));
+        }
+        NewUserOutcome::Full => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "account_limit",
+                format!(
+                    "this service holds {max_accounts} accounts, the most it keeps; no more can be registered"
+                ),
             ));
         }
     };

@@ -156,7 +156,7 @@ mod tests {
     }
 
     async fn user(db: &Database, name: &str) -> i64 {
-        match db.create_user(name, "hash").await {
+        match db.create_user(name, "hash", u32::MAX).await {
             Ok(NewUserOutcome::Created(user)) => user.id,
             other => panic!("create user {name}: {other:?}"),
         }
@@ -179,6 +179,44 @@ mod tests {
         }
         let listed = second.list_tasks(owner, 0, 200).await.expect("list");
         assert_eq!(listed.len(), 100);
+        first.close().await;
+        second.close().await;
+    }
+
+    /// The account limit is counted in the insert itself: 60 registrations
+    /// at once from two processes against a limit of 23 leave exactly 23
+    /// accounts, and a taken name is still told apart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_account_limit_holds_for_concurrent_registrations_of_two_processes() {
+        let (_dir, path, first) = fresh().await;
+        let second = Database::open(&path).await.expect("open again");
+        let names: Vec<String> = (0..60).map(|i| format!("user{i}")).collect();
+        let writes = names.iter().enumerate().map(|(i, name)| {
+            let db = if i % 2 == 0 { &first } else { &second };
+            db.create_user(name, "hash", 23)
+        });
+        let outcomes = futures_util::future::join_all(writes).await;
+        let created = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Ok(NewUserOutcome::Created(_))))
+            .count();
+        let full = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Ok(NewUserOutcome::Full)))
+            .count();
+        assert_eq!((created, full), (23, 37), "{outcomes:?}");
+        let existing = outcomes
+            .iter()
+            .find_map(|outcome| match outcome {
+                Ok(NewUserOutcome::Created(user)) => Some(user.username.clone()),
+                _ => None,
+            })
+            .expect("some were created");
+        let taken = first
+            .create_user(&existing, "hash", 100)
+            .await
+            .expect("insert");
+        assert!(matches!(taken, NewUserOutcome::Taken), "{taken:?}");
         first.close().await;
         second.close().await;
     }
@@ -487,7 +525,7 @@ mod tests {
     async fn a_write_after_close_is_an_error() {
         let (_dir, _, db) = fresh().await;
         db.close().await;
-        let written = db.create_user("late", "hash").await;
+        let written = db.create_user("late", "hash", u32::MAX).await;
         assert!(
             matches!(written, Err(ServerError::DatabaseClosed)),
             "{written:?}"

@@ -36,26 +36,33 @@ pub enum NewUserOutcome {
     Created(User),
     /// The username is taken.
     Taken,
+    /// The service already holds its most accounts.
+    Full,
 }
 
 impl Database {
-    /// Inserts a user; a taken username is an outcome, not an error.
+    /// Inserts a user unless `max_accounts` exist already; a taken username
+    /// and a full service are outcomes, not errors. The count and the
+    /// insert are one statement, so concurrent registrations (from any
+    /// process on the file) cannot pass the limit.
     pub async fn create_user(
         &self,
         username: &str,
         password_hash: &str,
+        max_accounts: u32,
     ) -> Result<NewUserOutcome, ServerError> {
         let inserted = self
             .write_returning(
-                "INSERT INTO users (username, password_hash) VALUES (?, ?)
+                "INSERT INTO users (username, password_hash)
+                 SELECT ?1, ?2 WHERE (SELECT count(*) FROM users) < ?3
                  RETURNING id, username, password_hash",
-                (username, password_hash),
+                (username, password_hash, max_accounts),
                 User::from_row,
             )
             .await;
         match inserted {
             Ok(Some(user)) => Ok(NewUserOutcome::Created(user)),
-            Ok(None) => Err(ServerError::Query(rusqlite::Error::QueryReturnedNoRows)),
+            Ok(None) => Ok(NewUserOutcome::Full),
             Err(ServerError::Query(rusqlite::Error::SqliteFailure(error, _)))
                 if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
             {

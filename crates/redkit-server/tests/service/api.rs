@@ -283,6 +283,45 @@ async fn a_user_at_the_task_limit_gets_409_until_a_delete_makes_room() {
     server.stop().await;
 }
 
+/// Past `max_accounts`, a registration gets 409 naming the limit and
+/// creates nothing (no session either); the accounts that exist keep
+/// working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_past_the_account_limit_get_409() {
+    let db = TestDb::new();
+    let mut config = test_config(&db.path());
+    config.max_accounts = 2;
+    let server = start_with(None, db, config).await;
+    let mut alice = Client::registered(&server, "alice").await;
+    Client::registered(&server, "bob").await;
+    let mut carol = Client::new(&server);
+    let refused = carol
+        .post(
+            "/auth/register",
+            json!({"username": "carol", "password": "carol-password"}),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "account_limit");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 accounts"), "{message}");
+    assert_eq!(
+        carol.get("/tasks").await.status,
+        401,
+        "no session was started"
+    );
+    let login = carol.login("carol", "carol-password").await;
+    assert_eq!(login.status, 401, "carol was not created: {:?}", login.body);
+    assert_eq!(
+        alice
+            .post("/tasks", json!({"title": "still here"}))
+            .await
+            .status,
+        201
+    );
+    server.stop().await;
+}
+
 async fn tasks_crud_is_scoped_to_their_owner(redis: Option<RedisConfig>) {
     let server = start(redis).await;
     let mut alice = Client::registered(&server, "alice").await;

@@ -203,6 +203,7 @@ fn help_documents_the_options_and_redis_variables() {
         "--session-cache",
         "--rate-limit-leases",
         "--redis-wait",
+        "--max-accounts",
         "REDIS_URL",
         "REDIS_PASSWORD",
         "REDIS_FALLBACK",
