@@ -108,8 +108,7 @@ pub(super) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conn
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     connection.busy_timeout(busy_timeout)?;
-    let mode: String =
-        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let mode = write_ahead_log(&connection, busy_timeout)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "journal_mode stayed {mode}, WAL is required"
@@ -119,6 +118,29 @@ pub(super) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conn
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT.to_string())?;
     Ok(connection)
+}
+
+/// Puts the file in WAL mode (a no-op once it is) and gives the mode it is
+/// in. Switching a new file takes a lock SQLite does not wait for: while
+/// another process is switching or migrating the same new file it answers
+/// `SQLITE_BUSY` at once, so the switch is retried for up to `wait`.
+fn write_ahead_log(connection: &Connection, wait: Duration) -> rusqlite::Result<String> {
+    let mode: String = connection.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        return Ok(mode);
+    }
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            switched => return switched,
+        }
+    }
 }
 
 impl Connections {

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_users_and_tasks.sql")),
     (2, include_str!("../../migrations/0002_task_due_at.sql")),
+    (3, include_str!("../../migrations/0003_user_count.sql")),
 ];
 
 /// What applying the migrations found.
@@ -129,6 +130,42 @@ mod tests {
             .close()
             .await;
         assert_eq!(version(&path), latest);
+    }
+
+    /// Migration 3 starts the account count from the accounts a file has.
+    #[tokio::test]
+    async fn the_account_count_starts_from_the_accounts_a_file_has() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v2.db");
+        {
+            let connection = Connection::open(&path).expect("open");
+            for (_, sql) in MIGRATIONS.iter().filter(|(after, _)| *after <= 2) {
+                connection.execute_batch(sql).expect("an old migration");
+            }
+            connection
+                .pragma_update(None, "user_version", 2)
+                .expect("version 2");
+            for name in ["a", "b", "c"] {
+                connection
+                    .execute(
+                        "INSERT INTO users (username, password_hash) VALUES (?, 'hash')",
+                        [name],
+                    )
+                    .expect("a user");
+            }
+        }
+        let db = Database::open(&path).await.expect("open");
+        let fourth = db.create_user("d", "hash", 4).await.expect("insert");
+        assert!(
+            matches!(fourth, crate::db::NewUserOutcome::Created(_)),
+            "{fourth:?}"
+        );
+        let fifth = db.create_user("e", "hash", 4).await.expect("insert");
+        assert!(
+            matches!(fifth, crate::db::NewUserOutcome::Full),
+            "{fifth:?}"
+        );
+        db.close().await;
     }
 
     /// A file an sqlx-era release migrated fully is not migrated again (its

@@ -217,6 +217,22 @@ mod tests {
             .await
             .expect("insert");
         assert!(matches!(taken, NewUserOutcome::Taken), "{taken:?}");
+        // The count follows deletes: one account gone makes room for one.
+        let existing_id = match outcomes.iter().find_map(|outcome| match outcome {
+            Ok(NewUserOutcome::Created(user)) => Some(user.id),
+            _ => None,
+        }) {
+            Some(id) => id,
+            None => unreachable!("some were created"),
+        };
+        assert!(second.delete_user(existing_id).await.expect("delete"));
+        let room = first.create_user("late", "hash", 23).await.expect("insert");
+        assert!(matches!(room, NewUserOutcome::Created(_)), "{room:?}");
+        let full = second
+            .create_user("later", "hash", 23)
+            .await
+            .expect("insert");
+        assert!(matches!(full, NewUserOutcome::Full), "{full:?}");
         first.close().await;
         second.close().await;
     }

@@ -42,9 +42,10 @@ pub enum NewUserOutcome {
 
 impl Database {
     /// Inserts a user unless `max_accounts` exist already; a taken username
-    /// and a full service are outcomes, not errors. The count and the
+    /// and a full service are outcomes, not errors. The check and the
     /// insert are one statement, so concurrent registrations (from any
-    /// process on the file) cannot pass the limit.
+    /// process on the file) cannot pass the limit; the count is the row
+    /// the schema's triggers keep (migration 3), not a scan of the table.
     pub async fn create_user(
         &self,
         username: &str,
@@ -54,7 +55,7 @@ impl Database {
         let inserted = self
             .write_returning(
                 "INSERT INTO users (username, password_hash)
-                 SELECT ?1, ?2 WHERE (SELECT count(*) FROM users) < ?3
+                 SELECT ?1, ?2 WHERE (SELECT value FROM counts WHERE name = 'users') < ?3
                  RETURNING id, username, password_hash",
                 (username, password_hash, max_accounts),
                 User::from_row,
