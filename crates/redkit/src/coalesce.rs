@@ -81,21 +81,21 @@ impl<T> Default for Lanes<T> {
 
 impl<T: Send + 'static> Lanes<T> {
     /// Queues `item`; when its lane has no call running, starts a task that
-    /// sends the lane's batches of at most `max` items with the function
-    /// `sender` makes until none is left. `sender` runs only then, so what
-    /// it clones is cloned once per run of batches, not once per item.
-    pub(crate) fn push<F, Fut>(&self, item: T, max: usize, sender: impl FnOnce() -> F)
+    /// sends the lane's batches of at most `max` items, each with
+    /// `send(context, batch)`, until none is left. `context` (the store) is
+    /// cloned only then and once per batch, never per item.
+    pub(crate) fn push<C, F, Fut>(&self, item: T, max: usize, context: &C, send: F)
     where
-        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        C: Clone + Send + 'static,
+        F: Fn(C, Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
     {
         let lane = &self.lanes[fastrand::usize(..LANES)];
         if lane.push([item]) {
-            let lane = lane.clone();
-            let send = sender();
+            let (lane, context) = (lane.clone(), context.clone());
             tokio::spawn(async move {
                 while let Some(batch) = lane.next_batch(max) {
-                    send(batch).await;
+                    send(context.clone(), batch).await;
                 }
             });
         }

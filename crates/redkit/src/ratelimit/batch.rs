@@ -54,13 +54,7 @@ impl Batches {
         }
         let (reply, answer) = oneshot::channel();
         self.lanes
-            .push(Waiting { key, args, reply }, MAX_CHECKS, || {
-                let store = store.clone();
-                move |batch| {
-                    let store = store.clone();
-                    async move { send(&store, batch).await }
-                }
-            });
+            .push(Waiting { key, args, reply }, MAX_CHECKS, store, send);
         answer.await.unwrap_or_else(|_| {
             Err(Error::Script {
                 script: CHECKS.name(),
@@ -81,7 +75,7 @@ pub(super) async fn run_one<S: Store>(store: &S, key: &str, args: &CheckArgs) ->
 
 /// One call for `batch`; every waiting check gets its reply or the call's
 /// error.
-async fn send<S: Store>(store: &S, batch: Vec<Waiting>) {
+async fn send<S: Store>(store: S, batch: Vec<Waiting>) {
     let keys: Vec<&str> = batch.iter().map(|waiting| waiting.key.as_str()).collect();
     let args = call_args(batch.iter().map(|waiting| &waiting.args));
     let replies = store

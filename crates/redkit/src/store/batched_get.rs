@@ -53,13 +53,7 @@ impl BatchedGets {
             key: key.to_owned(),
             reply,
         };
-        self.lanes.push(waiting, MAX_KEYS, || {
-            let store = store.clone();
-            move |batch| {
-                let store = store.clone();
-                async move { send(&store, batch).await }
-            }
-        });
+        self.lanes.push(waiting, MAX_KEYS, store, send);
         answer.await.unwrap_or_else(|_| {
             Err(Error::Command {
                 command: "MGET".to_owned(),
@@ -71,7 +65,7 @@ impl BatchedGets {
 
 /// One `MGET` for `batch`; every waiting read gets its value or the call's
 /// error.
-async fn send<S: Store>(store: &S, batch: Vec<Waiting>) {
+async fn send<S: Store>(store: S, batch: Vec<Waiting>) {
     let keys: Vec<&str> = batch.iter().map(|waiting| waiting.key.as_str()).collect();
     match store.get_many(&keys).await {
         Ok(values) if values.len() == batch.len() => {
