@@ -208,24 +208,17 @@ mod tests {
         let existing = outcomes
             .iter()
             .find_map(|outcome| match outcome {
-                Ok(NewUserOutcome::Created(user)) => Some(user.username.clone()),
+                Ok(NewUserOutcome::Created(user)) => Some(user.clone()),
                 _ => None,
             })
             .expect("some were created");
         let taken = first
-            .create_user(&existing, "hash", 100)
+            .create_user(&existing.username, "hash", 100)
             .await
             .expect("insert");
         assert!(matches!(taken, NewUserOutcome::Taken), "{taken:?}");
         // The count follows deletes: one account gone makes room for one.
-        let existing_id = match outcomes.iter().find_map(|outcome| match outcome {
-            Ok(NewUserOutcome::Created(user)) => Some(user.id),
-            _ => None,
-        }) {
-            Some(id) => id,
-            None => unreachable!("some were created"),
-        };
-        assert!(second.delete_user(existing_id).await.expect("delete"));
+        assert!(second.delete_user(existing.id).await.expect("delete"));
         let room = first.create_user("late", "hash", 23).await.expect("insert");
         assert!(matches!(room, NewUserOutcome::Created(_)), "{room:?}");
         let full = second

@@ -317,7 +317,7 @@ fn the_service_listens_once_its_redis_is_ready() {
         redis.start();
         redis
     });
-    let (child, lines, address) = crate::support::start_service_with_env(
+    let (child, lines, address, _) = crate::support::start_service_logged(
         &["--redis-wait", "20s"],
         &dir.path().join("redkit.db"),
         &[("REDIS_URL", &url)],
@@ -339,37 +339,11 @@ fn without_redis_the_service_starts_degraded_after_its_wait() {
     let never_started = redkit_testkit::RedisServer::builder().prepare();
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let (mut child, mut lines) = {
-        use std::io::BufRead;
-        let mut child = crate::support::redkit_binary()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--redis-wait",
-                "1s",
-                "--db",
-            ])
-            .arg(dir.path().join("redkit.db"))
-            .env("REDIS_URL", never_started.url())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        (child, std::io::BufReader::new(stdout).lines())
-    };
-    let mut before_listening = Vec::new();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the service printed its address")
-            .unwrap();
-        if let Some((_, rest)) = line.split_once("listening on http://") {
-            break rest.trim().to_owned();
-        }
-        before_listening.push(line);
-    };
+    let (mut child, _lines, address, before_listening) = crate::support::start_service_logged(
+        &["--redis-wait", "1s"],
+        &dir.path().join("redkit.db"),
+        &[("REDIS_URL", &never_started.url())],
+    );
     let listened_after = started.elapsed();
     assert!(
         (Duration::from_secs(1)..Duration::from_secs(10)).contains(&listened_after),

@@ -412,15 +412,17 @@ pub type ServiceOutput = std::io::Lines<std::io::BufReader<std::process::ChildSt
 /// and `args`: the process, the rest of its stdout (drain it, or the service
 /// blocks on a full pipe) and the address it listens on.
 pub fn start_service(args: &[&str], db: &Path) -> (std::process::Child, ServiceOutput, String) {
-    start_service_with_env(args, db, &[])
+    let (child, lines, address, _) = start_service_logged(args, db, &[]);
+    (child, lines, address)
 }
 
-/// [`start_service`] with environment variables (`REDIS_URL`, …).
-pub fn start_service_with_env(
+/// [`start_service`] with environment variables (`REDIS_URL`, …), also
+/// giving the lines the service printed before it listened.
+pub fn start_service_logged(
     args: &[&str],
     db: &Path,
     env: &[(&str, &str)],
-) -> (std::process::Child, ServiceOutput, String) {
+) -> (std::process::Child, ServiceOutput, String, Vec<String>) {
     use std::io::BufRead;
     use std::process::Stdio;
     let mut child = redkit_binary()
@@ -434,17 +436,25 @@ pub fn start_service_with_env(
         .expect("the redkit binary starts");
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = std::io::BufReader::new(stdout).lines();
-    let address = listening_address(&mut lines);
-    (child, lines, address)
+    let (address, earlier) = until_listening(&mut lines);
+    (child, lines, address, earlier)
 }
 
 /// Reads a service's stdout until it prints the address it listens on.
 pub fn listening_address(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
-    lines
-        .find_map(|line| {
-            line.ok()?
-                .split_once("listening on http://")
-                .map(|(_, rest)| rest.trim().to_owned())
-        })
-        .expect("the service printed its address")
+    until_listening(lines).0
+}
+
+/// The address a service listens on and the lines it printed before.
+fn until_listening(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+) -> (String, Vec<String>) {
+    let mut earlier = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        match line.split_once("listening on http://") {
+            Some((_, rest)) => return (rest.trim().to_owned(), earlier),
+            None => earlier.push(line),
+        }
+    }
+    panic!("the service ended before printing its address: {earlier:?}")
 }
