@@ -159,15 +159,19 @@ impl Backplane {
         let (channel, namespace) = (layout.channel(), layout.namespace().to_owned());
         let instance = self.instance.clone();
         tokio::spawn(async move {
-            while let Some(batch) = written.next_batch(MAX_KEYS_PER_NOTICE) {
+            let publish = |batch| {
                 let notice = Notice {
                     instance: instance.clone(),
                     change: CacheChange::Set { k: batch },
                 };
-                if let Err(error) = store.publish(&channel, &notice.to_bytes()).await {
-                    tracing::debug!(cache = namespace, error = %error, "cache backplane publish failed");
+                let (store, channel, namespace) = (&store, &channel, &namespace);
+                async move {
+                    if let Err(error) = store.publish(channel, &notice.to_bytes()).await {
+                        tracing::debug!(cache = namespace, error = %error, "cache backplane publish failed");
+                    }
                 }
-            }
+            };
+            written.flush(MAX_KEYS_PER_NOTICE, publish).await;
         });
     }
 

@@ -37,9 +37,8 @@ impl Acks {
     /// batch a running flush is about to send.
     pub(super) async fn done<T>(&self, queue: &Queue<T>, entry: String) {
         if self.entries.push([entry]) {
-            while let Some(batch) = self.entries.next_batch(MAX_BATCH) {
-                send(queue, &batch).await;
-            }
+            let send = |batch: Vec<String>| async move { send(queue, &batch).await };
+            self.entries.flush(MAX_BATCH, send).await;
         }
     }
 }
