@@ -43,6 +43,10 @@ impl Default for HashingLimits {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Passwords handed to the pool to be hashed (registrations), counted when
+/// asked for: what hashing a client made the service spend.
+pub(crate) const HASHES: &str = "redkit_password_hashes_total";
+
 /// The hashing pool; cheap to clone. Its threads end when the last clone
 /// is dropped.
 #[derive(Debug, Clone)]
@@ -72,6 +76,7 @@ impl Passwords {
 
     /// The PHC string of `password`.
     pub(crate) async fn hash(&self, password: String) -> Result<String, ApiError> {
+        metrics::counter!(HASHES).increment(1);
         self.run(move || hash_now(&password))
             .await?
             .map_err(|error| ApiError::internal("password hashing failed", &error))

@@ -61,12 +61,21 @@ pub(crate) async fn register(
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
     credentials.validate()?;
-    let hash = state.passwords.hash(credentials.password).await?;
     let max_accounts = state.config.max_accounts;
-    let outcome = state
+    let refused = state
         .db
-        .create_user(&credentials.username, &hash, max_accounts)
+        .registration_refused(&credentials.username, max_accounts)
         .await?;
+    let outcome = match refused {
+        Some(refused) => refused,
+        None => {
+            let hash = state.passwords.hash(credentials.password).await?;
+            state
+                .db
+                .create_user(&credentials.username, &hash, max_accounts)
+                .await?
+        }
+    };
     let user = match outcome {
         NewUserOutcome::Created(user) => user,
         NewUserOutcome::Taken => {

@@ -361,3 +361,54 @@ fn without_redis_the_service_starts_degraded_after_its_wait() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A registration that cannot succeed — a taken name (in any case), a
+/// full service — is refused before its password is hashed: the service's
+/// count of hashes moves only for the registrations that create an account.
+#[test]
+fn refused_registrations_spend_no_password_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines, address) =
+        start_service(&["--max-accounts", "2"], &dir.path().join("redkit.db"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let register = |username: &'static str| {
+            let http = http.clone();
+            let url = format!("http://{address}/auth/register");
+            async move {
+                let response = http
+                    .post(url)
+                    .json(&serde_json::json!({ "username": username, "password": "a-password-1" }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap();
+                (
+                    status,
+                    body["error"]["code"].as_str().unwrap_or("").to_owned(),
+                )
+            }
+        };
+        let hashes = || {
+            let http = http.clone();
+            let url = format!("http://{address}/metrics");
+            async move {
+                let text = http.get(url).send().await.unwrap().text().await.unwrap();
+                text.lines()
+                    .find_map(|line| line.strip_prefix("redkit_password_hashes_total "))
+                    .map_or(0.0, |value| value.trim().parse::<f64>().unwrap())
+            }
+        };
+        assert_eq!(register("alice").await, (201, String::new()));
+        assert_eq!(hashes().await, 1.0);
+        assert_eq!(register("ALICE").await, (409, "username_taken".to_owned()));
+        assert_eq!(hashes().await, 1.0, "a taken name costs no hash");
+        assert_eq!(register("bob").await, (201, String::new()));
+        assert_eq!(register("carol").await, (409, "account_limit".to_owned()));
+        assert_eq!(register("dave").await, (409, "account_limit".to_owned()));
+        assert_eq!(hashes().await, 2.0, "a full service hashes nothing");
+    });
+    terminate_cleanly(child, lines);
+}
