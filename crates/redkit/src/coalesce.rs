@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
+/// Times a flusher yields between two batches at most while the tasks it
+/// woke keep queueing (see [`Coalesced::flush`]).
+const MAX_YIELDS: usize = 4;
+
 /// Items waiting for the next batch, and whether a flusher is running.
 #[derive(Debug)]
 pub(crate) struct Coalesced<T> {
@@ -39,10 +43,12 @@ impl<T> Coalesced<T> {
     /// The flusher's turn: sends batches of at most `max` items with `send`
     /// until none is left. After each batch it yields to the runtime, so
     /// the tasks that batch's replies woke run first and queue their next
-    /// items for the next batch: without it, the next batch left with the
-    /// few items queued meanwhile and the others waited a whole round trip
-    /// more (yielding gave 12–36 % more session loads and rate-limit checks
-    /// per second; docs/BENCHMARKS.md, session 16).
+    /// items for the next batch — again while the queue still grows, up to
+    /// [`MAX_YIELDS`] times. Without it the next batch left with the few
+    /// items queued meanwhile and the others waited a whole round trip
+    /// more (docs/BENCHMARKS.md, session 16: one yield gave 12–36 % more
+    /// session loads and rate-limit checks per second, yielding while the
+    /// queue grows a few % more).
     pub(crate) async fn flush<F, Fut>(&self, max: usize, mut send: F)
     where
         F: FnMut(Vec<T>) -> Fut,
@@ -50,7 +56,15 @@ impl<T> Coalesced<T> {
     {
         while let Some(batch) = self.next_batch(max) {
             send(batch).await;
-            tokio::task::yield_now().await;
+            let mut queued = self.pending.lock().len();
+            for _ in 0..MAX_YIELDS {
+                tokio::task::yield_now().await;
+                let now = self.pending.lock().len();
+                if now == queued || now >= max {
+                    break;
+                }
+                queued = now;
+            }
         }
     }
 
