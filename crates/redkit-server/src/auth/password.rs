@@ -45,7 +45,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Passwords handed to the pool to be hashed (registrations), counted when
 /// asked for: what hashing a client made the service spend.
-pub(crate) const HASHES: &str = "redkit_password_hashes_total";
+const HASHES: &str = "redkit_password_hashes_total";
 
 /// The hashing pool; cheap to clone. Its threads end when the last clone
 /// is dropped.

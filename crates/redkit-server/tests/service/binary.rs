@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{ServiceOutput, start_service};
+use crate::support::{ServiceOutput, metric_value, start_service};
 
 /// Environment variables, and fragments the error message must contain.
 type Case = (
@@ -396,9 +396,7 @@ fn refused_registrations_spend_no_password_hash() {
             let url = format!("http://{address}/metrics");
             async move {
                 let text = http.get(url).send().await.unwrap().text().await.unwrap();
-                text.lines()
-                    .find_map(|line| line.strip_prefix("redkit_password_hashes_total "))
-                    .map_or(0.0, |value| value.trim().parse::<f64>().unwrap())
+                metric_value(&text, "redkit_password_hashes_total ")
             }
         };
         assert_eq!(register("alice").await, (201, String::new()));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redkit_testkit::RedisServer;
 
-use crate::support::{TestServer, fast_redis_config, get_json, start};
+use crate::support::{TestServer, fast_redis_config, get_json, metric_value, start};
 
 #[tokio::test]
 async fn embedded_mode_is_healthy_without_redis() {
@@ -210,20 +210,12 @@ async fn metrics_text(server: &TestServer) -> String {
         .unwrap()
 }
 
-/// The value of the metric whose line starts with `prefix`.
 /// The sum of every series starting with `prefix` (any further labels).
 fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn metric_value(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(prefix))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
 }
 
 /// A wrong Redis password is not "Redis is down": `/health` is 503

@@ -458,3 +458,12 @@ fn until_listening(
     }
     panic!("the service ended before printing its address: {earlier:?}")
 }
+
+/// The value of the metric whose line starts with `prefix` (name and
+/// labels) in a `GET /metrics` text; panics when there is none.
+pub fn metric_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
